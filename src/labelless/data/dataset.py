@@ -1,0 +1,97 @@
+"""The one container every loader returns and every trainer consumes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from labelless.errors import DataError
+
+UNLABELLED = -1
+
+
+@dataclass
+class Dataset:
+    """Samples of one modality, optional labels (-1 = unlabelled) and metadata.
+
+    Images are stored as ``uint8 [N, C, H, W]``; ``meta`` holds ``class_names``, per-channel
+    ``mean`` / ``std`` on the 0..1 scale, the native ``image_size`` and, for folders, the count of
+    ``skipped`` unreadable files. Nothing in labelless sizes a classifier from ``len(dataset)``:
+    the number of classes comes from ``meta["class_names"]`` or the labels themselves.
+    """
+
+    samples: np.ndarray
+    labels: np.ndarray | None = None
+    modality: str = "image"
+    name: str = "arrays"
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if len(self.samples) == 0:
+            raise DataError(f"dataset {self.name!r} is empty: give it at least one sample")
+        if self.labels is not None:
+            labels = np.asarray(self.labels).astype(np.int64).reshape(-1)
+            if len(labels) != len(self.samples):
+                raise DataError(
+                    f"dataset {self.name!r} has {len(self.samples)} samples but {len(labels)} "
+                    "labels: pass one label per sample (-1 for unlabelled)"
+                )
+            self.labels = labels
+        if self.modality == "image" and "mean" not in self.meta:
+            self.meta.update(channel_stats(self.samples))
+        if self.modality == "image":
+            self.meta.setdefault("image_size", int(self.samples.shape[-1]))
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    @property
+    def has_labels(self) -> bool:
+        """True when at least one sample carries a label."""
+        return self.labels is not None and bool((self.labels >= 0).any())
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes, from ``class_names`` when known, else from the labels (0 if none)."""
+        names = self.meta.get("class_names")
+        if names is not None:
+            return len(names)
+        if not self.has_labels:
+            return 0
+        return int(self.labels.max()) + 1
+
+    @property
+    def in_channels(self) -> int:
+        return int(self.samples.shape[1]) if self.modality == "image" else 0
+
+    def subset(self, index: np.ndarray, name: str | None = None) -> Dataset:
+        """The samples at ``index`` (and their labels), sharing this dataset's metadata."""
+        labels = None if self.labels is None else self.labels[index]
+        return Dataset(
+            self.samples[index], labels, self.modality, name or self.name, dict(self.meta)
+        )
+
+    def describe(self) -> str:
+        labelled = int((self.labels >= 0).sum()) if self.labels is not None else 0
+        shape = "x".join(str(s) for s in self.samples.shape[1:])
+        return f"{self.name}: {len(self)} {self.modality} samples of {shape}, {labelled} labelled"
+
+
+@dataclass
+class DataSplits:
+    """A training split (labels optional) and an optional held-out test split with labels."""
+
+    train: Dataset
+    test: Dataset | None = None
+
+
+def channel_stats(images: np.ndarray, max_samples: int = 10_000) -> dict[str, list[float]]:
+    """Per-channel mean and std on the 0..1 scale over (at most ``max_samples``) uint8 images."""
+    step = max(1, len(images) // max_samples)
+    sample = images[::step].astype(np.float64) / 255.0
+    mean = sample.mean(axis=(0, 2, 3))
+    std = sample.std(axis=(0, 2, 3))
+    std = np.where(std < 1e-6, 1.0, std)
+    return {"mean": [float(m) for m in mean], "std": [float(s) for s in std]}
