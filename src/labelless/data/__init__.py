@@ -6,7 +6,7 @@ from pathlib import Path
 
 from labelless.data.arrays import from_arrays
 from labelless.data.builtin import BUILTINS, BuiltinDataset
-from labelless.data.dataset import UNLABELLED, DataSplits, Dataset, channel_stats
+from labelless.data.dataset import UNLABELLED, Dataset, DataSplits, channel_stats
 from labelless.data.folder import image_folder
 from labelless.data.paths import cache_dir, data_root
 from labelless.errors import unknown_name
@@ -36,4 +36,4 @@ def load_dataset(source: str | Path, *, load_size: int = 64) -> DataSplits:
         return BUILTINS[text].loader()
     if "/" in text or "\\" in text or Path(text).expanduser().exists():
         return DataSplits(image_folder(text, load_size=load_size))
-    raise unknown_name("dataset", text, list(BUILTINS) + ["<path to an image folder>"])
+    raise unknown_name("dataset", text, [*BUILTINS, "<path to an image folder>"])

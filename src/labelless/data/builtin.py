@@ -15,17 +15,34 @@ from pathlib import Path
 import numpy as np
 
 from labelless.data.arrays import to_uint8_nchw
-from labelless.data.dataset import DataSplits, Dataset
+from labelless.data.dataset import Dataset, DataSplits
 from labelless.data.paths import cache_dir, data_root, save_npy_atomic
 from labelless.errors import DataError
 
 CIFAR10_CLASSES = [
-    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
-]  # fmt: skip
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+]
 FASHION_CLASSES = [
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
     "Ankle boot",
-]  # fmt: skip
+]
 
 
 @dataclass(frozen=True)
@@ -144,14 +161,28 @@ def load_cifar10() -> DataSplits:
 BUILTINS: dict[str, BuiltinDataset] = {
     b.name: b
     for b in [
-        BuiltinDataset("digits", "scikit-learn 8x8 handwritten digits, 1,797 images, 10 classes",
-                       load_digits_splits),
-        BuiltinDataset("mnist", "MNIST 28x28 digits, 60,000 train + 10,000 test, 10 classes",
-                       lambda: load_mnist_like("mnist"), ("mnist/mnist.npz",)),
-        BuiltinDataset("fashion_mnist", "Fashion-MNIST 28x28, 60,000 train + 10,000 test",
-                       lambda: load_mnist_like("fashion_mnist"),
-                       ("fashion_mnist/fashion_mnist.npz",)),
-        BuiltinDataset("cifar10", "CIFAR-10 32x32 RGB, 50,000 train + 10,000 test (JPEG q75)",
-                       load_cifar10, ("cifar10_jpeg/cifar10_jpeg.npz",)),
+        BuiltinDataset(
+            "digits",
+            "scikit-learn 8x8 handwritten digits, 1,797 images, 10 classes",
+            load_digits_splits,
+        ),
+        BuiltinDataset(
+            "mnist",
+            "MNIST 28x28 digits, 60,000 train + 10,000 test, 10 classes",
+            lambda: load_mnist_like("mnist"),
+            ("mnist/mnist.npz",),
+        ),
+        BuiltinDataset(
+            "fashion_mnist",
+            "Fashion-MNIST 28x28, 60,000 train + 10,000 test",
+            lambda: load_mnist_like("fashion_mnist"),
+            ("fashion_mnist/fashion_mnist.npz",),
+        ),
+        BuiltinDataset(
+            "cifar10",
+            "CIFAR-10 32x32 RGB, 50,000 train + 10,000 test (JPEG q75)",
+            load_cifar10,
+            ("cifar10_jpeg/cifar10_jpeg.npz",),
+        ),
     ]
-}  # fmt: skip
+}

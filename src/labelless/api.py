@@ -1,0 +1,324 @@
+"""The verbs as Python functions: ``pretrain`` and ``evaluate``.
+
+import labelless
+result = labelless.pretrain("digits", method="simclr", epochs=20, out="runs/digits-simclr")
+print(result.metrics["knn_top1"], result.run_dir)
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from labelless.config import (
+    RunConfig,
+    build_config,
+    dump_yaml,
+    flags_to_keys,
+    load_yaml,
+    resolve_config,
+    write_text_atomic,
+)
+from labelless.data import Dataset, DataSplits, load_dataset
+from labelless.errors import CheckpointError, ConfigError, DataError
+
+
+@dataclass
+class PretrainResult:
+    run_dir: Path
+    metrics: dict[str, Any]
+    encoder: nn.Module
+
+
+def _default_out(config: RunConfig) -> str:
+    data = Path(config.data.name).name or "data"
+    return str(Path("runs") / f"{config.method.name}-{data}")
+
+
+def _prepare_run_dir(run_dir: Path, *, resume: bool, overwrite: bool) -> None:
+    occupied = run_dir.exists() and any(run_dir.iterdir())
+    if resume:
+        if not (run_dir / "checkpoints" / "last.ckpt").is_file():
+            raise CheckpointError(
+                f"cannot resume: {str(run_dir / 'checkpoints' / 'last.ckpt')!r} does not exist; "
+                "start the run without --resume, or point --out at the run to continue"
+            )
+        return
+    if occupied and not overwrite:
+        raise ConfigError(
+            f"run directory {str(run_dir)!r} already holds a run: pass --resume to continue it, "
+            "--overwrite to replace it, or choose another --out"
+        )
+    if occupied:
+        shutil.rmtree(run_dir)
+    (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+
+
+def _eval_split(config: RunConfig, splits: DataSplits) -> Dataset | None:
+    if config.data.eval:
+        eval_splits = load_dataset(config.data.eval, load_size=config.data.load_size)
+        return eval_splits.test or eval_splits.train
+    return splits.test
+
+
+def build_components(config: RunConfig, train: Dataset):
+    """Backbone, method and view pipeline for ``config`` on the training split ``train``."""
+    from labelless.augment import view_recipe
+    from labelless.backbones import create_backbone
+    from labelless.methods import METHODS, create_method
+
+    if train.modality != "image":
+        raise DataError(f"pretraining on {train.modality!r} data is not supported yet; use images")
+    size = config.views.size or int(train.meta["image_size"])
+    mean, std = train.meta["mean"], train.meta["std"]
+    kwargs = dict(config.backbone.kwargs)
+    if config.backbone.width is not None:
+        kwargs["width"] = config.backbone.width
+    backbone = create_backbone(
+        config.backbone.name,
+        in_channels=train.in_channels,
+        weights=config.backbone.weights,
+        input_size=size,
+        mean=mean,
+        std=std,
+        **kwargs,
+    )
+    method = create_method(config.method.name, backbone, **config.method.kwargs)
+    recipe = config.views.recipe or METHODS[config.method.name].default_views
+    views = view_recipe(recipe, size=size, mean=mean, std=std, **config.views.overrides)
+    if any(isinstance(m, nn.Conv2d) for m in backbone.modules()):
+        method = method.to(memory_format=torch.channels_last)
+    return backbone, method, views
+
+
+def _callbacks(
+    config: RunConfig, run_dir: Path, backbone: nn.Module, eval_data: Dataset | None, train: Dataset
+):
+    from labelless.train.callbacks import AtomicLastCheckpoint, KNNMonitor, RankMeMonitor
+
+    callbacks = [AtomicLastCheckpoint(run_dir / "checkpoints")]
+    if config.monitor.rankme:
+        callbacks.append(RankMeMonitor())
+    reference = train if train.has_labels else None
+    if eval_data is not None and eval_data.has_labels and reference is not None:
+        meta = backbone.meta
+        callbacks.append(
+            KNNMonitor(
+                reference.samples,
+                reference.labels,
+                eval_data.samples,
+                eval_data.labels,
+                input_size=meta.input_size,
+                mean=meta.mean,
+                std=meta.std,
+                every_n_epochs=config.monitor.every_n_epochs,
+                k=config.monitor.knn_k,
+                temperature=config.monitor.knn_temperature,
+            )
+        )
+    return callbacks
+
+
+def final_metrics(
+    config: RunConfig, encoder: nn.Module, train: Dataset, eval_data: Dataset | None
+) -> tuple[dict[str, Any], torch.Tensor | None]:
+    """Evaluate the final encoder on the eval split; returns metrics and the eval embeddings."""
+    from labelless.evaluate import embed, embedding_std, rankme
+    from labelless.evaluate.protocol import evaluate_embeddings
+
+    meta = encoder.meta
+    preprocessing = {"input_size": meta.input_size, "mean": meta.mean, "std": meta.std}
+    if eval_data is None:
+        z = embed(encoder, train.samples[:25_600])
+        return {
+            "rankme": rankme(z),
+            "embedding_std": embedding_std(z),
+            "protocol": {"preprocessing": preprocessing, "split": train.name},
+        }, None
+    test_z = embed(encoder, eval_data.samples)
+    if not (train.has_labels and eval_data.has_labels):
+        return {
+            "rankme": rankme(test_z),
+            "embedding_std": embedding_std(test_z),
+            "protocol": {"preprocessing": preprocessing, "split": eval_data.name},
+        }, test_z
+    train_z = embed(encoder, train.samples)
+    metrics = evaluate_embeddings(
+        train_z,
+        train.labels,
+        test_z,
+        eval_data.labels,
+        k=config.monitor.knn_k,
+        temperature=config.monitor.knn_temperature,
+        seed=config.seed,
+    )
+    metrics["protocol"]["preprocessing"] = preprocessing
+    metrics["protocol"]["train_split"] = train.name
+    metrics["protocol"]["test_split"] = eval_data.name
+    return metrics, test_z
+
+
+def pretrain(
+    data: str | None = None,
+    method: str | None = None,
+    *,
+    config: str | Path | RunConfig | dict | None = None,
+    overrides: list[str] | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    **flags: Any,
+) -> PretrainResult:
+    """Pretrain an encoder with a self-supervised method and write a run directory.
+
+    ``data`` is a built-in name or an image folder; ``method`` a registered method name. Other
+    keywords are the CLI flags (``epochs``, ``batch_size``, ``lr``, ``backbone``, ``width``,
+    ``max_time``, ``out``, ``seed``, ...). Precedence: defaults < ``config`` < ``overrides``
+    (``"optim.lr=0.1"``) < keywords. With ``resume=True`` the run's own ``config.yaml`` is the base.
+    """
+    import lightning as L
+
+    from labelless.backbones import save_encoder
+    from labelless.report import write_report
+    from labelless.train.loader import train_loader
+    from labelless.train.module import SSLModule
+    from labelless.train.trainer import build_trainer
+
+    keys = flags_to_keys({**flags, "data": data, "method": method})
+    if isinstance(config, RunConfig):
+        config = config.model_dump(mode="json")
+    if resume:
+        if config is not None:
+            raise ConfigError("--resume continues a run with its own config.yaml: drop --config")
+        config = _resume_config(keys.get("out"))
+    if isinstance(config, dict):
+        run_config = build_config(_merge(config, overrides, keys), "config")
+    else:
+        run_config = resolve_config(config, overrides, keys)
+    if run_config.out is None:
+        run_config.out = _default_out(run_config)
+    run_dir = Path(run_config.out)
+    _prepare_run_dir(run_dir, resume=resume, overwrite=overwrite)
+    write_text_atomic(run_dir / "config.yaml", dump_yaml(run_config))
+
+    L.seed_everything(run_config.seed, workers=True, verbose=False)
+    splits = load_dataset(run_config.data.name, load_size=run_config.data.load_size)
+    train = splits.train
+    eval_data = _eval_split(run_config, splits)
+    backbone, ssl_method, views = build_components(run_config, train)
+    module = SSLModule(ssl_method, views, optim=run_config.optim.model_dump(), seed=run_config.seed)
+    trainer = build_trainer(
+        run_config.trainer, run_dir, _callbacks(run_config, run_dir, backbone, eval_data, train)
+    )
+    loader = train_loader(train, run_config.optim.batch_size, seed=run_config.seed)
+    ckpt = str(run_dir / "checkpoints" / "last.ckpt") if resume else None
+    start = time.perf_counter()
+    trainer.fit(module, loader, ckpt_path=ckpt, weights_only=True)
+    wall = time.perf_counter() - start
+
+    backbone = ssl_method.backbone.to(memory_format=torch.contiguous_format)
+    metrics: dict[str, Any] = {}
+    if trainer.is_global_zero:
+        save_encoder(backbone, run_dir)
+        metrics, test_z = final_metrics(run_config, backbone, train, eval_data)
+        metrics["training"] = {
+            "epochs_done": int(trainer.current_epoch),
+            "steps": int(trainer.global_step),
+            "wall_seconds": round(wall, 2),
+            "samples_per_second": round(
+                trainer.global_step * loader.batch_size / max(wall, 1e-9), 1
+            ),
+            "skipped_samples": int(train.meta.get("skipped", 0)),
+            "final_not_best": True,
+        }
+        write_text_atomic(run_dir / "metrics.json", json.dumps(metrics, indent=2, default=float))
+        class_names = eval_data.meta.get("class_names") if eval_data is not None else None
+        labels = eval_data.labels if eval_data is not None else None
+        write_report(run_dir, embeddings=test_z, labels=labels, class_names=class_names)
+    return PretrainResult(run_dir, metrics, backbone)
+
+
+def _resume_config(out: str | None) -> dict[str, Any]:
+    if not out:
+        raise ConfigError("--resume needs --out RUN_DIR naming the run to continue")
+    path = Path(out) / "config.yaml"
+    if not path.is_file():
+        raise CheckpointError(
+            f"cannot resume: {str(path)!r} is missing; is {out!r} a run directory?"
+        )
+    return load_yaml(path)
+
+
+def _merge(base: dict, overrides: list[str] | None, keys: dict[str, Any]) -> dict:
+    from labelless.config import apply_override, apply_override_value
+
+    data = json.loads(json.dumps(base))
+    for assignment in overrides or []:
+        apply_override(data, assignment)
+    for key, value in keys.items():
+        apply_override_value(data, key, value)
+    return data
+
+
+def load_run_config(run_dir: str | Path) -> RunConfig:
+    path = Path(run_dir) / "config.yaml"
+    return build_config(load_yaml(path), str(path))
+
+
+def evaluate(
+    encoder: str | Path | nn.Module,
+    data: str = "digits",
+    *,
+    k: int = 200,
+    temperature: float = 0.1,
+    input_size: int | None = None,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """kNN, linear probe and RankMe of ``encoder`` (a run directory, an encoder file, or a module)
+    on a labelled dataset's train -> test splits, preprocessed as the encoder was pretrained."""
+    from labelless.backbones import load_encoder
+    from labelless.evaluate import embed
+    from labelless.evaluate.protocol import evaluate_embeddings
+
+    model = encoder if isinstance(encoder, nn.Module) else load_encoder(encoder)
+    splits = load_dataset(data)
+    if splits.test is None or not splits.train.has_labels or not splits.test.has_labels:
+        raise DataError(f"evaluation needs labelled train and test splits; {data!r} has none")
+    meta = model.meta
+    if splits.train.in_channels != meta.in_channels:
+        raise DataError(
+            f"the encoder expects {meta.in_channels}-channel images but {data!r} has "
+            f"{splits.train.in_channels}: evaluate it on data of the kind it was trained on"
+        )
+    size = input_size or meta.input_size
+    train_z = embed(model, splits.train.samples, input_size=size)
+    test_z = embed(model, splits.test.samples, input_size=size)
+    metrics = evaluate_embeddings(
+        train_z,
+        splits.train.labels,
+        test_z,
+        splits.test.labels,
+        k=k,
+        temperature=temperature,
+        seed=seed,
+    )
+    metrics["protocol"]["preprocessing"] = {
+        "input_size": size,
+        "mean": list(meta.mean),
+        "std": list(meta.std),
+        "input_size_overridden": input_size is not None,
+    }
+    metrics["protocol"]["data"] = data
+    return metrics
+
+
+def raw_pixels(images: np.ndarray) -> torch.Tensor:
+    """Flattened pixels as float embeddings (the no-learning floor)."""
+    return torch.from_numpy(images.reshape(len(images), -1).astype(np.float32) / 255.0)

@@ -1,0 +1,502 @@
+"""Batched image augmentation: whole batches as tensor ops, per-sample parameters, no sample loop.
+
+Every op takes a float batch ``[N, C, H, W]`` in 0..1, draws one set of parameters per sample from
+a ``torch.Generator`` on the batch's device, and applies them as batched arithmetic. The view
+recipes are those of SimCLR (Chen et al. 2020, "A Simple Framework for Contrastive Learning of
+Visual Representations") and BYOL (Grill et al. 2020, "Bootstrap Your Own Latent").
+
+Colour ops use torchvision's formulas, so they match ``torchvision.transforms.v2.functional`` for
+the same factor, except that grayscale uses the ITU-R 601-2 luma weights (0.299, 0.587, 0.114)
+where torchvision's tensor path uses 0.2989 for red. Saturation, hue and grayscale need RGB: for
+C != 3 channels they are no-ops. Brightness, contrast, blur, solarize, crop and flip work for any C.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, fields, replace
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from labelless.errors import ConfigError, DataError, unknown_name
+
+LUMA_WEIGHTS = (0.299, 0.587, 0.114)
+
+
+def _rand(shape: tuple[int, ...], generator: torch.Generator | None, device) -> Tensor:
+    """Uniform [0, 1) float32 of ``shape`` on ``device``, drawn from ``generator``."""
+    device = torch.device(device)
+    if generator is not None and generator.device.type != device.type:
+        raise ConfigError(
+            f"the augmentation generator is on {generator.device} but the images are on {device}; "
+            "create it with torch.Generator(device=images.device)"
+        )
+    return torch.rand(shape, generator=generator, device=device)
+
+
+def _per_sample(values: Tensor | float) -> Tensor | float:
+    """``[N]`` -> ``[N, 1, 1, 1]`` so a per-sample value broadcasts over a batch."""
+    return values.view(-1, 1, 1, 1) if isinstance(values, Tensor) else values
+
+
+def _pair(size: int | Sequence[int]) -> tuple[int, int]:
+    return (int(size), int(size)) if isinstance(size, int) else (int(size[0]), int(size[1]))
+
+
+def _to_float(images: Tensor) -> Tensor:
+    """``uint8`` (0..255) or float (0..1) ``[N, C, H, W]`` -> float32 in 0..1."""
+    if not isinstance(images, Tensor) or images.ndim != 4:
+        shape = tuple(getattr(images, "shape", ()))
+        raise DataError(f"augmentation needs an image tensor [N, C, H, W], got shape {shape}")
+    if images.dtype == torch.uint8:
+        return images.float().div_(255.0)
+    if images.is_floating_point():
+        return images.float()
+    raise DataError(f"images must be uint8 (0..255) or float (0..1), got {images.dtype}")
+
+
+# ---- geometry ---------------------------------------------------------------------------------
+
+
+def sample_crop_boxes(
+    n: int,
+    height: int,
+    width: int,
+    scale: tuple[float, float] = (0.08, 1.0),
+    ratio: tuple[float, float] = (3 / 4, 4 / 3),
+    generator: torch.Generator | None = None,
+    *,
+    device=None,
+    attempts: int = 10,
+) -> Tensor:
+    """Crop boxes ``float32 [n, 4]`` as (top, left, h, w) in whole pixels, RandomResizedCrop-style.
+
+    Per sample, as torchvision's ``RandomResizedCrop.get_params``: area fraction uniform in
+    ``scale``, log aspect ratio (w / h) uniform in ``log(ratio)``, rounded to pixels; the first of
+    ``attempts`` tries that fits is kept (all tries drawn at once). Samples with no fitting try get
+    the centre crop whose aspect ratio is the image's clamped to ``ratio``. Offsets are uniform.
+    """
+    u = _rand((n, 2 * attempts + 2), generator, device or "cpu")
+    area = height * width * (scale[0] + (scale[1] - scale[0]) * u[:, :attempts])
+    log_lo, log_hi = math.log(ratio[0]), math.log(ratio[1])
+    aspect = torch.exp(log_lo + (log_hi - log_lo) * u[:, attempts : 2 * attempts])
+    w = torch.sqrt(area * aspect).round()
+    h = torch.sqrt(area / aspect).round()
+    fits = (w > 0) & (w <= width) & (h > 0) & (h <= height)
+    first = fits.int().argmax(dim=1, keepdim=True)  # index of the first fitting try
+    found = fits.any(dim=1)
+
+    image_ratio = width / height
+    if image_ratio < min(ratio):
+        fallback_w, fallback_h = width, round(width / min(ratio))
+    elif image_ratio > max(ratio):
+        fallback_w, fallback_h = round(height * max(ratio)), height
+    else:
+        fallback_w, fallback_h = width, height
+    w = torch.where(found, w.gather(1, first).squeeze(1), float(fallback_w))
+    h = torch.where(found, h.gather(1, first).squeeze(1), float(fallback_h))
+    top = torch.minimum((u[:, -2] * (height - h + 1)).floor(), height - h)
+    left = torch.minimum((u[:, -1] * (width - w + 1)).floor(), width - w)
+    top = torch.where(found, top, float((height - fallback_h) // 2))
+    left = torch.where(found, left, float((width - fallback_w) // 2))
+    return torch.stack([top, left, h, w], dim=1)
+
+
+def crop_and_resize(images: Tensor, boxes: Tensor, size: int | Sequence[int]) -> Tensor:
+    """Bilinear resize of each sample's box ``(top, left, h, w)`` to ``size``, in one grid_sample.
+
+    Matches ``F.interpolate(crop, size, mode="bilinear", align_corners=False, antialias=False)``
+    per sample: sampling points are clamped to the box so its edge pixels are replicated.
+    """
+    n, c, height, width = images.shape
+    out_h, out_w = _pair(size)
+    top, left, h, w = boxes.to(device=images.device, dtype=images.dtype).unbind(1)
+    zero = torch.zeros_like(top)
+    theta = torch.stack(
+        [
+            torch.stack([w / width, zero, (2 * left + w) / width - 1], dim=1),
+            torch.stack([zero, h / height, (2 * top + h) / height - 1], dim=1),
+        ],
+        dim=1,
+    )
+    grid = F.affine_grid(theta, [n, c, out_h, out_w], align_corners=False)
+    # normalised coordinates of the first and last pixel centres inside each box, as (x, y)
+    low = torch.stack([(2 * left + 1) / width - 1, (2 * top + 1) / height - 1], dim=1)
+    high = torch.stack([(2 * (left + w) - 1) / width - 1, (2 * (top + h) - 1) / height - 1], dim=1)
+    grid = torch.maximum(torch.minimum(grid, high.view(n, 1, 1, 2)), low.view(n, 1, 1, 2))
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def random_resized_crop(
+    images: Tensor,
+    size: int | Sequence[int],
+    *,
+    scale: tuple[float, float] = (0.08, 1.0),
+    ratio: tuple[float, float] = (3 / 4, 4 / 3),
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Per-sample random crop resized to ``size``: float ``[N, C, H, W] -> [N, C, size, size]``.
+
+    Boxes from ``sample_crop_boxes``; resampling is bilinear without antialiasing.
+    """
+    n, _, height, width = images.shape
+    boxes = sample_crop_boxes(n, height, width, scale, ratio, generator, device=images.device)
+    return crop_and_resize(images, boxes, size)
+
+
+def horizontal_flip(
+    images: Tensor, p: float = 0.5, generator: torch.Generator | None = None
+) -> Tensor:
+    """Mirror each sample left-right with probability ``p``."""
+    flip = _rand((images.shape[0],), generator, images.device) < p
+    return torch.where(_per_sample(flip), images.flip(-1), images)
+
+
+# ---- colour -----------------------------------------------------------------------------------
+
+
+def _blend(images: Tensor, other: Tensor, factor: Tensor | float) -> Tensor:
+    factor = _per_sample(factor)
+    return (factor * images + (1.0 - factor) * other).clamp(0.0, 1.0)
+
+
+def rgb_to_grayscale(images: Tensor) -> Tensor:
+    """ITU-R 601-2 luma ``[N, 1, H, W]`` of an RGB batch ``[N, 3, H, W]``."""
+    if images.shape[1] != 3:
+        raise ConfigError(f"grayscale conversion needs 3 (RGB) channels, got {images.shape[1]}")
+    r, g, b = images.unbind(1)
+    return (LUMA_WEIGHTS[0] * r + LUMA_WEIGHTS[1] * g + LUMA_WEIGHTS[2] * b).unsqueeze(1)
+
+
+def adjust_brightness(images: Tensor, factor: Tensor | float) -> Tensor:
+    """``x * factor`` clamped to 0..1; ``factor`` is a float or per-sample ``[N]``."""
+    return (images * _per_sample(factor)).clamp(0.0, 1.0)
+
+
+def adjust_contrast(images: Tensor, factor: Tensor | float) -> Tensor:
+    """Blend with each image's mean grey level (mean over all channels when C != 3)."""
+    grey = rgb_to_grayscale(images) if images.shape[1] == 3 else images
+    return _blend(images, grey.mean(dim=(1, 2, 3), keepdim=True), factor)
+
+
+def adjust_saturation(images: Tensor, factor: Tensor | float) -> Tensor:
+    """Blend with the image's grayscale version; no-op for C != 3."""
+    if images.shape[1] != 3:
+        return images
+    return _blend(images, rgb_to_grayscale(images), factor)
+
+
+def _rgb_to_hsv(images: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Hue, saturation, value, each ``[N, H, W]`` in 0..1."""
+    r, g, b = images.unbind(1)
+    value = images.amax(dim=1)
+    chroma = value - images.amin(dim=1)
+    saturation = chroma / value.clamp_min(1e-12)
+    safe = chroma.clamp_min(1e-12)
+    hue = torch.where(
+        value == r,
+        ((g - b) / safe).remainder(6.0),
+        torch.where(value == g, (b - r) / safe + 2.0, (r - g) / safe + 4.0),
+    )
+    hue = torch.where(chroma > 0, hue / 6.0, torch.zeros_like(hue))
+    return hue, saturation, value
+
+
+def _hsv_to_rgb(hue: Tensor, saturation: Tensor, value: Tensor) -> Tensor:
+    """``[N, 3, H, W]``; channel n is ``v (1 - s clamp(min(k, 4 - k), 0, 1))``, k = (n + 6h) % 6."""
+    offsets = torch.tensor([5.0, 3.0, 1.0], device=hue.device, dtype=hue.dtype).view(1, 3, 1, 1)
+    k = (offsets + 6.0 * hue.unsqueeze(1)).remainder(6.0)
+    ramp = torch.minimum(k, 4.0 - k).clamp(0.0, 1.0)
+    return value.unsqueeze(1) * (1.0 - saturation.unsqueeze(1) * ramp)
+
+
+def adjust_hue(images: Tensor, shift: Tensor | float) -> Tensor:
+    """Rotate the hue by ``shift`` (in turns, -0.5..0.5) in HSV space; no-op for C != 3."""
+    if images.shape[1] != 3:
+        return images
+    hue, saturation, value = _rgb_to_hsv(images)
+    shift = shift.view(-1, 1, 1) if isinstance(shift, Tensor) else shift
+    return _hsv_to_rgb((hue + shift).remainder(1.0), saturation, value)
+
+
+def _factor_range(name: str, strength: float, centre: float) -> tuple[float, float]:
+    """torchvision's ColorJitter range ``[centre - s, centre + s]``, clipped at 0 for factors."""
+    if strength < 0 or (centre == 0.0 and strength > 0.5):
+        raise ConfigError(f"{name} must be >= 0 (hue at most 0.5), got {strength}")
+    return (max(centre - strength, 0.0) if centre else -strength), centre + strength
+
+
+def color_jitter(
+    images: Tensor,
+    brightness: float = 0.4,
+    contrast: float = 0.4,
+    saturation: float = 0.2,
+    hue: float = 0.1,
+    p: float = 0.8,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """With probability ``p`` per sample, jitter brightness, contrast, saturation and hue.
+
+    Factors per sample as torchvision's ColorJitter: brightness, contrast and saturation uniform in
+    ``[max(0, 1 - s), 1 + s]``, hue shift uniform in ``[-h, h]``. Unlike torchvision, the order is
+    fixed: brightness, contrast, saturation, hue. Samples not selected are returned unchanged.
+    """
+    ranges = [
+        _factor_range("brightness", brightness, 1.0),
+        _factor_range("contrast", contrast, 1.0),
+        _factor_range("saturation", saturation, 1.0),
+        _factor_range("hue", hue, 0.0),
+    ]
+    ops = (adjust_brightness, adjust_contrast, adjust_saturation, adjust_hue)
+    u = _rand((5, images.shape[0]), generator, images.device)
+    selected = u[0] < p
+    out = images
+    for op, (low, high), draw, identity in zip(
+        ops, ranges, u[1:], (1.0, 1.0, 1.0, 0.0), strict=True
+    ):
+        if low == high == identity:
+            continue
+        out = op(out, torch.where(selected, low + (high - low) * draw, identity))
+    return torch.where(_per_sample(selected), out, images)
+
+
+def random_grayscale(
+    images: Tensor, p: float = 0.2, generator: torch.Generator | None = None
+) -> Tensor:
+    """With probability ``p`` per sample, replace RGB by its luma in all 3 channels.
+
+    No-op for C != 3."""
+    selected = _rand((images.shape[0],), generator, images.device) < p
+    if images.shape[1] != 3:
+        return images
+    return torch.where(_per_sample(selected), rgb_to_grayscale(images), images)
+
+
+def solarize(
+    images: Tensor,
+    p: float = 0.2,
+    threshold: float = 0.5,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """With probability ``p`` per sample, invert pixels ``>= threshold`` (``x -> 1 - x``)."""
+    selected = _rand((images.shape[0],), generator, images.device) < p
+    return torch.where(_per_sample(selected) & (images >= threshold), 1.0 - images, images)
+
+
+# ---- blur and normalisation -------------------------------------------------------------------
+
+
+def default_blur_kernel_size(height: int, width: int) -> int:
+    """About 10% of the shorter side, odd, at least 3 (SimCLR), and small enough to reflect-pad."""
+    size = max(3, round(0.1 * min(height, width)))
+    size = size if size % 2 else size + 1
+    return min(size, 2 * min(height, width) - 1)
+
+
+def gaussian_kernel1d(kernel_size: int, sigma: Tensor) -> Tensor:
+    """Normalised 1-D Gaussian kernels ``[N, kernel_size]`` for per-sample ``sigma [N]``."""
+    half = (kernel_size - 1) / 2
+    x = torch.linspace(-half, half, kernel_size, device=sigma.device, dtype=sigma.dtype)
+    pdf = torch.exp(-0.5 * (x / sigma.unsqueeze(1)) ** 2)
+    return pdf / pdf.sum(dim=1, keepdim=True)
+
+
+def gaussian_blur(
+    images: Tensor,
+    p: float = 0.5,
+    sigma: float | Sequence[float] = (0.1, 2.0),
+    kernel_size: int | None = None,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """With probability ``p`` per sample, Gaussian blur with sigma uniform in ``sigma``.
+
+    Separable: one grouped convolution per axis with a kernel per sample (the batch is folded into
+    channels), reflect padding. ``kernel_size`` defaults to ``default_blur_kernel_size``.
+    """
+    n, c, height, width = images.shape
+    size = kernel_size if kernel_size is not None else default_blur_kernel_size(height, width)
+    if size < 1 or size % 2 == 0:
+        raise ConfigError(f"blur kernel_size must be a positive odd number, got {size}")
+    low, high = (sigma, sigma) if isinstance(sigma, (int, float)) else sigma
+    if not 0 < low <= high:
+        raise ConfigError(f"blur sigma range ({low}, {high}) must satisfy 0 < low <= high")
+    u = _rand((2, n), generator, images.device)
+    selected = u[0] < p
+    kernels = gaussian_kernel1d(size, low + (high - low) * u[1]).to(images.dtype)
+    kernels = kernels.repeat_interleave(c, dim=0)  # [N * C, size]
+    pad = size // 2
+    x = F.pad(images.reshape(1, n * c, height, width), [pad, pad, pad, pad], mode="reflect")
+    x = F.conv2d(x, kernels.view(n * c, 1, size, 1), groups=n * c)
+    x = F.conv2d(x, kernels.view(n * c, 1, 1, size), groups=n * c)
+    return torch.where(_per_sample(selected), x.view(n, c, height, width), images)
+
+
+def normalize(images: Tensor, mean: Sequence[float], std: Sequence[float]) -> Tensor:
+    """``(x - mean) / std`` per channel; ``mean`` and ``std`` need one value per channel."""
+    c = images.shape[1]
+    if len(mean) != c or len(std) != c:
+        raise ConfigError(
+            f"mean/std have {len(mean)}/{len(std)} values but the images have {c} channel(s); "
+            "give one mean and one std per channel"
+        )
+    mean_t = torch.as_tensor(mean, dtype=images.dtype, device=images.device).view(1, c, 1, 1)
+    std_t = torch.as_tensor(std, dtype=images.dtype, device=images.device).view(1, c, 1, 1)
+    return (images - mean_t) / std_t
+
+
+# ---- views ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ViewSpec:
+    """One view's augmentation, SimCLR defaults (Chen et al. 2020, colour strength 0.5).
+
+    Blur defaults to off (``blur_p=0``) because it hurts at CIFAR-like sizes; SimCLR on ImageNet
+    uses ``blur_p=0.5``. ``ratio`` is width / height.
+    """
+
+    size: int = 224
+    scale: tuple[float, float] = (0.08, 1.0)
+    ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    hflip_p: float = 0.5
+    jitter_p: float = 0.8
+    brightness: float = 0.4
+    contrast: float = 0.4
+    saturation: float = 0.4
+    hue: float = 0.1
+    grayscale_p: float = 0.2
+    blur_p: float = 0.0
+    solarize_p: float = 0.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "scale", tuple(float(v) for v in self.scale))
+        object.__setattr__(self, "ratio", tuple(float(v) for v in self.ratio))
+        problems = []
+        if not (isinstance(self.size, int) and self.size > 0):
+            problems.append(f"size must be a positive int, got {self.size!r}")
+        if len(self.scale) != 2 or not 0 < self.scale[0] <= self.scale[1] <= 1:
+            problems.append(f"scale must be (low, high), 0 < low <= high <= 1, got {self.scale}")
+        if len(self.ratio) != 2 or not 0 < self.ratio[0] <= self.ratio[1]:
+            problems.append(f"ratio must be (low, high) with 0 < low <= high, got {self.ratio}")
+        for name in ("hflip_p", "jitter_p", "grayscale_p", "blur_p", "solarize_p"):
+            if not 0 <= getattr(self, name) <= 1:
+                problems.append(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        for name in ("brightness", "contrast", "saturation"):
+            if getattr(self, name) < 0:
+                problems.append(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not 0 <= self.hue <= 0.5:
+            problems.append(f"hue must be in [0, 0.5], got {self.hue}")
+        if problems:
+            raise ConfigError("invalid view spec: " + "; ".join(problems))
+
+
+class ViewPipeline:
+    """Makes ``len(specs)`` augmented, normalised views of a ``uint8 [N, C, H, W]`` batch.
+
+    Per view: random resized crop, horizontal flip, colour jitter, grayscale, blur, solarize (each
+    skipped when its probability is 0), then ``normalize``; outputs are float32 ``channels_last``.
+    Float batches in 0..1 are accepted too.
+    """
+
+    def __init__(self, specs: Sequence[ViewSpec], mean: Sequence[float], std: Sequence[float]):
+        if not specs:
+            raise ConfigError("a view pipeline needs at least one ViewSpec")
+        if any(s <= 0 for s in std):
+            raise ConfigError(f"std values must be > 0, got {list(std)}")
+        self.specs = list(specs)
+        self.mean = tuple(float(m) for m in mean)
+        self.std = tuple(float(s) for s in std)
+
+    @property
+    def num_views(self) -> int:
+        return len(self.specs)
+
+    def __call__(self, images: Tensor, generator: torch.Generator | None = None) -> list[Tensor]:
+        x = _to_float(images)
+        return [self._view(x, spec, generator) for spec in self.specs]
+
+    def _view(self, x: Tensor, spec: ViewSpec, generator: torch.Generator | None) -> Tensor:
+        x = random_resized_crop(
+            x, spec.size, scale=spec.scale, ratio=spec.ratio, generator=generator
+        )
+        if spec.hflip_p > 0:
+            x = horizontal_flip(x, spec.hflip_p, generator)
+        if spec.jitter_p > 0:
+            jitter = (spec.brightness, spec.contrast, spec.saturation, spec.hue)
+            x = color_jitter(x, *jitter, p=spec.jitter_p, generator=generator)
+        if spec.grayscale_p > 0:
+            x = random_grayscale(x, spec.grayscale_p, generator)
+        if spec.blur_p > 0:
+            x = gaussian_blur(x, spec.blur_p, generator=generator)
+        if spec.solarize_p > 0:
+            x = solarize(x, spec.solarize_p, generator=generator)
+        return normalize(x, self.mean, self.std).contiguous(memory_format=torch.channels_last)
+
+    def __repr__(self) -> str:
+        return f"ViewPipeline(num_views={self.num_views}, specs={self.specs})"
+
+
+_BYOL_JITTER = {"brightness": 0.4, "contrast": 0.4, "saturation": 0.2, "hue": 0.1}
+
+RECIPES: dict[str, tuple[ViewSpec, ...]] = {
+    # Chen et al. 2020: two views from the same distribution.
+    "simclr": (ViewSpec(), ViewSpec()),
+    # Grill et al. 2020, Table 6: asymmetric blur and solarisation.
+    "byol": (
+        ViewSpec(**_BYOL_JITTER, grayscale_p=0.2, blur_p=1.0, solarize_p=0.0),
+        ViewSpec(**_BYOL_JITTER, grayscale_p=0.2, blur_p=0.1, solarize_p=0.2),
+    ),
+}
+
+
+def list_recipes() -> list[str]:
+    """Names accepted by ``view_recipe``."""
+    return sorted(RECIPES)
+
+
+def view_recipe(
+    name: str, *, size: int, mean: Sequence[float], std: Sequence[float], **overrides
+) -> ViewPipeline:
+    """The named recipe's views at ``size`` pixels; ``overrides`` set ViewSpec fields on every view.
+
+    Example: ``view_recipe("simclr", size=32, mean=m, std=s, blur_p=0.5)``.
+    """
+    if name not in RECIPES:
+        raise unknown_name("view recipe", name, list(RECIPES))
+    valid = [f.name for f in fields(ViewSpec) if f.name != "size"]
+    unknown = sorted(set(overrides) - set(valid))
+    if unknown:
+        raise ConfigError(
+            f"unknown view override(s) {', '.join(unknown)}; valid fields: {', '.join(valid)}"
+        )
+    specs = [replace(spec, size=size, **overrides) for spec in RECIPES[name]]
+    return ViewPipeline(specs, mean, std)
+
+
+class EvalTransform:
+    """Resize to ``size`` (bilinear, antialiased, no crop), normalise.
+
+    Takes ``uint8 [N, C, H, W]`` (0..255) or float (0..1); returns float32 ``[N, C, size, size]``
+    in ``channels_last``. Images already at ``size`` are not resampled.
+    """
+
+    def __init__(self, size: int | Sequence[int], mean: Sequence[float], std: Sequence[float]):
+        self.size = _pair(size)
+        self.mean = tuple(float(m) for m in mean)
+        self.std = tuple(float(s) for s in std)
+        if any(s <= 0 for s in self.std):
+            raise ConfigError(f"std values must be > 0, got {list(self.std)}")
+
+    def __call__(self, images: Tensor) -> Tensor:
+        x = _to_float(images)
+        if tuple(x.shape[-2:]) != self.size:
+            x = F.interpolate(
+                x, size=self.size, mode="bilinear", align_corners=False, antialias=True
+            )
+        return normalize(x, self.mean, self.std).contiguous(memory_format=torch.channels_last)
+
+    def __repr__(self) -> str:
+        return f"EvalTransform(size={self.size}, mean={self.mean}, std={self.std})"

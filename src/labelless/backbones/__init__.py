@@ -1,0 +1,17 @@
+"""Encoders: ``create_backbone(name)`` with metadata attached, and their export format."""
+
+from __future__ import annotations
+
+from labelless.backbones.io import load_encoder, save_encoder
+from labelless.backbones.meta import EncoderMeta
+from labelless.backbones.registry import create_backbone, list_backbones
+from labelless.backbones.resnet_cifar import resnet18_cifar
+
+__all__ = [
+    "EncoderMeta",
+    "create_backbone",
+    "list_backbones",
+    "load_encoder",
+    "resnet18_cifar",
+    "save_encoder",
+]

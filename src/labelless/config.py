@@ -1,0 +1,225 @@
+"""Typed description of a run; YAML in and out; ``--set a.b=c`` overrides.
+
+Precedence, lowest first: field defaults < ``--config FILE`` < ``--set key=value`` < explicit CLI
+flags. A YAML file never overrides a flag the user typed.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from labelless.errors import ConfigError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(_Section):
+    name: str = Field("digits", description="built-in dataset name or path to an image folder")
+    load_size: int = Field(64, gt=0, description="side that folder images are decoded to")
+    eval: str | None = Field(
+        None, description="labelled dataset for monitors and evaluation; default: the test split"
+    )
+
+
+class BackboneConfig(_Section):
+    name: str = "resnet18_cifar"
+    width: float | None = Field(None, gt=0, description="channel width multiplier (resnet18_cifar)")
+    weights: str | None = Field(None, description="local weights file to start from")
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+
+
+class MethodConfig(_Section):
+    name: str = "simclr"
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+
+
+class ViewsConfig(_Section):
+    recipe: str | None = Field(None, description="augmentation recipe; default: the method's own")
+    size: int | None = Field(None, gt=0, description="view side in pixels; default: native size")
+    overrides: dict[str, Any] = Field(default_factory=dict)
+
+
+class OptimConfig(_Section):
+    name: Literal["sgd", "lars", "adamw"] = "lars"
+    lr: float = Field(0.3, gt=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    batch_size: int = Field(256, gt=0)
+    warmup_epochs: float = Field(10.0, ge=0)
+    min_lr_ratio: float = Field(0.0, ge=0, le=1)
+
+
+class TrainerConfig(_Section):
+    max_epochs: int = Field(100, gt=0)
+    max_time: float | None = Field(None, gt=0, description="wall-clock budget in seconds")
+    accelerator: str = "auto"
+    devices: int | str = "auto"
+    strategy: str = "auto"
+    num_nodes: int = Field(1, gt=0)
+    precision: str = "32-true"
+    threads: int = Field(2, gt=0, description="torch CPU threads")
+    progress_bar: bool = True
+
+
+class MonitorConfig(_Section):
+    every_n_epochs: int = Field(5, gt=0)
+    knn_k: int = Field(200, gt=0)
+    knn_temperature: float = Field(0.1, gt=0)
+    rankme: bool = True
+
+
+class RunConfig(_Section):
+    data: DataConfig = Field(default_factory=DataConfig)
+    backbone: BackboneConfig = Field(default_factory=BackboneConfig)
+    method: MethodConfig = Field(default_factory=MethodConfig)
+    views: ViewsConfig = Field(default_factory=ViewsConfig)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    trainer: TrainerConfig = Field(default_factory=TrainerConfig)
+    monitor: MonitorConfig = Field(default_factory=MonitorConfig)
+    seed: int = 0
+    out: str | None = Field(None, description="run directory; default runs/<method>-<data>")
+
+
+def _validation_message(exc: ValidationError, source: str) -> str:
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        parts.append(f"{where}: {err['msg']}")
+    return f"invalid config in {source}: " + "; ".join(parts)
+
+
+def build_config(data: dict[str, Any], source: str = "config") -> RunConfig:
+    """Validate a nested dict into a RunConfig; any mistake is a ConfigError naming the field."""
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_validation_message(exc, source)) from exc
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping; a missing, unreadable or malformed file is a ConfigError."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} does not exist: check the --config path")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ConfigError(
+            f"config file {str(path)!r} is not valid YAML ({first}): fix its syntax"
+        ) from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"config file {str(path)!r} must hold a mapping of sections, not {type(data).__name__}"
+        )
+    return data
+
+
+def apply_override(data: dict[str, Any], assignment: str) -> None:
+    """Apply one ``a.b.c=value`` override in place; the value is YAML
+    (``1e-3``, ``[1, 2]``)."""
+    if "=" not in assignment:
+        raise ConfigError(f"--set expects key=value, got {assignment!r} (e.g. --set optim.lr=0.1)")
+    key, raw = assignment.split("=", 1)
+    keys = [k for k in key.strip().split(".") if k]
+    if not keys:
+        raise ConfigError(f"--set has an empty key in {assignment!r}")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--set {assignment!r}: the value is not valid YAML") from exc
+    node = data
+    for part in keys[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"--set {assignment!r}: {part!r} is a value, not a section")
+        node = child
+    node[keys[-1]] = value
+
+
+def resolve_config(
+    config_file: str | Path | None = None,
+    overrides: list[str] | None = None,
+    flags: dict[str, Any] | None = None,
+) -> RunConfig:
+    """Defaults < config file < ``--set`` overrides < explicit flags.
+
+    ``flags`` maps dotted keys to values; None means the flag was not given.
+    """
+    data: dict[str, Any] = load_yaml(config_file) if config_file else {}
+    for assignment in overrides or []:
+        apply_override(data, assignment)
+    for key, value in (flags or {}).items():
+        if value is not None:
+            apply_override_value(data, key, value)
+    return build_config(data, str(config_file) if config_file else "command line")
+
+
+def apply_override_value(data: dict[str, Any], key: str, value: Any) -> None:
+    """Set the dotted ``key`` to an already-typed ``value``."""
+    keys = key.split(".")
+    node = data
+    for part in keys[:-1]:
+        node = node.setdefault(part, {})
+    node[keys[-1]] = value
+
+
+def dump_yaml(config: RunConfig) -> str:
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+# Flag name (CLI and Python keyword) -> dotted config key.
+FLAG_KEYS: dict[str, str] = {
+    "data": "data.name",
+    "method": "method.name",
+    "backbone": "backbone.name",
+    "width": "backbone.width",
+    "weights": "backbone.weights",
+    "view_size": "views.size",
+    "views": "views.recipe",
+    "optimizer": "optim.name",
+    "lr": "optim.lr",
+    "batch_size": "optim.batch_size",
+    "epochs": "trainer.max_epochs",
+    "max_time": "trainer.max_time",
+    "devices": "trainer.devices",
+    "strategy": "trainer.strategy",
+    "num_nodes": "trainer.num_nodes",
+    "precision": "trainer.precision",
+    "threads": "trainer.threads",
+    "seed": "seed",
+    "out": "out",
+}
+
+
+def flags_to_keys(flags: dict[str, Any]) -> dict[str, Any]:
+    """Translate flag names to dotted keys, dropping flags left at None (not given)."""
+    unknown = sorted(set(flags) - set(FLAG_KEYS))
+    if unknown:
+        raise ConfigError(
+            f"unknown option(s) {', '.join(unknown)}; valid: {', '.join(sorted(FLAG_KEYS))}"
+        )
+    return {FLAG_KEYS[name]: value for name, value in flags.items() if value is not None}

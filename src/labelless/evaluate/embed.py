@@ -1,0 +1,75 @@
+"""Frozen-encoder embeddings, with the preprocessing the encoder was pretrained with."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from labelless.errors import ConfigError, DataError
+
+
+def _meta_value(encoder: nn.Module, given, field: str):
+    if given is not None:
+        return given
+    meta = getattr(encoder, "meta", None)
+    value = getattr(meta, field, None)
+    if value is None:
+        raise ConfigError(
+            f"the encoder has no meta.{field}: pass {field}= to embed() "
+            "(or build the encoder with labelless.backbones.create_backbone)"
+        )
+    return value
+
+
+def _default_device(encoder: nn.Module) -> torch.device:
+    parameter = next(encoder.parameters(), None)
+    return parameter.device if parameter is not None else torch.device("cpu")
+
+
+def embed(
+    encoder: nn.Module,
+    images,
+    *,
+    input_size: int | None = None,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    batch_size: int = 512,
+    device: str | torch.device | None = None,
+) -> torch.Tensor:
+    """Embeddings ``float32 [N, D]`` on CPU of ``images`` (``uint8 [N, C, H, W]``, numpy/torch).
+
+    ``images`` may also be a ``labelless.data.Dataset`` (its ``samples`` are used). Each batch is
+    resized to ``input_size`` and normalised with ``mean`` / ``std`` by ``EvalTransform``; all
+    three default to the encoder's ``meta`` (timm's ``pretrained_cfg`` idea: evaluating at the
+    pretraining resolution and normalisation matters, Corley et al. 2023, "Revisiting pre-trained
+    remote sensing model benchmarks"). Runs under ``torch.inference_mode()`` with the encoder in
+    eval mode, then restores its train/eval mode. ``device`` defaults to the encoder's.
+    """
+    from labelless.augment.image import EvalTransform
+
+    samples = getattr(images, "samples", images)
+    if isinstance(samples, np.ndarray):
+        samples = torch.from_numpy(samples)
+    if not isinstance(samples, torch.Tensor) or samples.ndim != 4 or len(samples) == 0:
+        shape = tuple(getattr(samples, "shape", ()))
+        raise DataError(f"embed() needs images as a non-empty [N, C, H, W] array, got {shape}")
+    transform = EvalTransform(
+        _meta_value(encoder, input_size, "input_size"),
+        _meta_value(encoder, mean, "mean"),
+        _meta_value(encoder, std, "std"),
+    )
+    device = torch.device(device) if device is not None else _default_device(encoder)
+    was_training = encoder.training
+    encoder.eval()
+    try:
+        with torch.inference_mode():
+            outputs = [
+                encoder(transform(samples[start : start + batch_size].to(device))).float().cpu()
+                for start in range(0, len(samples), batch_size)
+            ]
+    finally:
+        encoder.train(was_training)
+    return torch.cat(outputs)

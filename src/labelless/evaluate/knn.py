@@ -1,0 +1,113 @@
+"""Weighted k-nearest-neighbour classification of embeddings (Wu et al. 2018).
+
+"Unsupervised Feature Learning via Non-Parametric Instance Discrimination", Section 3.4: each test
+embedding votes with its k most cosine-similar training embeddings, neighbour i weighing
+``exp(s_i / T)``; the class with the largest summed weight wins.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from labelless.errors import DataError
+
+ArrayLike = torch.Tensor | np.ndarray
+
+
+def as_float_tensor(z: ArrayLike, name: str) -> torch.Tensor:
+    """``z`` as a float32 ``[N, D]`` tensor; a DataError names ``name`` when the shape is wrong."""
+    tensor = torch.as_tensor(z)
+    if tensor.ndim != 2 or tensor.shape[0] == 0:
+        raise DataError(
+            f"{name} must be a non-empty [N, D] matrix, got shape {tuple(tensor.shape)}"
+        )
+    return tensor.float()
+
+
+def as_label_tensor(y: ArrayLike, length: int, name: str) -> torch.Tensor:
+    """``y`` as an int64 ``[N]`` tensor of ``length`` entries (-1 = unlabelled)."""
+    labels = torch.as_tensor(y).long().reshape(-1)
+    if len(labels) != length:
+        raise DataError(f"{name} has {len(labels)} labels for {length} embeddings: pass one each")
+    return labels
+
+
+def knn_predict(
+    train_z: ArrayLike,
+    train_y: ArrayLike,
+    test_z: ArrayLike,
+    *,
+    k: int = 200,
+    temperature: float = 0.1,
+    num_classes: int | None = None,
+    chunk_size: int = 1024,
+) -> torch.Tensor:
+    """Predicted class of each test embedding by weighted kNN vote (Wu et al. 2018).
+
+    Args:
+        train_z: ``[N, D]`` training embeddings (any scale: they are L2-normalised here).
+        train_y: ``[N]`` integer labels; entries < 0 are unlabelled and ignored.
+        test_z: ``[M, D]`` embeddings to classify.
+        k: neighbours per test sample, clipped to the number of labelled training samples.
+        temperature: T in the neighbour weight ``exp(cos(z_test, z_i) / T)``.
+        num_classes: size of the vote vector; ``max(train_y) + 1`` when None.
+        chunk_size: test samples per ``[chunk, N]`` similarity block, which bounds memory.
+
+    Returns:
+        ``[M]`` int64 predicted labels on the device of ``train_z``.
+    """
+    train = as_float_tensor(train_z, "train embeddings")
+    test = as_float_tensor(test_z, "test embeddings").to(train.device)
+    labels = as_label_tensor(train_y, len(train), "train labels").to(train.device)
+    if train.shape[1] != test.shape[1]:
+        raise DataError(
+            f"train embeddings have {train.shape[1]} dims and test ones {test.shape[1]}: "
+            "embed both with the same encoder"
+        )
+    labelled = labels >= 0
+    if not bool(labelled.any()):
+        raise DataError("kNN needs labelled training embeddings, but every train label is -1")
+    train, labels = F.normalize(train[labelled], dim=1), labels[labelled]
+    test = F.normalize(test, dim=1)
+    if num_classes is None:
+        num_classes = int(labels.max()) + 1
+    elif int(labels.max()) >= num_classes:
+        raise DataError(
+            f"train labels go up to {int(labels.max())} but num_classes={num_classes}: "
+            "pass num_classes > the largest label, or leave it None"
+        )
+    k = min(k, len(train))
+
+    predictions = []
+    for start in range(0, len(test), chunk_size):
+        similarity = test[start : start + chunk_size] @ train.T  # [chunk, N]
+        top_similarity, top_index = similarity.topk(k, dim=1)
+        # Subtracting the row maximum leaves the argmax unchanged and keeps exp() finite.
+        weights = ((top_similarity - top_similarity[:, :1]) / temperature).exp()
+        votes = torch.zeros(len(weights), num_classes, device=train.device)
+        votes.scatter_add_(1, labels[top_index], weights)
+        predictions.append(votes.argmax(dim=1))
+    return torch.cat(predictions)
+
+
+def knn_accuracy(
+    train_z: ArrayLike,
+    train_y: ArrayLike,
+    test_z: ArrayLike,
+    test_y: ArrayLike,
+    **knn_kwargs,
+) -> float:
+    """Fraction of labelled test samples (``test_y >= 0``) that ``knn_predict`` gets right.
+
+    ``knn_kwargs`` go to :func:`knn_predict` (``k``, ``temperature``, ``chunk_size``, ...).
+    """
+    test_labels = as_label_tensor(test_y, len(torch.as_tensor(test_z)), "test labels")
+    labelled = test_labels >= 0
+    if not bool(labelled.any()):
+        raise DataError("kNN accuracy needs labelled test samples, but every test label is -1")
+    test = torch.as_tensor(test_z)
+    test = test[labelled.to(test.device)]
+    predicted = knn_predict(train_z, train_y, test, **knn_kwargs).cpu()
+    return float((predicted == test_labels[labelled]).float().mean())

@@ -1,0 +1,73 @@
+"""The method contract and registry.
+
+A method is a plain ``nn.Module`` that owns the backbone and whatever heads and targets it needs:
+
+    forward(views, batch) -> {"loss": scalar, "embedding": [B, D] backbone features of view 0, ...}
+    on_step_end(progress)  # after each optimiser step; progress in [0, 1] of the whole run
+
+It never imports Lightning, so a 20-line PyTorch loop can train it as well as the Trainer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+from labelless.errors import ConfigError, unknown_name
+
+METHODS: dict[str, type[Method]] = {}
+
+
+class Method(nn.Module):
+    """Base class: holds ``backbone`` and declares the default view recipe."""
+
+    default_views: str = "simclr"
+    summary: str = ""
+
+    def __init__(self, backbone: nn.Module) -> None:
+        super().__init__()
+        if not hasattr(backbone, "embed_dim"):
+            raise ConfigError("the backbone must expose .embed_dim (use labelless.backbones)")
+        self.backbone = backbone
+
+    @property
+    def embed_dim(self) -> int:
+        return int(self.backbone.embed_dim)
+
+    def forward(self, views: list[torch.Tensor], batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        raise NotImplementedError(f"{type(self).__name__} must implement forward(views, batch)")
+
+    def on_step_end(self, progress: float) -> None:
+        """Hook for EMA targets and other schedules; most methods need nothing here."""
+
+
+def register_method(name: str) -> Callable[[type[Method]], type[Method]]:
+    """Class decorator adding a method to the registry under ``name``."""
+
+    def add(cls: type[Method]) -> type[Method]:
+        if name in METHODS:
+            raise ValueError(f"method {name!r} is registered twice")
+        cls.name = name
+        METHODS[name] = cls
+        return cls
+
+    return add
+
+
+def create_method(name: str, backbone: nn.Module, **kwargs: Any) -> Method:
+    """Instantiate a registered method; unknown names and keyword arguments are ConfigErrors."""
+    if name not in METHODS:
+        raise unknown_name("method", name, list(METHODS))
+    cls = METHODS[name]
+    try:
+        return cls(backbone, **kwargs)
+    except TypeError as exc:
+        raise ConfigError(f"invalid options for method {name!r}: {exc}") from exc
+
+
+def list_methods() -> dict[str, str]:
+    """Registered method names and their one-line summaries."""
+    return {name: METHODS[name].summary for name in sorted(METHODS)}

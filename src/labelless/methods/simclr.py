@@ -1,0 +1,36 @@
+"""SimCLR: Chen, Kornblith, Norouzi, Hinton. "A Simple Framework for Contrastive Learning of Visual
+Representations", ICML 2020."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from labelless.methods.base import Method, register_method
+from labelless.nn.heads import mlp
+from labelless.nn.losses import info_nce
+
+
+@register_method("simclr")
+class SimCLR(Method):
+    """Two views, an MLP projector and NT-Xent with in-batch and cross-process negatives."""
+
+    default_views = "simclr"
+    summary = "contrastive: NT-Xent over two views, negatives from the whole batch (Chen 2020)"
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        *,
+        proj_hidden_dim: int = 2048,
+        proj_dim: int = 256,
+        temperature: float = 0.2,
+    ) -> None:
+        super().__init__(backbone)
+        self.projector = mlp([self.embed_dim, proj_hidden_dim, proj_dim], norm="bn")
+        self.temperature = temperature
+
+    def forward(self, views, batch):
+        features = [self.backbone(view) for view in views[:2]]
+        z0, z1 = (self.projector(f) for f in features)
+        loss = info_nce(z0, z1, self.temperature)
+        return {"loss": loss, "embedding": features[0].detach()}

@@ -1,0 +1,1 @@
+"""Pure PyTorch building blocks: losses, heads, EMA targets, cross-process gathering."""

@@ -1,0 +1,1 @@
+"""Training: the LightningModule, the Trainer factory, optimisers, schedules and callbacks."""

@@ -1,0 +1,127 @@
+"""Callbacks that read the method's output dict: kNN and RankMe monitors, collapse guard, and the
+atomic last checkpoint. They never know which method ran."""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+
+from labelless.evaluate import embed, embedding_std, knn_accuracy, rankme
+
+
+def _is_last_epoch(trainer: L.Trainer) -> bool:
+    return trainer.max_epochs is not None and trainer.current_epoch + 1 >= trainer.max_epochs
+
+
+def _due(trainer: L.Trainer, every_n_epochs: int) -> bool:
+    return (trainer.current_epoch + 1) % every_n_epochs == 0 or _is_last_epoch(trainer)
+
+
+class KNNMonitor(L.Callback):
+    """Weighted kNN accuracy of the backbone's embeddings on a labelled eval split, every N epochs.
+
+    Embeddings use the eval transform at the training view size and normalisation.
+    """
+
+    def __init__(
+        self,
+        train_images: np.ndarray,
+        train_labels: np.ndarray,
+        test_images: np.ndarray,
+        test_labels: np.ndarray,
+        *,
+        input_size: int,
+        mean,
+        std,
+        every_n_epochs: int = 5,
+        k: int = 200,
+        temperature: float = 0.1,
+    ) -> None:
+        self.train_images, self.train_labels = train_images, torch.as_tensor(train_labels)
+        self.test_images, self.test_labels = test_images, torch.as_tensor(test_labels)
+        self.preprocess = {"input_size": input_size, "mean": mean, "std": std}
+        self.every_n_epochs, self.k, self.temperature = every_n_epochs, k, temperature
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not _due(trainer, self.every_n_epochs):
+            return
+        backbone = pl_module.method.backbone
+        train_z = embed(backbone, self.train_images, **self.preprocess)
+        test_z = embed(backbone, self.test_images, **self.preprocess)
+        accuracy = knn_accuracy(
+            train_z,
+            self.train_labels,
+            test_z,
+            self.test_labels,
+            k=self.k,
+            temperature=self.temperature,
+        )
+        pl_module.log("monitor/knn_top1", accuracy, on_epoch=True, rank_zero_only=True)
+
+
+class RankMeMonitor(L.Callback):
+    """RankMe and embedding std of the training embeddings seen in each epoch; warns on collapse.
+
+    Collapse: the std of L2-normalised embeddings times sqrt(D) below ``collapse_std`` (a healthy
+    embedding sits near 1) or RankMe below ``collapse_rank``.
+    """
+
+    def __init__(
+        self, max_rows: int = 25_600, collapse_std: float = 0.05, collapse_rank: float = 1.5
+    ) -> None:
+        self.max_rows, self.collapse_std, self.collapse_rank = max_rows, collapse_std, collapse_rank
+        self._rows: list[torch.Tensor] = []
+        self._count = 0
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self._rows, self._count = [], 0
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self._count >= self.max_rows or not isinstance(outputs, dict):
+            return
+        embedding = outputs.get("embedding")
+        if embedding is None:
+            return
+        self._rows.append(embedding.detach().float().cpu())
+        self._count += len(embedding)
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        if not self._rows:
+            return
+        z = torch.cat(self._rows)[: self.max_rows]
+        rank, std = rankme(z), embedding_std(z) * math.sqrt(z.shape[1])
+        pl_module.log("monitor/rankme", rank, on_epoch=True, rank_zero_only=True)
+        pl_module.log("monitor/embedding_std", std, on_epoch=True, rank_zero_only=True)
+        if std < self.collapse_std or rank < self.collapse_rank:
+            warnings.warn(
+                f"embeddings look collapsed at epoch {trainer.current_epoch} (RankMe {rank:.2f}, "
+                f"normalised std {std:.3f}): likely causes are a too-high learning rate, a missing "
+                "predictor / stop-gradient, or augmentations too weak for the method",
+                stacklevel=1,
+            )
+
+
+class AtomicLastCheckpoint(L.Callback):
+    """Writes ``checkpoints/last.ckpt`` at each epoch end and at the end of training, through a
+    temporary file and a rename, so an interrupted run never leaves a half-written checkpoint."""
+
+    def __init__(self, directory: Path) -> None:
+        self.path = Path(directory) / "last.ckpt"
+
+    def save(self, trainer: L.Trainer) -> None:
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        trainer.save_checkpoint(tmp)
+        if trainer.is_global_zero:
+            os.replace(tmp, self.path)
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self.save(trainer)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self.save(trainer)

@@ -1,0 +1,59 @@
+"""Trainer factory: one place that turns a TrainerConfig into a Lightning Trainer."""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import warnings
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import RichProgressBar, TQDMProgressBar
+from lightning.pytorch.loggers import CSVLogger
+
+from labelless.config import TrainerConfig
+
+
+def quiet_lightning() -> None:
+    """Silence Lightning's tips and banners that say nothing about the user's run."""
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", ".*does not have many workers.*")
+    warnings.filterwarnings("ignore", ".*LeafSpec.*")
+    warnings.filterwarnings("ignore", ".*is deprecated.*", category=UserWarning)
+
+
+def build_trainer(cfg: TrainerConfig, run_dir: Path, callbacks: list[L.Callback]) -> L.Trainer:
+    """A Trainer logging CSV to ``run_dir/logs/metrics.csv``, with our checkpoint callback only.
+
+    ``cfg.max_time`` (seconds) stops training at the wall-clock budget; ``cfg.threads`` caps torch
+    CPU threads (float32 on CPU: bf16 autocast is slower than float32 on CPUs without bf16 units).
+    """
+    quiet_lightning()
+    torch.set_num_threads(cfg.threads)
+    logger = CSVLogger(save_dir=str(run_dir), name="logs", version="")
+    progress: list[L.Callback] = []
+    if cfg.progress_bar:
+        try:
+            progress = [RichProgressBar(leave=True)]
+        except ModuleNotFoundError:
+            progress = [TQDMProgressBar()]
+    max_time = datetime.timedelta(seconds=cfg.max_time) if cfg.max_time else None
+    return L.Trainer(
+        accelerator=cfg.accelerator,
+        devices=cfg.devices,
+        strategy=cfg.strategy,
+        num_nodes=cfg.num_nodes,
+        precision=cfg.precision,
+        max_epochs=cfg.max_epochs,
+        max_time=max_time,
+        logger=logger,
+        callbacks=[*callbacks, *progress],
+        enable_checkpointing=False,
+        enable_progress_bar=cfg.progress_bar,
+        enable_model_summary=False,
+        log_every_n_steps=1,
+        num_sanity_val_steps=0,
+        default_root_dir=str(run_dir),
+    )

@@ -1,0 +1,86 @@
+"""kNN against a brute-force numpy computation of Wu et al.'s weighted vote."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from labelless.errors import DataError
+from labelless.evaluate import knn_accuracy, knn_predict
+
+
+def brute_force_votes(train_z, train_y, test_z, k, temperature, num_classes):
+    train = train_z / np.linalg.norm(train_z, axis=1, keepdims=True)
+    test = test_z / np.linalg.norm(test_z, axis=1, keepdims=True)
+    votes = np.zeros((len(test), num_classes))
+    for i, query in enumerate(test):
+        similarity = np.array([float(query @ t) for t in train])
+        for j in np.argsort(-similarity)[:k]:
+            votes[i, train_y[j]] += np.exp(similarity[j] / temperature)
+    return votes
+
+
+def test_knn_matches_brute_force():
+    rng = np.random.default_rng(2)  # a draw without near-tied votes
+    train_z, test_z = rng.normal(size=(40, 5)), rng.normal(size=(25, 5))
+    train_y = rng.integers(0, 4, size=40)
+    votes = brute_force_votes(train_z, train_y, test_z, k=3, temperature=0.5, num_classes=4)
+    top_two = np.sort(votes, axis=1)[:, -2:]
+    assert (top_two[:, 1] > top_two[:, 0] * 1.01).all()  # no near-ties: the argmax is unambiguous
+
+    predicted = knn_predict(train_z, train_y, test_z, k=3, temperature=0.5)
+    assert predicted.dtype == torch.int64
+    np.testing.assert_array_equal(predicted.numpy(), votes.argmax(axis=1))
+    expected_accuracy = float((votes.argmax(axis=1) == train_y[:25]).mean())
+    accuracy = knn_accuracy(train_z, train_y, test_z, train_y[:25], k=3, temperature=0.5)
+    assert accuracy == pytest.approx(expected_accuracy)
+
+
+def test_weights_beat_majority():
+    # Two far class-0 neighbours against one very close class-1 neighbour: at T=0.05 the close one
+    # outweighs both (exp(1/0.05) > 2 exp(0.8/0.05)); a plain majority vote would say class 0.
+    train_z = np.array([[1.0, 0.0], [0.8, 0.6], [0.8, -0.6]])
+    train_y = np.array([1, 0, 0])
+    query = np.array([[1.0, 0.0]])
+    assert knn_predict(train_z, train_y, query, k=3, temperature=0.05).item() == 1
+    assert knn_predict(train_z, train_y, query, k=3, temperature=100.0).item() == 0
+
+
+def test_chunked_equals_unchunked_and_k_is_clipped():
+    generator = torch.Generator().manual_seed(0)
+    train_z, test_z = (
+        torch.randn(50, 8, generator=generator),
+        torch.randn(37, 8, generator=generator),
+    )
+    train_y = torch.randint(0, 5, (50,), generator=generator)
+    whole = knn_predict(train_z, train_y, test_z, k=7, chunk_size=1024)
+    chunked = knn_predict(train_z, train_y, test_z, k=7, chunk_size=5)
+    assert torch.equal(whole, chunked)
+    clipped = knn_predict(train_z, train_y, test_z, k=10_000)  # k > N uses every train sample
+    assert torch.equal(clipped, knn_predict(train_z, train_y, test_z, k=50))
+
+
+def test_unlabelled_train_entries_are_ignored():
+    generator = torch.Generator().manual_seed(0)
+    train_z, test_z = (
+        torch.randn(30, 6, generator=generator),
+        torch.randn(20, 6, generator=generator),
+    )
+    train_y = torch.randint(0, 3, (30,), generator=generator)
+    train_y[::3] = -1
+    labelled = train_y >= 0
+    with_unlabelled = knn_predict(train_z, train_y, test_z, k=4)
+    without = knn_predict(train_z[labelled], train_y[labelled], test_z, k=4)
+    assert torch.equal(with_unlabelled, without)
+    # Unlabelled test samples do not count toward accuracy.
+    test_y = without.clone()
+    test_y[:5] = -1
+    assert knn_accuracy(train_z, train_y, test_z, test_y, k=4) == 1.0
+
+
+def test_bad_input_raises_data_error():
+    with pytest.raises(DataError, match="every train label is -1"):
+        knn_predict(np.ones((3, 2)), np.full(3, -1), np.ones((1, 2)))
+    with pytest.raises(DataError, match="same encoder"):
+        knn_predict(np.ones((3, 2)), np.zeros(3), np.ones((1, 4)))
