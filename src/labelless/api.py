@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -187,11 +186,60 @@ def pretrain(
 
     from labelless.backbones import save_encoder
     from labelless.report import write_report
+    from labelless.train.callbacks import Throughput
     from labelless.train.loader import train_loader
+    from labelless.train.logs import merge_previous, set_aside
     from labelless.train.module import SSLModule
     from labelless.train.trainer import build_trainer
 
-    keys = flags_to_keys({**flags, "data": data, "method": method})
+    run_config = _resolve_run_config(
+        config, overrides, resume, {**flags, "data": data, "method": method}
+    )
+    run_dir = Path(run_config.out)
+    L.seed_everything(run_config.seed, workers=True, verbose=False)
+    # Everything that can fail on user input happens before the run directory is touched.
+    splits = load_dataset(run_config.data.name, load_size=run_config.data.load_size)
+    train = splits.train
+    eval_data = _eval_split(run_config, splits)
+    backbone, ssl_method, views = build_components(run_config, train)
+    _prepare_run_dir(run_dir, resume=resume, overwrite=overwrite)
+    write_text_atomic(run_dir / "config.yaml", dump_yaml(run_config))
+
+    module = SSLModule(ssl_method, views, optim=run_config.optim.model_dump(), seed=run_config.seed)
+    throughput = Throughput()
+    callbacks = [throughput, *_callbacks(run_config, run_dir, backbone, eval_data, train)]
+    trainer = build_trainer(run_config.trainer, run_dir, callbacks)
+    loader = train_loader(train, run_config.optim.batch_size, seed=run_config.seed)
+    ckpt = str(run_dir / "checkpoints" / "last.ckpt") if resume else None
+    if resume:
+        set_aside(run_dir / "logs")
+    trainer.fit(module, loader, ckpt_path=ckpt, weights_only=True)
+    if trainer.is_global_zero:
+        merge_previous(run_dir / "logs")
+
+    backbone = ssl_method.backbone.to(memory_format=torch.contiguous_format)
+    metrics: dict[str, Any] = {}
+    if trainer.is_global_zero:
+        save_encoder(backbone, run_dir)
+        metrics, test_z = final_metrics(run_config, backbone, train, eval_data)
+        metrics["training"] = {
+            "epochs_done": int(trainer.current_epoch),
+            "steps": int(trainer.global_step),
+            "steps_this_session": throughput.steps,
+            "wall_seconds": round(throughput.seconds, 2),
+            "samples_per_second": round(throughput.samples_per_second, 1),
+            "skipped_samples": int(train.meta.get("skipped", 0)),
+            "final_not_best": True,
+        }
+        write_text_atomic(run_dir / "metrics.json", json.dumps(metrics, indent=2, default=float))
+        class_names = eval_data.meta.get("class_names") if eval_data is not None else None
+        labels = eval_data.labels if eval_data is not None else None
+        write_report(run_dir, embeddings=test_z, labels=labels, class_names=class_names)
+    return PretrainResult(run_dir, metrics, backbone)
+
+
+def _resolve_run_config(config, overrides, resume: bool, flags: dict[str, Any]) -> RunConfig:
+    keys = flags_to_keys(flags)
     if isinstance(config, RunConfig):
         config = config.model_dump(mode="json")
     if resume:
@@ -204,45 +252,7 @@ def pretrain(
         run_config = resolve_config(config, overrides, keys)
     if run_config.out is None:
         run_config.out = _default_out(run_config)
-    run_dir = Path(run_config.out)
-    _prepare_run_dir(run_dir, resume=resume, overwrite=overwrite)
-    write_text_atomic(run_dir / "config.yaml", dump_yaml(run_config))
-
-    L.seed_everything(run_config.seed, workers=True, verbose=False)
-    splits = load_dataset(run_config.data.name, load_size=run_config.data.load_size)
-    train = splits.train
-    eval_data = _eval_split(run_config, splits)
-    backbone, ssl_method, views = build_components(run_config, train)
-    module = SSLModule(ssl_method, views, optim=run_config.optim.model_dump(), seed=run_config.seed)
-    trainer = build_trainer(
-        run_config.trainer, run_dir, _callbacks(run_config, run_dir, backbone, eval_data, train)
-    )
-    loader = train_loader(train, run_config.optim.batch_size, seed=run_config.seed)
-    ckpt = str(run_dir / "checkpoints" / "last.ckpt") if resume else None
-    start = time.perf_counter()
-    trainer.fit(module, loader, ckpt_path=ckpt, weights_only=True)
-    wall = time.perf_counter() - start
-
-    backbone = ssl_method.backbone.to(memory_format=torch.contiguous_format)
-    metrics: dict[str, Any] = {}
-    if trainer.is_global_zero:
-        save_encoder(backbone, run_dir)
-        metrics, test_z = final_metrics(run_config, backbone, train, eval_data)
-        metrics["training"] = {
-            "epochs_done": int(trainer.current_epoch),
-            "steps": int(trainer.global_step),
-            "wall_seconds": round(wall, 2),
-            "samples_per_second": round(
-                trainer.global_step * loader.batch_size / max(wall, 1e-9), 1
-            ),
-            "skipped_samples": int(train.meta.get("skipped", 0)),
-            "final_not_best": True,
-        }
-        write_text_atomic(run_dir / "metrics.json", json.dumps(metrics, indent=2, default=float))
-        class_names = eval_data.meta.get("class_names") if eval_data is not None else None
-        labels = eval_data.labels if eval_data is not None else None
-        write_report(run_dir, embeddings=test_z, labels=labels, class_names=class_names)
-    return PretrainResult(run_dir, metrics, backbone)
+    return run_config
 
 
 def _resume_config(out: str | None) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 import warnings
 from pathlib import Path
 
@@ -125,3 +126,29 @@ class AtomicLastCheckpoint(L.Callback):
 
     def on_train_end(self, trainer, pl_module) -> None:
         self.save(trainer)
+
+
+class Throughput(L.Callback):
+    """Wall time and samples per second of the steps taken in this fit (resumed steps excluded)."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.steps = 0
+        self.samples = 0
+        self._start = 0.0
+        self._first_step = 0
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self._start = time.perf_counter()
+        self._first_step = trainer.global_step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.samples += len(batch["images"]) * trainer.world_size
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self.seconds = time.perf_counter() - self._start
+        self.steps = trainer.global_step - self._first_step
+
+    @property
+    def samples_per_second(self) -> float:
+        return self.samples / self.seconds if self.seconds > 0 else 0.0

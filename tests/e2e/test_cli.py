@@ -1,0 +1,83 @@
+"""The command line as a person uses it: exit codes, one-line errors, listings."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def run_cli(*args: str, cwd: Path | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+    env = dict(os.environ, COLUMNS="200")
+    return subprocess.run(
+        [sys.executable, "-m", "labelless.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=timeout,
+    )
+
+
+def _one_line_error(result: subprocess.CompletedProcess) -> str:
+    assert result.returncode == 2, result.stderr + result.stdout
+    lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
+    assert "Traceback" not in result.stderr
+    assert lines and lines[0].startswith("error:")
+    return result.stderr
+
+
+def test_missing_data_path(tmp_path):
+    out = tmp_path / "run"
+    message = _one_line_error(
+        run_cli("pretrain", "--data", str(tmp_path / "no_such_folder"), "--out", str(out))
+    )
+    assert "does not exist" in message and "check the path" in message
+    assert not out.exists()  # nothing half-written
+
+
+def test_unknown_method(tmp_path):
+    message = _one_line_error(
+        run_cli("pretrain", "--method", "simclrr", "--out", str(tmp_path / "run"))
+    )
+    assert "unknown method 'simclrr'" in message and "simclr" in message and "byol" in message
+
+
+def test_corrupt_config(tmp_path):
+    config = tmp_path / "broken.yaml"
+    config.write_text("optim: {lr: [0.1\n")
+    message = _one_line_error(run_cli("pretrain", "--config", str(config)))
+    assert "not valid YAML" in message and "fix its syntax" in message
+    config.write_text("optim:\n  learning_rate: 0.1\n")
+    message = _one_line_error(run_cli("pretrain", "--config", str(config)))
+    assert "optim.learning_rate" in message
+
+
+def test_bad_set_override():
+    message = _one_line_error(run_cli("pretrain", "--set", "optim.lr"))
+    assert "key=value" in message
+
+
+def test_evaluate_missing_run(tmp_path):
+    message = _one_line_error(run_cli("evaluate", str(tmp_path / "nothing")))
+    assert "encoder" in message.lower()
+
+
+def test_listings():
+    methods = run_cli("methods")
+    assert methods.returncode == 0
+    assert "simclr" in methods.stdout and "byol" in methods.stdout
+    datasets = run_cli("datasets")
+    assert datasets.returncode == 0
+    for name in ("digits", "mnist", "fashion_mnist", "cifar10"):
+        assert name in datasets.stdout
+
+
+@pytest.mark.data
+def test_datasets_shows_real_data_available(data_root):
+    result = run_cli("datasets")
+    line = next(row for row in result.stdout.splitlines() if "cifar10" in row)
+    assert "yes" in line
