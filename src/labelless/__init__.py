@@ -12,7 +12,6 @@ __all__ = [
     "DataError",
     "LabellessError",
     "__version__",
-    "evaluate",
     "load_dataset",
     "pretrain",
 ]
@@ -20,7 +19,8 @@ __all__ = [
 
 def __getattr__(name: str):
     # The verbs live in api.py, which imports torch and Lightning: load it only when asked.
-    if name in {"pretrain", "evaluate"}:
+    # (``labelless.evaluate`` is the evaluation package; the verb is ``labelless.api.evaluate``.)
+    if name == "pretrain":
         from labelless import api
 
         return getattr(api, name)

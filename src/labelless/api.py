@@ -38,7 +38,7 @@ class PretrainResult:
 
 
 def _default_out(config: RunConfig) -> str:
-    data = Path(config.data.name).name or "data"
+    data = Path(config.data.name.strip("<>").split()[-1]).name or "data"
     return str(Path("runs") / f"{config.method.name}-{data}")
 
 
@@ -166,7 +166,7 @@ def final_metrics(
 
 
 def pretrain(
-    data: str | None = None,
+    data: str | Dataset | DataSplits | None = None,
     method: str | None = None,
     *,
     config: str | Path | RunConfig | dict | None = None,
@@ -177,7 +177,8 @@ def pretrain(
 ) -> PretrainResult:
     """Pretrain an encoder with a self-supervised method and write a run directory.
 
-    ``data`` is a built-in name or an image folder; ``method`` a registered method name. Other
+    ``data`` is a built-in name, an image folder, or an in-memory ``Dataset`` / ``DataSplits``
+    (from ``labelless.data.from_arrays``); ``method`` a registered method name. Other
     keywords are the CLI flags (``epochs``, ``batch_size``, ``lr``, ``backbone``, ``width``,
     ``max_time``, ``out``, ``seed``, ...). Precedence: defaults < ``config`` < ``overrides``
     (``"optim.lr=0.1"``) < keywords. With ``resume=True`` the run's own ``config.yaml`` is the base.
@@ -192,13 +193,17 @@ def pretrain(
     from labelless.train.module import SSLModule
     from labelless.train.trainer import build_trainer
 
+    in_memory = data if isinstance(data, (Dataset, DataSplits)) else None
+    if isinstance(in_memory, Dataset):
+        in_memory = DataSplits(in_memory)
+    name = f"<in-memory {in_memory.train.name}>" if in_memory is not None else data
     run_config = _resolve_run_config(
-        config, overrides, resume, {**flags, "data": data, "method": method}
+        config, overrides, resume, {**flags, "data": name, "method": method}
     )
     run_dir = Path(run_config.out)
     L.seed_everything(run_config.seed, workers=True, verbose=False)
     # Everything that can fail on user input happens before the run directory is touched.
-    splits = load_dataset(run_config.data.name, load_size=run_config.data.load_size)
+    splits = in_memory or load_dataset(run_config.data.name, load_size=run_config.data.load_size)
     train = splits.train
     eval_data = _eval_split(run_config, splits)
     backbone, ssl_method, views = build_components(run_config, train)
