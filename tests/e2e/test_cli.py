@@ -81,3 +81,54 @@ def test_datasets_shows_real_data_available(data_root):
     result = run_cli("datasets")
     line = next(row for row in result.stdout.splitlines() if "cifar10" in row)
     assert "yes" in line
+
+
+@pytest.mark.slow
+def test_pretrain_on_an_unlabelled_folder_then_evaluate(tmp_path):
+    """A flat folder of photos (no labels, one corrupt file) trains; nothing is sized by N."""
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(40):
+        side = int(rng.integers(20, 48))
+        Image.fromarray(rng.integers(0, 256, (side, side + 3, 3), dtype=np.uint8)).save(
+            photos / f"p{i}.jpg"
+        )
+    (photos / "truncated.jpg").write_bytes(b"\xff\xd8\xff\xe0garbage")
+    out = tmp_path / "run"
+    result = run_cli(
+        "pretrain",
+        "--data",
+        str(photos),
+        "--method",
+        "simclr",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "16",
+        "--width",
+        "0.125",
+        "--view-size",
+        "16",
+        "--out",
+        str(out),
+        "--set",
+        "data.load_size=24",
+        "--set",
+        "trainer.progress_bar=false",
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["training"]["skipped_samples"] == 1
+    assert metrics["rankme"] > 1 and "knn_top1" not in metrics  # label-free only
+    assert (out / "report.html").is_file() and (out / "encoder.json").is_file()
+    info = json.loads((out / "encoder.json").read_text())
+    assert info["input_size"] == 16 and info["in_channels"] == 3
+    # the unlabelled folder's encoder evaluated on a labelled set of another kind: a clear error
+    mismatch = run_cli("evaluate", str(out), "--data", "digits")
+    assert mismatch.returncode == 2 and "3-channel" in mismatch.stderr

@@ -2,10 +2,6 @@
 
 from labelless.augment.image import (
     LUMA_WEIGHTS,
-    RECIPES,
-    EvalTransform,
-    ViewPipeline,
-    ViewSpec,
     adjust_brightness,
     adjust_contrast,
     adjust_hue,
@@ -16,13 +12,19 @@ from labelless.augment.image import (
     gaussian_blur,
     gaussian_kernel1d,
     horizontal_flip,
-    list_recipes,
     normalize,
     random_grayscale,
     random_resized_crop,
     rgb_to_grayscale,
     sample_crop_boxes,
     solarize,
+)
+from labelless.augment.views import (
+    RECIPES,
+    EvalTransform,
+    ViewPipeline,
+    ViewSpec,
+    list_recipes,
     view_recipe,
 )
 

@@ -48,7 +48,7 @@ def embed(
     remote sensing model benchmarks"). Runs under ``torch.inference_mode()`` with the encoder in
     eval mode, then restores its train/eval mode. ``device`` defaults to the encoder's.
     """
-    from labelless.augment.image import EvalTransform
+    from labelless.augment import EvalTransform
 
     samples = getattr(images, "samples", images)
     if isinstance(samples, np.ndarray):
