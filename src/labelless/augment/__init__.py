@@ -1,5 +1,22 @@
-"""Batched, per-sample-random augmentation on the training device (see ``augment.image``)."""
+"""Batched, per-sample-random augmentation on the training device.
 
+``image`` (crop, flip, colour, blur, solarize, normalise), ``pixel`` (posterize, equalize,
+autocontrast, sharpness, invert, batch style standardisation), ``geometry`` (affine, vertical flip,
+cutout, pad-crop), ``randaugment`` and ``views`` (named view recipes and the eval transform).
+"""
+
+from labelless.augment.geometry import (
+    affine,
+    cutout,
+    pad_crop,
+    random_affine,
+    rotate,
+    shear_x,
+    shear_y,
+    translate_x,
+    translate_y,
+    vertical_flip,
+)
 from labelless.augment.image import (
     LUMA_WEIGHTS,
     adjust_brightness,
@@ -8,9 +25,7 @@ from labelless.augment.image import (
     adjust_saturation,
     color_jitter,
     crop_and_resize,
-    default_blur_kernel_size,
     gaussian_blur,
-    gaussian_kernel1d,
     horizontal_flip,
     normalize,
     random_grayscale,
@@ -19,17 +34,28 @@ from labelless.augment.image import (
     sample_crop_boxes,
     solarize,
 )
+from labelless.augment.pixel import (
+    adjust_sharpness,
+    autocontrast,
+    batch_style_standardization,
+    equalize,
+    invert,
+    posterize,
+)
+from labelless.augment.randaugment import RANDAUGMENT_OPS, rand_augment
 from labelless.augment.views import (
     RECIPES,
     EvalTransform,
     ViewPipeline,
     ViewSpec,
     list_recipes,
+    resize_center_crop,
     view_recipe,
 )
 
 __all__ = [
     "LUMA_WEIGHTS",
+    "RANDAUGMENT_OPS",
     "RECIPES",
     "EvalTransform",
     "ViewPipeline",
@@ -38,18 +64,34 @@ __all__ = [
     "adjust_contrast",
     "adjust_hue",
     "adjust_saturation",
+    "adjust_sharpness",
+    "affine",
+    "autocontrast",
+    "batch_style_standardization",
     "color_jitter",
     "crop_and_resize",
-    "default_blur_kernel_size",
+    "cutout",
+    "equalize",
     "gaussian_blur",
-    "gaussian_kernel1d",
     "horizontal_flip",
+    "invert",
     "list_recipes",
     "normalize",
+    "pad_crop",
+    "posterize",
+    "rand_augment",
+    "random_affine",
     "random_grayscale",
     "random_resized_crop",
+    "resize_center_crop",
     "rgb_to_grayscale",
+    "rotate",
     "sample_crop_boxes",
+    "shear_x",
+    "shear_y",
     "solarize",
+    "translate_x",
+    "translate_y",
+    "vertical_flip",
     "view_recipe",
 ]

@@ -228,6 +228,47 @@ def _factor_range(name: str, strength: float, centre: float) -> tuple[float, flo
     return (max(centre - strength, 0.0) if centre else -strength), centre + strength
 
 
+JITTER_OPS = ("brightness", "contrast", "saturation", "hue")
+
+
+def jitter_parameters(
+    n: int,
+    brightness: float = 0.4,
+    contrast: float = 0.4,
+    saturation: float = 0.2,
+    hue: float = 0.1,
+    p: float = 0.8,
+    generator: torch.Generator | None = None,
+    *,
+    random_order: bool = True,
+    device=None,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Per-sample colour jitter draws: ``(factors [n, 4], order [n, 4], selected [n])``.
+
+    ``factors`` columns follow ``JITTER_OPS`` (brightness, contrast, saturation, hue) and hold the
+    identity (1, 1, 1, 0) for samples not selected; ``order[i]`` is the permutation of 0..3 in
+    which sample i applies them (``arange(4)`` with ``random_order=False``). The generator is
+    advanced by the same amount either way.
+    """
+    ranges = [
+        _factor_range("brightness", brightness, 1.0),
+        _factor_range("contrast", contrast, 1.0),
+        _factor_range("saturation", saturation, 1.0),
+        _factor_range("hue", hue, 0.0),
+    ]
+    u = _rand((n, 9), generator, device or "cpu")
+    selected = u[:, 0] < p
+    low = u.new_tensor([r[0] for r in ranges])
+    high = u.new_tensor([r[1] for r in ranges])
+    identity = u.new_tensor([1.0, 1.0, 1.0, 0.0])
+    factors = torch.where(selected.unsqueeze(1), low + (high - low) * u[:, 1:5], identity)
+    if random_order:
+        order = u[:, 5:].argsort(dim=1)
+    else:
+        order = torch.arange(4, device=u.device).expand(n, 4)
+    return factors, order, selected
+
+
 def color_jitter(
     images: Tensor,
     brightness: float = 0.4,
@@ -236,30 +277,39 @@ def color_jitter(
     hue: float = 0.1,
     p: float = 0.8,
     generator: torch.Generator | None = None,
+    random_order: bool = True,
 ) -> Tensor:
     """With probability ``p`` per sample, jitter brightness, contrast, saturation and hue.
 
     Factors per sample as torchvision's ColorJitter: brightness, contrast and saturation uniform in
-    ``[max(0, 1 - s), 1 + s]``, hue shift uniform in ``[-h, h]``. Unlike torchvision, the order is
-    fixed: brightness, contrast, saturation, hue. Samples not selected are returned unchanged.
+    ``[max(0, 1 - s), 1 + s]``, hue shift uniform in ``[-h, h]``. Like ColorJitter, each sample
+    applies the four ops in its own random order (``random_order=False``: brightness, contrast,
+    saturation, hue). Draws come from ``jitter_parameters``; at each of the 4 steps every op runs
+    once on the subset of samples whose permutation puts it there. Samples not selected are
+    returned unchanged.
     """
-    ranges = [
-        _factor_range("brightness", brightness, 1.0),
-        _factor_range("contrast", contrast, 1.0),
-        _factor_range("saturation", saturation, 1.0),
-        _factor_range("hue", hue, 0.0),
-    ]
     ops = (adjust_brightness, adjust_contrast, adjust_saturation, adjust_hue)
-    u = _rand((5, images.shape[0]), generator, images.device)
-    selected = u[0] < p
-    out = images
-    for op, (low, high), draw, identity in zip(
-        ops, ranges, u[1:], (1.0, 1.0, 1.0, 0.0), strict=True
-    ):
-        if low == high == identity:
-            continue
-        out = op(out, torch.where(selected, low + (high - low) * draw, identity))
-    return torch.where(_per_sample(selected), out, images)
+    factors, order, selected = jitter_parameters(
+        images.shape[0],
+        brightness,
+        contrast,
+        saturation,
+        hue,
+        p,
+        generator,
+        random_order=random_order,
+        device=images.device,
+    )
+    active = [s > 0 for s in (brightness, contrast, saturation, hue)]
+    out = images.clone()
+    for step in range(4):
+        for k, op in enumerate(ops):
+            if not active[k]:
+                continue
+            subset = (selected & (order[:, step] == k)).nonzero().squeeze(1)
+            if subset.numel():
+                out[subset] = op(out[subset], factors[subset, k])
+    return out
 
 
 def random_grayscale(

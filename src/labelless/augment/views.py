@@ -1,20 +1,24 @@
 """View recipes: named lists of per-view augmentation specs, applied to whole uint8 batches.
 
-SimCLR (Chen et al. 2020, "A Simple Framework for Contrastive Learning of Visual Representations")
-and BYOL (Grill et al. 2020, "Bootstrap Your Own Latent") recipes, and the evaluation transform.
+Recipes follow their papers: SimCLR (Chen et al. 2020), BYOL (Grill et al. 2020, Table 6), Barlow
+Twins (Zbontar et al. 2021) and VICReg (Bardes et al. 2022) with BYOL's asymmetric views, MoCo v2
+(Chen et al. 2020, "Improved baselines"), DINO (Caron et al. 2021) and SwAV (Caron et al. 2020)
+multi-crop, and FixMatch's weak / strong views (Sohn et al. 2020) with RandAugment (Cubuk et al.
+2020) and Cutout (DeVries & Taylor 2017).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from labelless.augment.geometry import cutout, pad_crop, vertical_flip
 from labelless.augment.image import (
-    as_pair,
     color_jitter,
     gaussian_blur,
     horizontal_flip,
@@ -24,21 +28,44 @@ from labelless.augment.image import (
     solarize,
     to_float,
 )
+from labelless.augment.pixel import batch_style_standardization
+from labelless.augment.randaugment import rand_augment
 from labelless.errors import ConfigError, unknown_name
+
+CROP_MODES = ("resized", "pad", "center")
+_PROBABILITIES = (
+    "hflip_p",
+    "vflip_p",
+    "jitter_p",
+    "grayscale_p",
+    "blur_p",
+    "solarize_p",
+    "cutout_p",
+)
 
 
 @dataclass(frozen=True)
 class ViewSpec:
     """One view's augmentation, SimCLR defaults (Chen et al. 2020, colour strength 0.5).
 
+    ``crop``: ``"resized"`` (random resized crop with ``scale`` / ``ratio``; ``ratio`` is width /
+    height), ``"pad"`` (resize to ``size`` if needed, pad by ``padding`` x side and crop back at a
+    random offset: FixMatch's translation) or ``"center"`` (resize to ``size / crop_fraction``,
+    centre crop). ``size_ratio`` scales the recipe's size for this view (multi-crop local views).
     Blur defaults to off (``blur_p=0``) because it hurts at CIFAR-like sizes; SimCLR on ImageNet
-    uses ``blur_p=0.5``. ``ratio`` is width / height.
+    uses ``blur_p=0.5``. ``style_standardization`` swaps every image's Fourier amplitude for one
+    shared per batch (Scalbert et al. 2024).
     """
 
     size: int = 224
+    size_ratio: float = 1.0
+    crop: str = "resized"
     scale: tuple[float, float] = (0.08, 1.0)
     ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    padding: float = 0.125
+    crop_fraction: float = 1.0
     hflip_p: float = 0.5
+    vflip_p: float = 0.0
     jitter_p: float = 0.8
     brightness: float = 0.4
     contrast: float = 0.4
@@ -46,36 +73,74 @@ class ViewSpec:
     hue: float = 0.1
     grayscale_p: float = 0.2
     blur_p: float = 0.0
+    blur_sigma: tuple[float, float] = (0.1, 2.0)
     solarize_p: float = 0.0
+    randaugment_ops: int = 0
+    randaugment_magnitude: float = 10.0
+    randaugment_random_magnitude: bool = True
+    cutout_p: float = 0.0
+    cutout_size: float = 0.25
+    style_standardization: bool = False
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "scale", tuple(float(v) for v in self.scale))
-        object.__setattr__(self, "ratio", tuple(float(v) for v in self.ratio))
+        for name in ("scale", "ratio", "blur_sigma"):
+            object.__setattr__(self, name, tuple(float(v) for v in getattr(self, name)))
+        problems = self._problems()
+        if problems:
+            raise ConfigError("invalid view spec: " + "; ".join(problems))
+
+    def _problems(self) -> list[str]:
         problems = []
         if not (isinstance(self.size, int) and self.size > 0):
             problems.append(f"size must be a positive int, got {self.size!r}")
+        if self.crop not in CROP_MODES:
+            problems.append(f"crop must be one of {', '.join(CROP_MODES)}, got {self.crop!r}")
         if len(self.scale) != 2 or not 0 < self.scale[0] <= self.scale[1] <= 1:
             problems.append(f"scale must be (low, high), 0 < low <= high <= 1, got {self.scale}")
         if len(self.ratio) != 2 or not 0 < self.ratio[0] <= self.ratio[1]:
             problems.append(f"ratio must be (low, high) with 0 < low <= high, got {self.ratio}")
-        for name in ("hflip_p", "jitter_p", "grayscale_p", "blur_p", "solarize_p"):
+        if len(self.blur_sigma) != 2 or not 0 < self.blur_sigma[0] <= self.blur_sigma[1]:
+            problems.append(
+                f"blur_sigma must be (low, high), 0 < low <= high, got {self.blur_sigma}"
+            )
+        for name in _PROBABILITIES:
             if not 0 <= getattr(self, name) <= 1:
                 problems.append(f"{name} must be in [0, 1], got {getattr(self, name)}")
-        for name in ("brightness", "contrast", "saturation"):
+        for name in ("brightness", "contrast", "saturation", "padding"):
             if getattr(self, name) < 0:
                 problems.append(f"{name} must be >= 0, got {getattr(self, name)}")
         if not 0 <= self.hue <= 0.5:
             problems.append(f"hue must be in [0, 0.5], got {self.hue}")
-        if problems:
-            raise ConfigError("invalid view spec: " + "; ".join(problems))
+        if not 0 < self.crop_fraction <= 1 or not 0 < self.size_ratio <= 1:
+            problems.append("crop_fraction and size_ratio must be in (0, 1]")
+        if self.randaugment_ops < 0 or not 0 <= self.randaugment_magnitude <= 30:
+            problems.append("randaugment_ops must be >= 0 and randaugment_magnitude in [0, 30]")
+        if not 0 < self.cutout_size <= 1:
+            problems.append(
+                f"cutout_size is a fraction of the side in (0, 1], got {self.cutout_size}"
+            )
+        return problems
+
+
+def resize_center_crop(x: Tensor, size: int, crop_fraction: float = 1.0) -> Tensor:
+    """Resize (bilinear, antialiased) so the centre ``crop_fraction`` of the image is ``size``
+    pixels, then cut that centre out. Images already at the target size are not resampled."""
+    height, width = x.shape[-2:]
+    full = round(size / crop_fraction)
+    if (height, width) != (full, full):
+        x = F.interpolate(
+            x, size=(full, full), mode="bilinear", align_corners=False, antialias=True
+        )
+    top = (full - size) // 2
+    return x[..., top : top + size, top : top + size]
 
 
 class ViewPipeline:
     """Makes ``len(specs)`` augmented, normalised views of a ``uint8 [N, C, H, W]`` batch.
 
-    Per view: random resized crop, horizontal flip, colour jitter, grayscale, blur, solarize (each
-    skipped when its probability is 0), then ``normalize``; outputs are float32 ``channels_last``.
-    Float batches in 0..1 are accepted too.
+    Per view, in this order (each skipped when off): crop, horizontal / vertical flip, colour
+    jitter, grayscale, blur, solarize, RandAugment, cutout, batch style standardisation, then
+    ``normalize``; outputs are float32 ``channels_last``. Float batches in 0..1 are accepted too.
     """
 
     def __init__(self, specs: Sequence[ViewSpec], mean: Sequence[float], std: Sequence[float]):
@@ -95,37 +160,88 @@ class ViewPipeline:
         x = to_float(images)
         return [self._view(x, spec, generator) for spec in self.specs]
 
+    @staticmethod
+    def _crop(x: Tensor, spec: ViewSpec, generator) -> Tensor:
+        if spec.crop == "resized":
+            return random_resized_crop(
+                x, spec.size, scale=spec.scale, ratio=spec.ratio, generator=generator
+            )
+        if spec.crop == "center":
+            return resize_center_crop(x, spec.size, spec.crop_fraction)
+        x = resize_center_crop(x, spec.size)
+        padding = round(spec.padding * spec.size)
+        return pad_crop(x, padding, generator) if padding > 0 else x
+
     def _view(self, x: Tensor, spec: ViewSpec, generator: torch.Generator | None) -> Tensor:
-        x = random_resized_crop(
-            x, spec.size, scale=spec.scale, ratio=spec.ratio, generator=generator
-        )
+        x = self._crop(x, spec, generator)
         if spec.hflip_p > 0:
             x = horizontal_flip(x, spec.hflip_p, generator)
+        if spec.vflip_p > 0:
+            x = vertical_flip(x, spec.vflip_p, generator)
         if spec.jitter_p > 0:
             jitter = (spec.brightness, spec.contrast, spec.saturation, spec.hue)
             x = color_jitter(x, *jitter, p=spec.jitter_p, generator=generator)
         if spec.grayscale_p > 0:
             x = random_grayscale(x, spec.grayscale_p, generator)
         if spec.blur_p > 0:
-            x = gaussian_blur(x, spec.blur_p, generator=generator)
+            x = gaussian_blur(x, spec.blur_p, sigma=spec.blur_sigma, generator=generator)
         if spec.solarize_p > 0:
             x = solarize(x, spec.solarize_p, generator=generator)
+        if spec.randaugment_ops > 0:
+            x = rand_augment(
+                x,
+                spec.randaugment_ops,
+                spec.randaugment_magnitude,
+                generator=generator,
+                random_magnitude=spec.randaugment_random_magnitude,
+            )
+        if spec.cutout_p > 0:
+            x = cutout(x, spec.cutout_size, spec.cutout_p, generator=generator)
+        if spec.style_standardization:
+            x = batch_style_standardization(x, generator)
         return normalize(x, self.mean, self.std).contiguous(memory_format=torch.channels_last)
 
     def __repr__(self) -> str:
         return f"ViewPipeline(num_views={self.num_views}, specs={self.specs})"
 
 
+_OFF = {"jitter_p": 0.0, "grayscale_p": 0.0}
 _BYOL_JITTER = {"brightness": 0.4, "contrast": 0.4, "saturation": 0.2, "hue": 0.1}
+_BYOL = (
+    ViewSpec(**_BYOL_JITTER, grayscale_p=0.2, blur_p=1.0, solarize_p=0.0),
+    ViewSpec(**_BYOL_JITTER, grayscale_p=0.2, blur_p=0.1, solarize_p=0.2),
+)
+_LOCAL = 96 / 224  # multi-crop: local views are 96 px where global ones are 224 px
+_SWAV_JITTER = {"brightness": 0.8, "contrast": 0.8, "saturation": 0.8, "hue": 0.2}
+_WEAK = ViewSpec(crop="pad", padding=0.125, hflip_p=0.5, **_OFF)
+
+
+def _multi_crop(global_specs, local_spec, num_local):
+    return (*global_specs, *([local_spec] * num_local))
+
 
 RECIPES: dict[str, tuple[ViewSpec, ...]] = {
-    # Chen et al. 2020: two views from the same distribution.
     "simclr": (ViewSpec(), ViewSpec()),
-    # Grill et al. 2020, Table 6: asymmetric blur and solarisation.
-    "byol": (
-        ViewSpec(**_BYOL_JITTER, grayscale_p=0.2, blur_p=1.0, solarize_p=0.0),
-        ViewSpec(**_BYOL_JITTER, grayscale_p=0.2, blur_p=0.1, solarize_p=0.2),
+    "byol": _BYOL,
+    "barlow_twins": _BYOL,
+    "vicreg": _BYOL,
+    "moco": (ViewSpec(scale=(0.2, 1.0), blur_p=0.5),) * 2,
+    "dino": _multi_crop(
+        (
+            ViewSpec(scale=(0.4, 1.0), **_BYOL_JITTER, blur_p=1.0),
+            ViewSpec(scale=(0.4, 1.0), **_BYOL_JITTER, blur_p=0.1, solarize_p=0.2),
+        ),
+        ViewSpec(size_ratio=_LOCAL, scale=(0.05, 0.4), **_BYOL_JITTER, blur_p=0.5),
+        num_local=6,
     ),
+    "swav": _multi_crop(
+        (ViewSpec(scale=(0.14, 1.0), **_SWAV_JITTER, blur_p=0.5),) * 2,
+        ViewSpec(size_ratio=_LOCAL, scale=(0.05, 0.14), **_SWAV_JITTER, blur_p=0.5),
+        num_local=6,
+    ),
+    "weak": (_WEAK,),
+    "strong": (replace(_WEAK, randaugment_ops=2, cutout_p=1.0),),
+    "eval": (ViewSpec(crop="center", hflip_p=0.0, **_OFF),),
 }
 
 
@@ -134,46 +250,84 @@ def list_recipes() -> list[str]:
     return sorted(RECIPES)
 
 
-def view_recipe(
-    name: str, *, size: int, mean: Sequence[float], std: Sequence[float], **overrides
-) -> ViewPipeline:
-    """The named recipe's views at ``size`` pixels; ``overrides`` set ViewSpec fields on every view.
+def _sized(spec: ViewSpec, size: int, overrides: dict[str, Any]) -> ViewSpec:
+    ratio = overrides.get("size_ratio", spec.size_ratio)
+    return replace(spec, **{**overrides, "size": max(1, round(size * ratio))})
 
+
+def view_recipe(
+    name: str,
+    *,
+    size: int,
+    mean: Sequence[float],
+    std: Sequence[float],
+    num_local_crops: int | None = None,
+    per_view: Sequence[dict[str, Any]] | None = None,
+    **overrides,
+) -> ViewPipeline:
+    """The named recipe's views at ``size`` pixels (local multi-crop views at ``size_ratio``).
+
+    ``overrides`` set ViewSpec fields on every view; ``per_view[i]`` on view i only (applied after
+    ``overrides``); ``num_local_crops`` changes how many local views a multi-crop recipe makes.
     Example: ``view_recipe("simclr", size=32, mean=m, std=s, blur_p=0.5)``.
     """
     if name not in RECIPES:
         raise unknown_name("view recipe", name, list(RECIPES))
+    specs = list(RECIPES[name])
+    if num_local_crops is not None:
+        globals_ = [s for s in specs if s.size_ratio == 1.0]
+        locals_ = [s for s in specs if s.size_ratio < 1.0]
+        if not locals_:
+            raise ConfigError(
+                f"recipe {name!r} has no local crops; num_local_crops needs dino or swav"
+            )
+        specs = globals_ + [locals_[0]] * num_local_crops
     valid = [f.name for f in fields(ViewSpec) if f.name != "size"]
-    unknown = sorted(set(overrides) - set(valid))
-    if unknown:
+    per_view = list(per_view or [])
+    for options in [overrides, *per_view]:
+        unknown = sorted(set(options) - set(valid))
+        if unknown:
+            raise ConfigError(
+                f"unknown view override(s) {', '.join(unknown)}; valid fields: {', '.join(valid)}"
+            )
+    if len(per_view) > len(specs):
         raise ConfigError(
-            f"unknown view override(s) {', '.join(unknown)}; valid fields: {', '.join(valid)}"
+            f"per_view has {len(per_view)} entries but {name!r} makes {len(specs)} views"
         )
-    specs = [replace(spec, size=size, **overrides) for spec in RECIPES[name]]
+    per_view += [{}] * (len(specs) - len(per_view))
+    specs = [
+        _sized(spec, size, {**overrides, **extra})
+        for spec, extra in zip(specs, per_view, strict=True)
+    ]
     return ViewPipeline(specs, mean, std)
 
 
 class EvalTransform:
-    """Resize to ``size`` (bilinear, antialiased, no crop), normalise.
+    """Resize to ``size`` (bilinear, antialiased; with ``crop_fraction < 1`` resize larger and
+    centre-crop), normalise.
 
     Takes ``uint8 [N, C, H, W]`` (0..255) or float (0..1); returns float32 ``[N, C, size, size]``
     in ``channels_last``. Images already at ``size`` are not resampled.
     """
 
-    def __init__(self, size: int | Sequence[int], mean: Sequence[float], std: Sequence[float]):
-        self.size = as_pair(size)
+    def __init__(
+        self, size: int, mean: Sequence[float], std: Sequence[float], crop_fraction: float = 1.0
+    ):
+        self.size = int(size)
+        self.crop_fraction = float(crop_fraction)
         self.mean = tuple(float(m) for m in mean)
         self.std = tuple(float(s) for s in std)
         if any(s <= 0 for s in self.std):
             raise ConfigError(f"std values must be > 0, got {list(self.std)}")
+        if not 0 < self.crop_fraction <= 1:
+            raise ConfigError(f"crop_fraction must be in (0, 1], got {crop_fraction}")
 
     def __call__(self, images: Tensor) -> Tensor:
-        x = to_float(images)
-        if tuple(x.shape[-2:]) != self.size:
-            x = F.interpolate(
-                x, size=self.size, mode="bilinear", align_corners=False, antialias=True
-            )
+        x = resize_center_crop(to_float(images), self.size, self.crop_fraction)
         return normalize(x, self.mean, self.std).contiguous(memory_format=torch.channels_last)
 
     def __repr__(self) -> str:
-        return f"EvalTransform(size={self.size}, mean={self.mean}, std={self.std})"
+        return (
+            f"EvalTransform(size={self.size}, crop_fraction={self.crop_fraction}, "
+            f"mean={self.mean}, std={self.std})"
+        )

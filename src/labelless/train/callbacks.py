@@ -143,7 +143,7 @@ class Throughput(L.Callback):
         self._first_step = trainer.global_step
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        self.samples += len(batch["images"]) * trainer.world_size
+        self.samples += len(batch["index"]) * trainer.world_size
 
     def on_train_end(self, trainer, pl_module) -> None:
         self.seconds = time.perf_counter() - self._start

@@ -45,8 +45,10 @@ class SSLModule(L.LightningModule):
         return int(total) if math.isfinite(total) else 1
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int):
-        images = batch["images"]
-        views = self.views(images, generator=self.generator)
+        if "views" in batch:  # views made elsewhere (e.g. a per-sample baseline in workers)
+            views = batch["views"]
+        else:
+            views = self.views(batch["images"], generator=self.generator)
         out = self.method(views, batch)
         loss = out["loss"]
         if not torch.isfinite(loss):

@@ -30,6 +30,7 @@ from labelless.augment import (
     solarize,
     view_recipe,
 )
+from labelless.augment.image import JITTER_OPS, jitter_parameters
 from labelless.errors import ConfigError
 
 # torchvision's tensor grayscale uses 0.2989 for red, ITU-R 601-2 (ours) 0.299: up to 1e-4 apart.
@@ -179,6 +180,51 @@ def test_color_jitter_unselected_samples_unchanged():
     assert (out >= 0).all() and (out <= 1).all()
 
 
+JITTER_FNS = (adjust_brightness, adjust_contrast, adjust_saturation, adjust_hue)
+
+
+def test_color_jitter_fixed_order_is_the_sequential_composition():
+    images = rand_images(n=16)
+    factors, order, selected = jitter_parameters(16, p=0.7, generator=gen(3), random_order=False)
+    assert torch.equal(order, torch.arange(4).expand(16, 4))
+    expected = images
+    for k, fn in enumerate(JITTER_FNS):
+        expected = fn(expected, factors[:, k])
+    expected = torch.where(selected.view(-1, 1, 1, 1), expected, images)
+    out = color_jitter(images, p=0.7, generator=gen(3), random_order=False)
+    torch.testing.assert_close(out, expected, atol=1e-6, rtol=0)
+
+
+def test_color_jitter_random_order_composes_each_sample_in_its_drawn_order():
+    images = rand_images(n=32)
+    factors, order, selected = jitter_parameters(32, p=0.9, generator=gen(4))
+    out = color_jitter(images, p=0.9, generator=gen(4))
+    for i in range(32):
+        expected = images[i : i + 1]
+        for k in order[i].tolist() if selected[i] else []:
+            expected = JITTER_FNS[k](expected, factors[i, k : k + 1])
+        torch.testing.assert_close(out[i : i + 1], expected, atol=1e-6, rtol=0)
+    fixed = color_jitter(images, p=0.9, generator=gen(4), random_order=False)
+    assert not torch.allclose(out, fixed, atol=1e-3)  # the order matters
+
+
+def test_jitter_parameters_orders_are_uniform_permutations():
+    n = 24000
+    factors, order, selected = jitter_parameters(n, p=0.8, generator=gen())
+    assert JITTER_OPS == ("brightness", "contrast", "saturation", "hue")
+    assert torch.equal(order.sort(dim=1).values, torch.arange(4).expand(n, 4))
+    assert abs(selected.float().mean().item() - 0.8) < 0.01
+    assert (factors[~selected] == torch.tensor([1.0, 1.0, 1.0, 0.0])).all()
+    low, high = torch.tensor([0.6, 0.6, 0.8, -0.1]), torch.tensor([1.4, 1.4, 1.2, 0.1])
+    assert ((factors >= low) & (factors <= high)).all()
+    # each op at each step a quarter of the time, and all 24 permutations about equally often
+    step_op = F.one_hot(order, 4).float().mean(dim=0)
+    torch.testing.assert_close(step_op, torch.full((4, 4), 0.25), atol=0.015, rtol=0)
+    codes = (order * torch.tensor([64, 16, 4, 1])).sum(dim=1)
+    counts = codes.unique(return_counts=True)[1]
+    assert len(counts) == 24 and counts.min() > 850 and counts.max() < 1150  # 1000 expected
+
+
 def test_colour_ops_on_one_channel():
     images = rand_images(c=1)
     assert torch.equal(adjust_saturation(images, torch.full((8,), 0.3)), images)
@@ -257,8 +303,8 @@ def test_recipes_and_overrides():
     assert simclr.specs[0] == simclr.specs[1] and simclr.specs[0].scale == (0.2, 1.0)
     with pytest.raises(ConfigError, match="hflip_p"):
         view_recipe("simclr", size=32, mean=[0.5] * 3, std=[0.5] * 3, flip_p=0.5)
-    with pytest.raises(ConfigError, match="byol, simclr"):
-        view_recipe("moco", size=32, mean=[0.5] * 3, std=[0.5] * 3)
+    with pytest.raises(ConfigError, match="barlow_twins, byol, dino"):
+        view_recipe("moco_v9", size=32, mean=[0.5] * 3, std=[0.5] * 3)
     with pytest.raises(ConfigError, match="blur_p"):
         view_recipe("simclr", size=32, mean=[0.5] * 3, std=[0.5] * 3, blur_p=1.5)
 

@@ -1,0 +1,83 @@
+"""What every benchmark result line records about the machine and the code."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import time
+from pathlib import Path
+
+import torch
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=Path(__file__).parent,
+        )
+        return out.stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def peak_rss_mb(children: bool = False) -> float:
+    """Peak resident memory in MiB of this process (and, if asked, of its finished children)."""
+    who = resource.RUSAGE_CHILDREN if children else resource.RUSAGE_SELF
+    return resource.getrusage(who).ru_maxrss / 1024.0
+
+
+def environment() -> dict:
+    return {
+        "commit": git_commit(),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "cpu": cpu_model(),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+    }
+
+
+def matmul_ceiling_gflops(size: int = 2048, repeats: int = 5) -> float:
+    """Float32 ``size x size`` matmul throughput (GFLOP/s, median) on the current threads."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    a @ b  # warm-up
+    rates = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        rates.append(2 * size**3 / (time.perf_counter() - start) / 1e9)
+    return statistics.median(rates)
+
+
+def append_result(track: str, record: dict) -> Path:
+    """Append one JSON line to ``bench/results/<track>.jsonl``."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{track}.jsonl"
+    with path.open("a") as handle:
+        handle.write(json.dumps(record, default=float) + "\n")
+    return path
+
+
+def data_available() -> bool:
+    root = os.environ.get("LABELLESS_DATA")
+    return bool(root) and Path(root, "cifar10_jpeg", "cifar10_jpeg.npz").is_file()

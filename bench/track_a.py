@@ -1,0 +1,235 @@
+"""Track A (BENCHMARKS.md): self-supervised pretraining on CIFAR-10 within a wall-clock budget.
+
+Trains on the 50k CIFAR-10 train images (labels unused), then reports the FINAL encoder's kNN
+(k=200, T=0.1, cosine, weighted votes), linear-probe top-1 and RankMe on the test split, training
+images/s, and model FLOP utilisation against a float32 matmul ceiling measured in the same run.
+
+    LABELLESS_DATA=../shared/data .venv/bin/python bench/track_a.py --budget 900
+    LABELLESS_DATA=../shared/data .venv/bin/python bench/track_a.py --budget 180 --per-sample-aug
+
+``--per-sample-aug`` makes the views with a torchvision v2 pipeline (the same ViewSpec
+parameters) per sample in DataLoader workers, the way the anchor libraries do, as the baseline.
+The LR schedule is fitted to the budget from a short probe of the step time, so the run ends
+annealed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+from torch.utils.flop_counter import FlopCounterMode
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import (
+    append_result,
+    data_available,
+    environment,
+    matmul_ceiling_gflops,
+    peak_rss_mb,
+)
+
+from labelless import api
+from labelless.config import build_config
+from labelless.data import load_dataset
+from labelless.train.callbacks import RankMeMonitor, Throughput
+from labelless.train.loader import train_loader
+from labelless.train.module import SSLModule
+from labelless.train.trainer import build_trainer
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--method", default="simclr")
+    parser.add_argument("--width", type=float, default=0.25)
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--budget", type=float, default=900.0, help="training seconds")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--optimizer", default="lars")
+    parser.add_argument("--lr", type=float, default=1.0)
+    parser.add_argument("--weight-decay", type=float, default=1e-5)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--per-sample-aug", action="store_true")
+    parser.add_argument("--workers", type=int, default=2, help="workers for --per-sample-aug")
+    parser.add_argument("--no-eval", action="store_true", help="throughput only")
+    parser.add_argument("--out", default="runs/bench-track-a")
+    return parser.parse_args(argv)
+
+
+def run_config(args: argparse.Namespace, epochs: int):
+    return build_config(
+        {
+            "data": {"name": "cifar10"},
+            "backbone": {"name": "resnet18_cifar", "width": args.width},
+            "method": {"name": args.method},
+            "views": {"size": 32},
+            "optim": {
+                "name": args.optimizer,
+                "lr": args.lr,
+                "weight_decay": args.weight_decay,
+                "batch_size": args.batch_size,
+                "warmup_epochs": min(10, max(1, epochs // 10)),
+            },
+            "trainer": {
+                "max_epochs": epochs,
+                "max_time": args.budget,
+                "threads": args.threads,
+                "progress_bar": False,
+            },
+            "monitor": {"every_n_epochs": 10**6},
+            "seed": args.seed,
+            "out": args.out,
+        }
+    )
+
+
+class PerSampleViews(torch.utils.data.Dataset):
+    """The baseline: each worker makes each sample's views with torchvision v2, one at a time."""
+
+    def __init__(self, images: torch.Tensor, pipelines: list) -> None:
+        self.images, self.pipelines = images, pipelines
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int):
+        image = self.images[index]
+        return [pipeline(image) for pipeline in self.pipelines], index
+
+
+def _collate(items):
+    views = [torch.stack(v) for v in zip(*(item[0] for item in items), strict=True)]
+    return {
+        "views": views,
+        "index": torch.tensor([item[1] for item in items]),
+        "label": torch.full((len(items),), -1),
+    }
+
+
+def _worker_init(_):
+    torch.set_num_threads(1)
+
+
+def per_sample_loader(train, views, args) -> DataLoader:
+    from augment import torchvision_pipeline
+
+    pipelines = [torchvision_pipeline(spec, views.mean, views.std) for spec in views.specs]
+    dataset = PerSampleViews(torch.from_numpy(train.samples), pipelines)
+    return DataLoader(
+        dataset,
+        batch_size=args.batch_size,
+        shuffle=True,
+        drop_last=True,
+        collate_fn=_collate,
+        num_workers=args.workers,
+        persistent_workers=args.workers > 0,
+        worker_init_fn=_worker_init,
+        generator=torch.Generator().manual_seed(args.seed),
+    )
+
+
+def flops_per_step(method, batch_views) -> float:
+    """Training FLOPs of one step (forward + backward), counted by torch's FLOP counter."""
+    with FlopCounterMode(display=False) as counter:
+        out = method(batch_views, {})
+        out["loss"].backward()
+    method.zero_grad(set_to_none=True)
+    return float(counter.get_total_flops())
+
+
+def probe_step_seconds(method, loader, views, steps: int = 8) -> float:
+    """Median seconds per training step (data + augmentation + forward + backward)."""
+    optimizer = torch.optim.SGD(method.parameters(), lr=0.0)
+    generator = torch.Generator().manual_seed(0)
+    times, iterator = [], iter(loader)
+    for _ in range(steps + 2):
+        start = time.perf_counter()
+        batch = next(iterator)
+        batch_views = batch.get("views") or views(batch["images"], generator=generator)
+        method(batch_views, batch)["loss"].backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        times.append(time.perf_counter() - start)
+    return sorted(times[2:])[len(times[2:]) // 2]
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    if not data_available():
+        raise SystemExit("track A needs CIFAR-10: set LABELLESS_DATA to the shared data folder")
+    torch.set_num_threads(args.threads)
+    ceiling = matmul_ceiling_gflops()
+    splits = load_dataset("cifar10")
+    train, test = splits.train, splits.test
+    config = run_config(args, epochs=1)
+    _, method, views = api.build_components(config, train)
+    loader = (
+        per_sample_loader(train, views, args)
+        if args.per_sample_aug
+        else train_loader(train, args.batch_size, seed=args.seed)
+    )
+    probe_batch = next(iter(train_loader(train, args.batch_size)))
+    flops = flops_per_step(method, views(probe_batch["images"]))
+    step_seconds = probe_step_seconds(method, loader, views)
+    steps_per_epoch = len(train) // args.batch_size
+    epochs = max(1, math.floor(args.budget / (step_seconds * steps_per_epoch)))
+    config = run_config(args, epochs)  # schedule fitted to the budget
+    _, method, views = api.build_components(config, train)
+    run_dir = Path(args.out)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    throughput = Throughput()
+    trainer = build_trainer(config.trainer, run_dir, [throughput, RankMeMonitor()])
+    module = SSLModule(method, views, optim=config.optim.model_dump(), seed=args.seed)
+    trainer.fit(module, loader)
+
+    achieved = flops * throughput.steps / max(throughput.seconds, 1e-9) / 1e9
+    record = {
+        "track": "A",
+        "dataset": "cifar10",
+        "train_split": "train (50,000, labels unused)",
+        "eval_split": "test (10,000)",
+        "backbone": "resnet18_cifar",
+        "width": args.width,
+        "method": args.method,
+        "batch_size": args.batch_size,
+        "optimizer": args.optimizer,
+        "lr": args.lr,
+        "budget_seconds": args.budget,
+        "epochs_planned": epochs,
+        "epochs_done": throughput.steps / steps_per_epoch,
+        "steps": throughput.steps,
+        "wall_seconds": round(throughput.seconds, 1),
+        "images_per_second": round(throughput.samples_per_second, 1),
+        "augmentation": (
+            f"per-sample torchvision v2 in {args.workers} workers"
+            if args.per_sample_aug
+            else "batched tensor ops (labelless)"
+        ),
+        "flops_per_step": flops,
+        "achieved_gflops": round(achieved, 2),
+        "matmul_ceiling_gflops": round(ceiling, 2),
+        "mfu": round(achieved / ceiling, 4),
+        "channels_last": True,
+        "precision": "float32",
+        "seed": args.seed,
+    }
+    if not args.no_eval:
+        metrics, _ = api.final_metrics(config, method.backbone, train, test)
+        record.update({key: metrics[key] for key in ("knn_top1", "linear_top1", "rankme")})
+        record["protocol"] = metrics["protocol"]
+    record.update(environment())
+    record["peak_rss_mb"] = round(peak_rss_mb(), 1)
+    record["peak_rss_children_mb"] = round(peak_rss_mb(children=True), 1)
+    path = append_result("track_a", record)
+    print({k: v for k, v in record.items() if k != "protocol"})
+    print(f"appended to {path}")
+    return record
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,380 @@
+"""Batched geometric augmentation: flips, affine warps, cutout and pad-and-crop, no sample loop.
+
+Every op takes a float batch ``[N, C, H, W]`` in 0..1 with per-sample parameters (``[N]`` tensors
+or floats shared by the batch). Affine warps follow ``torchvision.transforms.v2.functional``:
+the same inverse matrix (torchvision's ``_get_inverse_affine_matrix``, about the image centre
+unless ``center`` is given), the same pixel grid, and the same fill rule, all samples in one
+``F.affine_grid`` + ``F.grid_sample`` call. Cutout is DeVries & Taylor 2017, "Improved
+Regularization of Convolutional Neural Networks with Cutout"; ``pad_crop`` is the weak
+(flip-and-shift) augmentation of FixMatch (Sohn et al. 2020, "FixMatch: Simplifying
+Semi-Supervised Learning with Consistency and Confidence").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from labelless.augment.image import _per_sample, _rand
+from labelless.errors import ConfigError
+
+INTERPOLATIONS = ("nearest", "bilinear")
+PAD_MODES = ("reflect", "replicate", "circular", "constant")
+
+Values = Tensor | float | Sequence[float]
+
+
+def vertical_flip(
+    images: Tensor, p: float = 0.5, generator: torch.Generator | None = None
+) -> Tensor:
+    """Mirror each sample top-bottom with probability ``p``."""
+    flip = _rand((images.shape[0],), generator, images.device) < p
+    return torch.where(_per_sample(flip), images.flip(-2), images)
+
+
+# ---- affine -----------------------------------------------------------------------------------
+
+
+def _batch_values(values: Values, n: int, device, width: int = 1) -> Tensor:
+    """A float, a ``width``-sequence or a per-sample tensor -> float64 ``[n]`` or ``[n, width]``."""
+    t = torch.as_tensor(values, dtype=torch.float64, device=device)
+    shape = (n,) if width == 1 else (n, width)
+    if t.ndim == 0 or (width > 1 and t.shape == (width,)) or t.shape == shape:
+        return t.expand(shape)
+    raise ConfigError(f"per-sample affine parameters need shape {shape}, got {tuple(t.shape)}")
+
+
+def inverse_affine_matrices(
+    height: int,
+    width: int,
+    *,
+    angle: Values,
+    translate: Values,
+    scale: Values,
+    shear: Values,
+    center: Sequence[float] | None = None,
+    n: int,
+    device=None,
+) -> Tensor:
+    """Output -> input pixel maps ``float64 [n, 2, 3]``, as torchvision's inverse affine matrix.
+
+    Forward map ``M = T C R S Sh_y Sh_x C^-1``: rotation by ``angle`` degrees (clockwise on
+    screen), uniform ``scale``, shears ``(sx, sy)`` in degrees, then translation ``(tx, ty)``
+    pixels, all about ``center``. Coordinates have their origin at the image centre (``center``,
+    if given, is in pixels from the top-left corner, as in torchvision) and y pointing down.
+    """
+    angle = torch.deg2rad(_batch_values(angle, n, device))
+    shear_x, shear_y = torch.deg2rad(_batch_values(shear, n, device, 2)).unbind(1)
+    tx, ty = _batch_values(translate, n, device, 2).unbind(1)
+    scale = _batch_values(scale, n, device)
+    if (scale <= 0).any():
+        raise ConfigError("affine scale must be > 0")
+    cx, cy = (0.0, 0.0) if center is None else (center[0] - width / 2, center[1] - height / 2)
+
+    # forward rotation-shear [[a, b], [c, d]] (determinant 1); its inverse is [[d, -b], [-c, a]]
+    a = torch.cos(angle - shear_y) / torch.cos(shear_y)
+    b = -(a * torch.tan(shear_x) + torch.sin(angle))
+    c = torch.sin(angle - shear_y) / torch.cos(shear_y)
+    d = torch.cos(angle) - c * torch.tan(shear_x)
+    m00, m01, m10, m11 = d / scale, -b / scale, -c / scale, a / scale
+    m02 = cx - m00 * (cx + tx) - m01 * (cy + ty)
+    m12 = cy - m10 * (cx + tx) - m11 * (cy + ty)
+    return torch.stack([torch.stack([m00, m01, m02], 1), torch.stack([m10, m11, m12], 1)], 1)
+
+
+def warp_affine(
+    images: Tensor,
+    matrices: Tensor,
+    *,
+    fill: float | Sequence[float] = 0.0,
+    interpolation: str = "nearest",
+) -> Tensor:
+    """Resample each sample through its centred pixel map ``matrices [N, 2, 3]`` (output -> input).
+
+    One ``affine_grid`` + ``grid_sample`` over the batch. A ones channel is sampled alongside the
+    image to know how much of each output pixel came from inside it; as in torchvision, nearest
+    puts ``fill`` where that is < 0.5 and bilinear returns ``mask * (x - fill) + fill``.
+    """
+    if interpolation not in INTERPOLATIONS:
+        raise ConfigError(f"interpolation must be one of {INTERPOLATIONS}, got {interpolation!r}")
+    n, c, height, width = images.shape
+    # pixel coordinates x = u * w / 2 (u the normalised coordinate of align_corners=False)
+    to_pixels = torch.tensor([width / 2, height / 2, 1.0], dtype=torch.float64)
+    from_pixels = torch.tensor([2 / width, 2 / height], dtype=torch.float64).view(2, 1)
+    theta = matrices.double() * to_pixels.to(matrices.device) * from_pixels.to(matrices.device)
+    grid = F.affine_grid(theta.to(images.dtype), [n, c + 1, height, width], align_corners=False)
+    ones = torch.ones_like(images[:, :1])
+    sampled = F.grid_sample(
+        torch.cat([images, ones], dim=1),
+        grid,
+        mode=interpolation,
+        padding_mode="zeros",
+        align_corners=False,
+    )
+    out, mask = sampled[:, :c], sampled[:, c:]
+    fill_t = torch.as_tensor(fill, dtype=images.dtype, device=images.device).view(1, -1, 1, 1)
+    if interpolation == "nearest":
+        return torch.where(mask < 0.5, fill_t, out)
+    return (out - fill_t) * mask + fill_t
+
+
+def affine(
+    images: Tensor,
+    *,
+    angle: Values = 0.0,
+    translate: Values = (0.0, 0.0),
+    scale: Values = 1.0,
+    shear: Values = (0.0, 0.0),
+    fill: float | Sequence[float] = 0.0,
+    interpolation: str = "nearest",
+    center: Sequence[float] | None = None,
+) -> Tensor:
+    """Per-sample affine warp, as ``TF.affine`` sample by sample, in one batched grid_sample.
+
+    ``angle [N]`` degrees clockwise, ``translate [N, 2]`` pixels (x right, y down), ``scale [N]``,
+    ``shear [N, 2]`` degrees (x, y); floats (or one pair) apply to every sample. Pixels that map
+    outside the image take ``fill``.
+    """
+    n, _, height, width = images.shape
+    matrices = inverse_affine_matrices(
+        height,
+        width,
+        angle=angle,
+        translate=translate,
+        scale=scale,
+        shear=shear,
+        center=center,
+        n=n,
+        device=images.device,
+    )
+    return warp_affine(images, matrices, fill=fill, interpolation=interpolation)
+
+
+def rotate(
+    images: Tensor,
+    angle: Values,
+    fill: float | Sequence[float] = 0.0,
+    interpolation: str = "nearest",
+) -> Tensor:
+    """Rotate each sample ``angle [N]`` degrees counter-clockwise about its centre (TF.rotate)."""
+    angle = -torch.as_tensor(angle, dtype=torch.float64, device=images.device)
+    return affine(images, angle=angle, fill=fill, interpolation=interpolation)
+
+
+def _pairs(first: Values, second: Values, n: int, device) -> Tensor:
+    return torch.stack([_batch_values(first, n, device), _batch_values(second, n, device)], 1)
+
+
+def shear_x(
+    images: Tensor,
+    factor: Values,
+    fill: float | Sequence[float] = 0.0,
+    interpolation: str = "nearest",
+) -> Tensor:
+    """Output ``(x, y)`` reads input ``(x + factor * y, y)``: shear about the top-left corner.
+
+    The AutoAugment convention (PIL's ``(1, factor, 0, 0, 1, 0)``), as torchvision's RandAugment."""
+    n, device = images.shape[0], images.device
+    degrees = torch.rad2deg(torch.atan(_batch_values(factor, n, device)))
+    return affine(
+        images,
+        shear=_pairs(degrees, 0.0, n, device),
+        fill=fill,
+        interpolation=interpolation,
+        center=(0.0, 0.0),
+    )
+
+
+def shear_y(
+    images: Tensor,
+    factor: Values,
+    fill: float | Sequence[float] = 0.0,
+    interpolation: str = "nearest",
+) -> Tensor:
+    """Output ``(x, y)`` reads input ``(x, y + factor * x)``: shear about the top-left corner."""
+    n, device = images.shape[0], images.device
+    degrees = torch.rad2deg(torch.atan(_batch_values(factor, n, device)))
+    return affine(
+        images,
+        shear=_pairs(0.0, degrees, n, device),
+        fill=fill,
+        interpolation=interpolation,
+        center=(0.0, 0.0),
+    )
+
+
+def translate_x(
+    images: Tensor,
+    pixels: Values,
+    fill: float | Sequence[float] = 0.0,
+    interpolation: str = "nearest",
+) -> Tensor:
+    """Shift each sample right by ``pixels [N]`` (left when negative)."""
+    n, device = images.shape[0], images.device
+    translate = _pairs(pixels, 0.0, n, device)
+    return affine(images, translate=translate, fill=fill, interpolation=interpolation)
+
+
+def translate_y(
+    images: Tensor,
+    pixels: Values,
+    fill: float | Sequence[float] = 0.0,
+    interpolation: str = "nearest",
+) -> Tensor:
+    """Shift each sample down by ``pixels [N]`` (up when negative)."""
+    n, device = images.shape[0], images.device
+    translate = _pairs(0.0, pixels, n, device)
+    return affine(images, translate=translate, fill=fill, interpolation=interpolation)
+
+
+def _range(name: str, value: float | Sequence[float] | None, symmetric: bool) -> tuple[float, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, (int, float)):
+        if value < 0:
+            raise ConfigError(f"random_affine {name} must be >= 0, got {value}")
+        return (-float(value), float(value)) if symmetric else (float(value),)
+    return tuple(float(v) for v in value)
+
+
+def random_affine(
+    images: Tensor,
+    p: float = 1.0,
+    degrees: float | Sequence[float] = 0.0,
+    translate: Sequence[float] | None = None,
+    scale: Sequence[float] | None = None,
+    shear: float | Sequence[float] | None = None,
+    generator: torch.Generator | None = None,
+    *,
+    fill: float | Sequence[float] = 0.0,
+    interpolation: str = "nearest",
+) -> Tensor:
+    """With probability ``p`` per sample, a random affine warp drawn as torchvision's RandomAffine.
+
+    Angle uniform in ``degrees`` (``d`` means ``(-d, d)``); translation ``round(U(-t W, t W))``
+    and ``round(U(-t H, t H))`` pixels for ``translate = (tx, ty)`` fractions; scale uniform in
+    ``scale``; shear x uniform in ``shear`` (``s``, ``(lo, hi)``) and y in its last two values
+    when four are given. Samples not selected are returned unchanged.
+    """
+    n, _, height, width = images.shape
+    angle_range = _range("degrees", degrees, symmetric=True)
+    shear_range = _range("shear", shear, symmetric=True)
+    if len(angle_range) != 2 or len(shear_range) not in (0, 2, 4):
+        raise ConfigError("random_affine degrees needs 1 or 2 values, shear 1, 2 or 4")
+    u = _rand((7, n), generator, images.device).double()
+
+    def uniform(row: int, low: float, high: float) -> Tensor:
+        return low + (high - low) * u[row]
+
+    angle = uniform(1, *angle_range)
+    tx, ty = (0.0, 0.0) if translate is None else (translate[0] * width, translate[1] * height)
+    shift = torch.stack([uniform(2, -tx, tx).round(), uniform(3, -ty, ty).round()], 1)
+    factor = uniform(4, *scale) if scale is not None else 1.0
+    shear_xy = [uniform(5, *shear_range[:2]) if shear_range else 0.0, 0.0]
+    if len(shear_range) == 4:
+        shear_xy[1] = uniform(6, *shear_range[2:])
+    warped = affine(
+        images,
+        angle=angle,
+        translate=shift,
+        scale=factor,
+        shear=_pairs(*shear_xy, n, images.device),
+        fill=fill,
+        interpolation=interpolation,
+    )
+    return torch.where(_per_sample(u[0] < p), warped, images)
+
+
+# ---- cutout and pad-and-crop ------------------------------------------------------------------
+
+
+def sample_cutout_boxes(
+    n: int,
+    height: int,
+    width: int,
+    size: int | float,
+    generator: torch.Generator | None = None,
+    *,
+    device=None,
+) -> Tensor:
+    """Cutout squares ``int64 [n, 4]`` as (top, left, bottom, right), bottom/right exclusive.
+
+    Side ``size`` pixels (a float is a fraction of the shorter side); the centre pixel is uniform
+    over the image and the square is clipped at the borders, as DeVries & Taylor (2017)."""
+    side = round(size * min(height, width)) if isinstance(size, float) else int(size)
+    if side < 0:
+        raise ConfigError(f"cutout size must be >= 0, got {size}")
+    u = _rand((n, 2), generator, device or "cpu")
+    centre_y = (u[:, 0] * height).long().clamp_max(height - 1)
+    centre_x = (u[:, 1] * width).long().clamp_max(width - 1)
+    top, left = centre_y - side // 2, centre_x - side // 2
+    return torch.stack(
+        [
+            top.clamp(0, height),
+            left.clamp(0, width),
+            (top + side).clamp(0, height),
+            (left + side).clamp(0, width),
+        ],
+        dim=1,
+    )
+
+
+def cutout(
+    images: Tensor,
+    size: int | float,
+    p: float = 1.0,
+    fill: float | Sequence[float] = 0.5,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """With probability ``p`` per sample, set one square (``sample_cutout_boxes``) to ``fill``.
+
+    Masks come from comparing broadcast row/column ranges with each sample's bounds."""
+    n, _, height, width = images.shape
+    boxes = sample_cutout_boxes(n, height, width, size, generator, device=images.device)
+    selected = _rand((n,), generator, images.device) < p
+    top, left, bottom, right = (b.view(n, 1, 1, 1) for b in boxes.unbind(1))
+    rows = torch.arange(height, device=images.device).view(1, 1, height, 1)
+    cols = torch.arange(width, device=images.device).view(1, 1, 1, width)
+    inside = (rows >= top) & (rows < bottom) & (cols >= left) & (cols < right)
+    fill_t = torch.as_tensor(fill, dtype=images.dtype, device=images.device).view(1, -1, 1, 1)
+    return torch.where(inside & _per_sample(selected), fill_t, images)
+
+
+def sample_crop_offsets(
+    n: int, padding: int, generator: torch.Generator | None = None, *, device=None
+) -> Tensor:
+    """Offsets ``int64 [n, 2]`` (top, left), each uniform over ``0 .. 2 * padding``."""
+    u = _rand((n, 2), generator, device or "cpu")
+    return (u * (2 * padding + 1)).long().clamp_max(2 * padding)
+
+
+def pad_crop(
+    images: Tensor,
+    padding: int,
+    generator: torch.Generator | None = None,
+    mode: str = "reflect",
+    fill: float = 0.0,
+) -> Tensor:
+    """Pad by ``padding`` pixels per side, then crop back to ``H x W`` at a per-sample offset.
+
+    Offsets from ``sample_crop_offsets``; ``mode`` as ``F.pad`` (``fill`` is the constant). The
+    crops are read with one ``gather`` over flattened pixel indices."""
+    if mode not in PAD_MODES:
+        raise ConfigError(f"pad_crop mode must be one of {PAD_MODES}, got {mode!r}")
+    if not isinstance(padding, int) or padding < 0:
+        raise ConfigError(f"pad_crop padding must be a whole number of pixels >= 0, got {padding}")
+    n, c, height, width = images.shape
+    offsets = sample_crop_offsets(n, padding, generator, device=images.device)
+    if padding == 0:
+        return images
+    value = fill if mode == "constant" else None
+    padded = F.pad(images, [padding] * 4, mode=mode, value=value)
+    padded_width = width + 2 * padding
+    rows = offsets[:, :1] + torch.arange(height, device=images.device)  # [N, H]
+    cols = offsets[:, 1:] + torch.arange(width, device=images.device)  # [N, W]
+    index = (rows.unsqueeze(2) * padded_width + cols.unsqueeze(1)).view(n, 1, height * width)
+    out = padded.flatten(2).gather(2, index.expand(n, c, height * width))
+    return out.view(n, c, height, width)
