@@ -92,7 +92,15 @@ def build_components(config: RunConfig, train: Dataset):
     )
     method = create_method(config.method.name, backbone, **config.method.kwargs)
     recipe = config.views.recipe or METHODS[config.method.name].default_views
-    views = view_recipe(recipe, size=size, mean=mean, std=std, **config.views.overrides)
+    views = view_recipe(
+        recipe,
+        size=size,
+        mean=mean,
+        std=std,
+        num_local_crops=config.views.num_local_crops,
+        per_view=config.views.per_view,
+        **config.views.overrides,
+    )
     if any(isinstance(m, nn.Conv2d) for m in backbone.modules()):
         method = method.to(memory_format=torch.channels_last)
     return backbone, method, views

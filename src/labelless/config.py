@@ -44,7 +44,13 @@ class MethodConfig(_Section):
 class ViewsConfig(_Section):
     recipe: str | None = Field(None, description="augmentation recipe; default: the method's own")
     size: int | None = Field(None, gt=0, description="view side in pixels; default: native size")
-    overrides: dict[str, Any] = Field(default_factory=dict)
+    overrides: dict[str, Any] = Field(
+        default_factory=dict, description="ViewSpec fields set on every view"
+    )
+    per_view: list[dict[str, Any]] = Field(
+        default_factory=list, description="ViewSpec fields for view i (after overrides)"
+    )
+    num_local_crops: int | None = Field(None, ge=0, description="local views of dino / swav")
 
 
 class OptimConfig(_Section):

@@ -26,6 +26,12 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", ".*is deprecated.*", category=UserWarning)
 
 
+def _has_gpu() -> bool:
+    return torch.cuda.is_available() or (
+        hasattr(torch.backends, "mps") and torch.backends.mps.is_available()
+    )
+
+
 def build_trainer(cfg: TrainerConfig, run_dir: Path, callbacks: list[L.Callback]) -> L.Trainer:
     """A Trainer logging CSV to ``run_dir/logs/metrics.csv``, with our checkpoint callback only.
 
@@ -41,6 +47,12 @@ def build_trainer(cfg: TrainerConfig, run_dir: Path, callbacks: list[L.Callback]
             progress = [RichProgressBar(leave=True)]
         except ModuleNotFoundError:
             progress = [TQDMProgressBar()]
+    if "bf16" in cfg.precision and cfg.accelerator in ("cpu", "auto") and not _has_gpu():
+        warnings.warn(
+            f"precision {cfg.precision!r} on a CPU without bf16 units runs about 10x slower than "
+            "float32: use --precision 32-true on CPU",
+            stacklevel=2,
+        )
     max_time = datetime.timedelta(seconds=cfg.max_time) if cfg.max_time else None
     return L.Trainer(
         accelerator=cfg.accelerator,
