@@ -196,7 +196,6 @@ def pretrain(
     from labelless.backbones import save_encoder
     from labelless.report import write_report
     from labelless.train.callbacks import Throughput
-    from labelless.train.loader import train_loader
     from labelless.train.logs import merge_previous, set_aside
     from labelless.train.module import SSLModule
     from labelless.train.trainer import build_trainer
@@ -211,7 +210,7 @@ def pretrain(
     run_dir = Path(run_config.out)
     L.seed_everything(run_config.seed, workers=True, verbose=False)
     # Everything that can fail on user input happens before the run directory is touched.
-    splits = in_memory or load_dataset(run_config.data.name, load_size=run_config.data.load_size)
+    splits = in_memory or _load_splits(run_config)
     train = splits.train
     eval_data = _eval_split(run_config, splits)
     backbone, ssl_method, views = build_components(run_config, train)
@@ -222,7 +221,7 @@ def pretrain(
     throughput = Throughput()
     callbacks = [throughput, *_callbacks(run_config, run_dir, backbone, eval_data, train)]
     trainer = build_trainer(run_config.trainer, run_dir, callbacks)
-    loader = train_loader(train, run_config.optim.batch_size, seed=run_config.seed)
+    loader = _train_loader(run_config, train, in_memory is not None)
     ckpt = str(run_dir / "checkpoints" / "last.ckpt") if resume else None
     if resume:
         set_aside(run_dir / "logs")
@@ -241,7 +240,7 @@ def pretrain(
             "steps_this_session": throughput.steps,
             "wall_seconds": round(throughput.seconds, 2),
             "samples_per_second": round(throughput.samples_per_second, 1),
-            "skipped_samples": int(train.meta.get("skipped", 0)),
+            "skipped_samples": max(int(train.meta.get("skipped", 0)), throughput.skipped),
             "final_not_best": True,
         }
         write_text_atomic(run_dir / "metrics.json", json.dumps(metrics, indent=2, default=float))
@@ -249,6 +248,46 @@ def pretrain(
         labels = eval_data.labels if eval_data is not None else None
         write_report(run_dir, embeddings=test_z, labels=labels, class_names=class_names)
     return PretrainResult(run_dir, metrics, backbone)
+
+
+def _is_lazy_folder(config: RunConfig) -> bool:
+    from labelless.data import BUILTINS
+
+    return config.data.lazy and config.data.name not in BUILTINS
+
+
+def _load_splits(config: RunConfig) -> DataSplits:
+    """The data; a lazy folder decodes only ``data.sample_size`` images here (statistics, monitors,
+    final metrics) and streams the rest through ``_train_loader``."""
+    from labelless.data import image_folder
+
+    if _is_lazy_folder(config):
+        sample = image_folder(
+            config.data.name,
+            load_size=config.data.load_size,
+            max_samples=config.data.sample_size,
+            seed=config.seed,
+        )
+        return DataSplits(sample)
+    return load_dataset(config.data.name, load_size=config.data.load_size)
+
+
+def _train_loader(config: RunConfig, train: Dataset, in_memory: bool):
+    from labelless.data.files import file_loader, scan_folder
+    from labelless.train.loader import train_loader
+
+    if in_memory or not _is_lazy_folder(config):
+        return train_loader(train, config.optim.batch_size, seed=config.seed)
+    files, labels, _ = scan_folder(config.data.name)
+    return file_loader(
+        files,
+        labels,
+        load_size=config.data.load_size,
+        batch_size=config.optim.batch_size,
+        workers=config.data.workers,
+        seed=config.seed,
+        grayscale=train.in_channels == 1,
+    )
 
 
 def _resolve_run_config(config, overrides, resume: bool, flags: dict[str, Any]) -> RunConfig:

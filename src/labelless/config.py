@@ -27,6 +27,11 @@ class DataConfig(_Section):
     eval: str | None = Field(
         None, description="labelled dataset for monitors and evaluation; default: the test split"
     )
+    lazy: bool = Field(False, description="image folders: decode files in workers every epoch")
+    workers: int = Field(2, ge=0, description="decoding workers for lazy folders")
+    sample_size: int = Field(
+        4096, gt=0, description="lazy folders: images decoded for statistics and evaluation"
+    )
 
 
 class BackboneConfig(_Section):

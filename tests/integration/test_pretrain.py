@@ -104,3 +104,37 @@ def test_resume_continues_from_the_saved_step(tmp_path):
     rows = (tmp_path / "run" / "logs" / "metrics.csv").read_text().splitlines()
     loss_rows = [row for row in rows[1:] if row.split(",")[-2]]  # train/loss column
     assert len(loss_rows) == 3 * steps_per_epoch  # first session's rows kept, new ones appended
+
+
+def test_lazy_folder_streams_files_through_workers(tmp_path):
+    """A folder decoded in a worker every epoch: mixed sizes and modes, a corrupt file counted."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(47):  # + 1 corrupt file = 48 = 3 full batches
+        side = int(rng.integers(16, 40))
+        mode = "L" if i % 5 == 0 else "RGB"
+        shape = (side, side + 2) if mode == "L" else (side, side + 2, 3)
+        Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8)).convert(mode).save(
+            photos / f"p{i}.{'png' if i % 2 else 'jpg'}"
+        )
+    (photos / "broken.png").write_bytes(b"\x89PNG broken")
+    config = _config(max_epochs=2, max_time=None)
+    config["data"] = {
+        "name": str(photos),
+        "lazy": True,
+        "workers": 1,
+        "sample_size": 16,
+        "load_size": 16,
+    }
+    config["backbone"]["width"] = 0.125
+    config["optim"]["batch_size"] = 16
+    config["views"]["size"] = 16
+    result = api.pretrain(config=config, out=str(tmp_path / "run"))
+    training = result.metrics["training"]
+    assert training["steps"] == 2 * 3  # every file streamed, not just the sample of 16
+    assert training["skipped_samples"] == 1
+    assert result.metrics["rankme"] > 1

@@ -12,7 +12,13 @@ from labelless.errors import DataError
 
 
 def image_folder(
-    path: str | Path, *, load_size: int = 64, grayscale: bool = False, workers: int = 2
+    path: str | Path,
+    *,
+    load_size: int = 64,
+    grayscale: bool = False,
+    workers: int = 2,
+    max_samples: int | None = None,
+    seed: int = 0,
 ) -> Dataset:
     """Decode every image under ``path`` to ``uint8 [N, C, load_size, load_size]``.
 
@@ -20,13 +26,18 @@ def image_folder(
     folder is unlabelled (``data.files.scan_folder`` lists it). Files that cannot be decoded are
     skipped and counted in ``meta["skipped"]``. Images are resized (shorter side) and
     centre-cropped to the fixed load size, so batches stack; augmentation later crops and resizes
-    on whole batches. For folders too large for memory, ``data.files.file_loader`` decodes lazily.
+    on whole batches. For folders too large for memory, ``data.files.file_loader`` decodes lazily;
+    ``max_samples`` then decodes only a seeded random subset (for statistics and evaluation).
     """
     # imported here: data.files needs torch, and `import labelless.data` stays without it
     from labelless.data.files import decode_image, scan_folder
 
     root = Path(path).expanduser()
     files, labels, class_names = scan_folder(root)
+    if max_samples is not None and max_samples < len(files):
+        chosen = np.sort(np.random.default_rng(seed).choice(len(files), max_samples, replace=False))
+        files = [files[i] for i in chosen]
+        labels = None if labels is None else [labels[i] for i in chosen]
     mode = "L" if grayscale else "RGB"
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         decoded = list(pool.map(lambda p: decode_image(p, load_size, mode), files))

@@ -135,15 +135,20 @@ class Throughput(L.Callback):
         self.seconds = 0.0
         self.steps = 0
         self.samples = 0
+        self.skipped = 0  # unreadable files met in the first epoch of a lazily decoded folder
         self._start = 0.0
         self._first_step = 0
+        self._first_epoch = 0
 
     def on_train_start(self, trainer, pl_module) -> None:
         self._start = time.perf_counter()
         self._first_step = trainer.global_step
+        self._first_epoch = trainer.current_epoch
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         self.samples += len(batch["index"]) * trainer.world_size
+        if trainer.current_epoch == self._first_epoch:
+            self.skipped += int(batch.get("skipped", 0))
 
     def on_train_end(self, trainer, pl_module) -> None:
         self.seconds = time.perf_counter() - self._start

@@ -45,6 +45,8 @@ class SSLModule(L.LightningModule):
         return int(total) if math.isfinite(total) else 1
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int):
+        if len(batch["index"]) < 2:  # a lazy batch whose files were all unreadable
+            return None
         if "views" in batch:  # views made elsewhere (e.g. a per-sample baseline in workers)
             views = batch["views"]
         else:
