@@ -1,10 +1,22 @@
 """Batched, per-sample-random augmentation on the training device.
 
-``image`` (crop, flip, colour, blur, solarize, normalise), ``pixel`` (posterize, equalize,
+``image`` (crop, flip, blur, normalise), ``colour`` (brightness, contrast, saturation, hue,
+jitter, grayscale, solarize), ``pixel`` (posterize, equalize,
 autocontrast, sharpness, invert, batch style standardisation), ``geometry`` (affine, vertical flip,
 cutout, pad-crop), ``randaugment`` and ``views`` (named view recipes and the eval transform).
 """
 
+from labelless.augment.colour import (
+    LUMA_WEIGHTS,
+    adjust_brightness,
+    adjust_contrast,
+    adjust_hue,
+    adjust_saturation,
+    color_jitter,
+    random_grayscale,
+    rgb_to_grayscale,
+    solarize,
+)
 from labelless.augment.geometry import (
     affine,
     cutout,
@@ -18,21 +30,12 @@ from labelless.augment.geometry import (
     vertical_flip,
 )
 from labelless.augment.image import (
-    LUMA_WEIGHTS,
-    adjust_brightness,
-    adjust_contrast,
-    adjust_hue,
-    adjust_saturation,
-    color_jitter,
     crop_and_resize,
     gaussian_blur,
     horizontal_flip,
     normalize,
-    random_grayscale,
     random_resized_crop,
-    rgb_to_grayscale,
     sample_crop_boxes,
-    solarize,
 )
 from labelless.augment.pixel import (
     adjust_sharpness,

@@ -1,13 +1,11 @@
-"""Batched geometric augmentation: flips, affine warps, cutout and pad-and-crop, no sample loop.
+"""Batched geometric augmentation: flips and affine warps, no sample loop.
 
 Every op takes a float batch ``[N, C, H, W]`` in 0..1 with per-sample parameters (``[N]`` tensors
 or floats shared by the batch). Affine warps follow ``torchvision.transforms.v2.functional``:
 the same inverse matrix (torchvision's ``_get_inverse_affine_matrix``, about the image centre
 unless ``center`` is given), the same pixel grid, and the same fill rule, all samples in one
-``F.affine_grid`` + ``F.grid_sample`` call. Cutout is DeVries & Taylor 2017, "Improved
-Regularization of Convolutional Neural Networks with Cutout"; ``pad_crop`` is the weak
-(flip-and-shift) augmentation of FixMatch (Sohn et al. 2020, "FixMatch: Simplifying
-Semi-Supervised Learning with Consistency and Confidence").
+``F.affine_grid`` + ``F.grid_sample`` call. Cutout and pad-and-crop live in ``augment.crops``
+(re-exported here).
 """
 
 from __future__ import annotations
@@ -18,11 +16,19 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from labelless.augment.image import _per_sample, _rand
+from labelless.augment.common import _per_sample, _rand
+from labelless.augment.crops import (  # noqa: F401 (re-exported: they lived here)
+    PAD_MODES,
+    apply_cutout,
+    cutout,
+    pad_crop,
+    reflect_pad_crop,
+    sample_crop_offsets,
+    sample_cutout_boxes,
+)
 from labelless.errors import ConfigError
 
 INTERPOLATIONS = ("nearest", "bilinear")
-PAD_MODES = ("reflect", "replicate", "circular", "constant")
 
 Values = Tensor | float | Sequence[float]
 
@@ -286,95 +292,3 @@ def random_affine(
         interpolation=interpolation,
     )
     return torch.where(_per_sample(u[0] < p), warped, images)
-
-
-# ---- cutout and pad-and-crop ------------------------------------------------------------------
-
-
-def sample_cutout_boxes(
-    n: int,
-    height: int,
-    width: int,
-    size: int | float,
-    generator: torch.Generator | None = None,
-    *,
-    device=None,
-) -> Tensor:
-    """Cutout squares ``int64 [n, 4]`` as (top, left, bottom, right), bottom/right exclusive.
-
-    Side ``size`` pixels (a float is a fraction of the shorter side); the centre pixel is uniform
-    over the image and the square is clipped at the borders, as DeVries & Taylor (2017)."""
-    side = round(size * min(height, width)) if isinstance(size, float) else int(size)
-    if side < 0:
-        raise ConfigError(f"cutout size must be >= 0, got {size}")
-    u = _rand((n, 2), generator, device or "cpu")
-    centre_y = (u[:, 0] * height).long().clamp_max(height - 1)
-    centre_x = (u[:, 1] * width).long().clamp_max(width - 1)
-    top, left = centre_y - side // 2, centre_x - side // 2
-    return torch.stack(
-        [
-            top.clamp(0, height),
-            left.clamp(0, width),
-            (top + side).clamp(0, height),
-            (left + side).clamp(0, width),
-        ],
-        dim=1,
-    )
-
-
-def cutout(
-    images: Tensor,
-    size: int | float,
-    p: float = 1.0,
-    fill: float | Sequence[float] = 0.5,
-    generator: torch.Generator | None = None,
-) -> Tensor:
-    """With probability ``p`` per sample, set one square (``sample_cutout_boxes``) to ``fill``.
-
-    Masks come from comparing broadcast row/column ranges with each sample's bounds."""
-    n, _, height, width = images.shape
-    boxes = sample_cutout_boxes(n, height, width, size, generator, device=images.device)
-    selected = _rand((n,), generator, images.device) < p
-    top, left, bottom, right = (b.view(n, 1, 1, 1) for b in boxes.unbind(1))
-    rows = torch.arange(height, device=images.device).view(1, 1, height, 1)
-    cols = torch.arange(width, device=images.device).view(1, 1, 1, width)
-    inside = (rows >= top) & (rows < bottom) & (cols >= left) & (cols < right)
-    fill_t = torch.as_tensor(fill, dtype=images.dtype, device=images.device).view(1, -1, 1, 1)
-    return torch.where(inside & _per_sample(selected), fill_t, images)
-
-
-def sample_crop_offsets(
-    n: int, padding: int, generator: torch.Generator | None = None, *, device=None
-) -> Tensor:
-    """Offsets ``int64 [n, 2]`` (top, left), each uniform over ``0 .. 2 * padding``."""
-    u = _rand((n, 2), generator, device or "cpu")
-    return (u * (2 * padding + 1)).long().clamp_max(2 * padding)
-
-
-def pad_crop(
-    images: Tensor,
-    padding: int,
-    generator: torch.Generator | None = None,
-    mode: str = "reflect",
-    fill: float = 0.0,
-) -> Tensor:
-    """Pad by ``padding`` pixels per side, then crop back to ``H x W`` at a per-sample offset.
-
-    Offsets from ``sample_crop_offsets``; ``mode`` as ``F.pad`` (``fill`` is the constant). The
-    crops are read with one ``gather`` over flattened pixel indices."""
-    if mode not in PAD_MODES:
-        raise ConfigError(f"pad_crop mode must be one of {PAD_MODES}, got {mode!r}")
-    if not isinstance(padding, int) or padding < 0:
-        raise ConfigError(f"pad_crop padding must be a whole number of pixels >= 0, got {padding}")
-    n, c, height, width = images.shape
-    offsets = sample_crop_offsets(n, padding, generator, device=images.device)
-    if padding == 0:
-        return images
-    value = fill if mode == "constant" else None
-    padded = F.pad(images, [padding] * 4, mode=mode, value=value)
-    padded_width = width + 2 * padding
-    rows = offsets[:, :1] + torch.arange(height, device=images.device)  # [N, H]
-    cols = offsets[:, 1:] + torch.arange(width, device=images.device)  # [N, W]
-    index = (rows.unsqueeze(2) * padded_width + cols.unsqueeze(1)).view(n, 1, height * width)
-    out = padded.flatten(2).gather(2, index.expand(n, c, height * width))
-    return out.view(n, c, height, width)

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from labelless.augment.image import _per_sample, _rand
+from labelless.augment.common import _per_sample, _rand
 from labelless.errors import ConfigError
 
 # PIL's SMOOTH filter, which torchvision's adjust_sharpness blends against

@@ -20,14 +20,9 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from labelless.augment.colour import adjust_brightness, adjust_contrast, adjust_saturation
+from labelless.augment.common import _per_sample, _rand
 from labelless.augment.geometry import rotate, shear_x, shear_y, translate_x, translate_y
-from labelless.augment.image import (
-    _per_sample,
-    _rand,
-    adjust_brightness,
-    adjust_contrast,
-    adjust_saturation,
-)
 from labelless.augment.pixel import adjust_sharpness, autocontrast, equalize, posterize
 from labelless.errors import ConfigError, unknown_name
 
@@ -180,13 +175,16 @@ def apply_rand_augment(
     """Apply drawn ops step by step; each op runs once per step on the samples that drew it."""
     out = images.clone()
     magnitudes = draws.magnitudes.to(images.device)
-    for step_ops, step_magnitudes in zip(draws.ops.to(images.device), magnitudes, strict=True):
-        for k, name in enumerate(RANDAUGMENT_OPS):
+    for step_ops, step_magnitudes in zip(draws.ops.tolist(), magnitudes, strict=True):
+        for k in sorted(set(step_ops)):
+            name = RANDAUGMENT_OPS[k]
             if name == "Identity":
                 continue
-            subset = (step_ops == k).nonzero().squeeze(1)
-            if subset.numel() == 0:
+            local = [i for i, op in enumerate(step_ops) if op == k]
+            if len(local) == len(step_ops):
+                out = apply_op(out, name, step_magnitudes, fill=fill, interpolation=interpolation)
                 continue
+            subset = torch.tensor(local, device=images.device)
             result = apply_op(
                 out.index_select(0, subset),
                 name,

@@ -14,22 +14,11 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from labelless.augment.geometry import cutout, pad_crop, vertical_flip
-from labelless.augment.image import (
-    color_jitter,
-    gaussian_blur,
-    horizontal_flip,
-    normalize,
-    random_grayscale,
-    random_resized_crop,
-    solarize,
-    to_float,
-)
-from labelless.augment.pixel import batch_style_standardization
-from labelless.augment.randaugment import rand_augment
+from labelless.augment.common import check_images
+from labelless.augment.engine import apply_view, chunk_size, draw_view
+from labelless.augment.image import _check_stats, resize_center_crop  # noqa: F401 (re-exported)
 from labelless.errors import ConfigError, unknown_name
 
 CROP_MODES = ("resized", "pad", "center")
@@ -122,84 +111,61 @@ class ViewSpec:
         return problems
 
 
-def resize_center_crop(x: Tensor, size: int, crop_fraction: float = 1.0) -> Tensor:
-    """Resize (bilinear, antialiased) so the centre ``crop_fraction`` of the image is ``size``
-    pixels, then cut that centre out. Images already at the target size are not resampled."""
-    height, width = x.shape[-2:]
-    full = round(size / crop_fraction)
-    if (height, width) != (full, full):
-        x = F.interpolate(
-            x, size=(full, full), mode="bilinear", align_corners=False, antialias=True
-        )
-    top = (full - size) // 2
-    return x[..., top : top + size, top : top + size]
-
-
 class ViewPipeline:
     """Makes ``len(specs)`` augmented, normalised views of a ``uint8 [N, C, H, W]`` batch.
 
     Per view, in this order (each skipped when off): crop, horizontal / vertical flip, colour
     jitter, grayscale, blur, solarize, RandAugment, cutout, batch style standardisation, then
     ``normalize``; outputs are float32 ``channels_last``. Float batches in 0..1 are accepted too.
+
+    Each view's random parameters are drawn for the whole batch first (``engine.draw_view``),
+    then all of its ops run chunk by chunk (``engine.apply_view``): ``chunk_size`` samples at a
+    time, by default as many as fit in ``engine.CHUNK_BYTES`` (4 MiB) of float32 on CPU (the
+    whole batch on other devices). The output does not depend on the chunk size.
     """
 
-    def __init__(self, specs: Sequence[ViewSpec], mean: Sequence[float], std: Sequence[float]):
+    def __init__(
+        self,
+        specs: Sequence[ViewSpec],
+        mean: Sequence[float],
+        std: Sequence[float],
+        *,
+        chunk_size: int | None = None,
+    ):
         if not specs:
             raise ConfigError("a view pipeline needs at least one ViewSpec")
         if any(s <= 0 for s in std):
             raise ConfigError(f"std values must be > 0, got {list(std)}")
+        if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
+            raise ConfigError(f"chunk_size must be a positive int or None, got {chunk_size!r}")
         self.specs = list(specs)
         self.mean = tuple(float(m) for m in mean)
         self.std = tuple(float(s) for s in std)
+        self.chunk_size = chunk_size
 
     @property
     def num_views(self) -> int:
         return len(self.specs)
 
     def __call__(self, images: Tensor, generator: torch.Generator | None = None) -> list[Tensor]:
-        x = to_float(images)
-        return [self._view(x, spec, generator) for spec in self.specs]
-
-    @staticmethod
-    def _crop(x: Tensor, spec: ViewSpec, generator) -> Tensor:
-        if spec.crop == "resized":
-            return random_resized_crop(
-                x, spec.size, scale=spec.scale, ratio=spec.ratio, generator=generator
+        n, channels = check_images(images).shape[:2]
+        _check_stats(channels, self.mean, self.std)
+        views = []
+        for spec in self.specs:
+            draws = draw_view(spec, images.shape, generator, images.device)
+            out = torch.empty(
+                (n, channels, spec.size, spec.size),
+                dtype=torch.float32,
+                device=images.device,
+                memory_format=torch.channels_last,
             )
-        if spec.crop == "center":
-            return resize_center_crop(x, spec.size, spec.crop_fraction)
-        x = resize_center_crop(x, spec.size)
-        padding = round(spec.padding * spec.size)
-        return pad_crop(x, padding, generator) if padding > 0 else x
-
-    def _view(self, x: Tensor, spec: ViewSpec, generator: torch.Generator | None) -> Tensor:
-        x = self._crop(x, spec, generator)
-        if spec.hflip_p > 0:
-            x = horizontal_flip(x, spec.hflip_p, generator)
-        if spec.vflip_p > 0:
-            x = vertical_flip(x, spec.vflip_p, generator)
-        if spec.jitter_p > 0:
-            jitter = (spec.brightness, spec.contrast, spec.saturation, spec.hue)
-            x = color_jitter(x, *jitter, p=spec.jitter_p, generator=generator)
-        if spec.grayscale_p > 0:
-            x = random_grayscale(x, spec.grayscale_p, generator)
-        if spec.blur_p > 0:
-            x = gaussian_blur(x, spec.blur_p, sigma=spec.blur_sigma, generator=generator)
-        if spec.solarize_p > 0:
-            x = solarize(x, spec.solarize_p, generator=generator)
-        if spec.randaugment_ops > 0:
-            x = rand_augment(
-                x,
-                spec.randaugment_ops,
-                spec.randaugment_magnitude,
-                generator=generator,
-                random_magnitude=spec.randaugment_random_magnitude,
-            )
-        if spec.cutout_p > 0:
-            x = cutout(x, spec.cutout_size, spec.cutout_p, generator=generator)
-        if spec.style_standardization:
-            x = batch_style_standardization(x, generator)
-        return normalize(x, self.mean, self.std).contiguous(memory_format=torch.channels_last)
+            step = chunk_size(spec, images, self.chunk_size)
+            for start in range(0, n, step):
+                rows = slice(start, min(start + step, n))
+                chunk, target = images[rows], out[rows]
+                apply_view(chunk, spec, draws, rows, target, self.mean, self.std, generator)
+            views.append(out)
+        return views
 
     def __repr__(self) -> str:
         return f"ViewPipeline(num_views={self.num_views}, specs={self.specs})"
@@ -321,10 +287,12 @@ class EvalTransform:
             raise ConfigError(f"std values must be > 0, got {list(self.std)}")
         if not 0 < self.crop_fraction <= 1:
             raise ConfigError(f"crop_fraction must be in (0, 1], got {crop_fraction}")
+        off = {"hflip_p": 0.0, "jitter_p": 0.0, "grayscale_p": 0.0}
+        spec = ViewSpec(self.size, crop="center", crop_fraction=self.crop_fraction, **off)
+        self._pipeline = ViewPipeline([spec], self.mean, self.std)
 
     def __call__(self, images: Tensor) -> Tensor:
-        x = resize_center_crop(to_float(images), self.size, self.crop_fraction)
-        return normalize(x, self.mean, self.std).contiguous(memory_format=torch.channels_last)
+        return self._pipeline(images)[0]
 
     def __repr__(self) -> str:
         return (

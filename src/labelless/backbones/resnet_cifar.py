@@ -7,6 +7,7 @@ resolution. Module names follow torchvision (conv1, bn1, layer1..4, downsample).
 
 from __future__ import annotations
 
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from labelless.backbones.meta import EncoderMeta, fit_channels
@@ -14,6 +15,23 @@ from labelless.errors import ConfigError
 
 CIFAR10_MEAN = [0.4914, 0.4822, 0.4465]
 CIFAR10_STD = [0.2470, 0.2435, 0.2616]
+
+
+class StridedPointwiseConv(nn.Conv2d):
+    """A 1x1 convolution with stride s, computed as subsampling then a stride-1 1x1 convolution.
+
+    Identical result and parameters to ``nn.Conv2d(cin, cout, 1, stride=s)``; it exists because
+    torch 2.14's CPU kernel for the strided 1x1 convolution in ``channels_last`` corrupts the heap
+    in backward when there are fewer than 16 input channels and the batch size is odd
+    (reproduced with Conv2d(8, 16, 1, stride=2), batch 15, 2 threads).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int) -> None:
+        super().__init__(in_channels, out_channels, 1, stride=stride, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        step = self.stride
+        return F.conv2d(x[..., :: step[0], :: step[1]], self.weight)
 
 
 class BasicBlock(nn.Module):
@@ -29,7 +47,7 @@ class BasicBlock(nn.Module):
         self.downsample: nn.Module | None = None
         if stride != 1 or in_planes != planes:
             self.downsample = nn.Sequential(
-                nn.Conv2d(in_planes, planes, 1, stride=stride, bias=False), nn.BatchNorm2d(planes)
+                StridedPointwiseConv(in_planes, planes, stride), nn.BatchNorm2d(planes)
             )
 
     def forward(self, x: Tensor) -> Tensor:

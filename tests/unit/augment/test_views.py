@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -125,3 +127,36 @@ def test_style_standardization_shares_one_amplitude_per_batch():
     original = torch.fft.fft2(_images(4, 16).double() / 255).abs()
     original_spread = (original - original.mean(0, keepdim=True)).abs().mean() / original.mean()
     assert spread < 0.5 * original_spread
+
+
+_ALL_OPS = ViewSpec(
+    size=24,
+    vflip_p=0.5,
+    blur_p=0.5,
+    solarize_p=0.5,
+    randaugment_ops=2,
+    cutout_p=0.5,
+)
+
+
+@pytest.mark.parametrize("source_size", [32, 40])
+@pytest.mark.parametrize("name", [*sorted(RECIPES), "all_ops"])
+def test_chunked_pipeline_equals_the_whole_batch(name, source_size):
+    """Parameters are drawn for the whole batch before the chunks run: same seed, same output."""
+    images = _images(13, source_size)
+    if name == "all_ops":
+        specs = [_ALL_OPS, replace(_ALL_OPS, crop="pad"), replace(_ALL_OPS, crop="center")]
+    else:
+        specs = view_recipe(name, size=32, mean=MEAN, std=STD).specs
+    outputs = [
+        ViewPipeline(specs, MEAN, STD, chunk_size=chunk)(images, _gen(3)) for chunk in (1, 7, 13)
+    ]
+    outputs.append(ViewPipeline(specs, MEAN, STD)(images, _gen(3)))  # default chunking
+    for other in outputs[1:]:
+        for a, b in zip(outputs[0], other, strict=True):
+            assert torch.equal(a, b), name
+
+
+def test_chunk_size_must_be_positive():
+    with pytest.raises(ConfigError, match="chunk_size"):
+        ViewPipeline([ViewSpec(size=8)], MEAN, STD, chunk_size=0)

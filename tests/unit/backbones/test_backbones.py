@@ -204,3 +204,35 @@ def test_encoder_meta_dict_round_trip_and_missing_keys():
         EncoderMeta.from_dict(
             {k: v for k, v in meta.to_dict().items() if k not in {"input_size", "std"}}
         )
+
+
+def test_strided_pointwise_conv_equals_strided_conv():
+    from labelless.backbones.resnet_cifar import StridedPointwiseConv
+
+    fast = StridedPointwiseConv(8, 16, 2)
+    plain = torch.nn.Conv2d(8, 16, 1, stride=2, bias=False)
+    plain.weight.data.copy_(fast.weight.data)
+    x = torch.randn(3, 8, 9, 9)
+    torch.testing.assert_close(fast(x), plain(x))
+    assert fast.state_dict().keys() == plain.state_dict().keys()
+
+
+def test_narrow_resnet_channels_last_odd_batch_backward_does_not_crash():
+    """torch 2.14's strided 1x1 conv corrupts the heap here (odd batch, < 16 channels); run in a
+    subprocess so a regression fails this test instead of killing the suite."""
+    import subprocess
+    import sys
+
+    code = (
+        "import torch; torch.set_num_threads(2)\n"
+        "from labelless.backbones import resnet18_cifar\n"
+        "m = resnet18_cifar(width=0.125).to(memory_format=torch.channels_last)\n"
+        "for n in (15, 7):\n"
+        "    x = torch.randn(n, 3, 16, 16).contiguous(memory_format=torch.channels_last)\n"
+        "    m(x).sum().backward()\n"
+        "print('ok')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0 and "ok" in result.stdout, result.stderr[-500:]
