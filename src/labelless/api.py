@@ -143,20 +143,16 @@ def final_metrics(
 
     meta = encoder.meta
     preprocessing = {"input_size": meta.input_size, "mean": meta.mean, "std": meta.std}
+
+    def label_free(z: torch.Tensor, split: str) -> dict[str, Any]:
+        protocol = {"preprocessing": preprocessing, "split": split}
+        return {"rankme": rankme(z), "embedding_std": embedding_std(z), "protocol": protocol}
+
     if eval_data is None:
-        z = embed(encoder, train.samples[:25_600])
-        return {
-            "rankme": rankme(z),
-            "embedding_std": embedding_std(z),
-            "protocol": {"preprocessing": preprocessing, "split": train.name},
-        }, None
+        return label_free(embed(encoder, train.samples[:25_600]), train.name), None
     test_z = embed(encoder, eval_data.samples)
     if not (train.has_labels and eval_data.has_labels):
-        return {
-            "rankme": rankme(test_z),
-            "embedding_std": embedding_std(test_z),
-            "protocol": {"preprocessing": preprocessing, "split": eval_data.name},
-        }, test_z
+        return label_free(test_z, eval_data.name), test_z
     train_z = embed(encoder, train.samples)
     metrics = evaluate_embeddings(
         train_z,
