@@ -1,8 +1,9 @@
 """Two gloo processes on CPU compute the same loss and gradients as one process on the full batch.
 
-Each process holds half of the batch; negatives are gathered with gradient. DDP averages parameter
-gradients over processes, so the per-process gradient divided by the world size must equal the
-single-process gradient.
+Each process holds half of the batch; every loss that needs the whole batch gathers embeddings or
+all-reduces statistics with gradient. DDP averages parameter gradients over processes, so the
+per-process gradient divided by the world size must equal the single-process gradient, and the mean
+of the per-process losses must equal the single-process loss. All losses run in one spawned job.
 """
 
 from __future__ import annotations
@@ -16,11 +17,83 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from labelless.nn.losses import info_nce
+from labelless.nn.losses import (
+    barlow_twins,
+    dcl,
+    dino,
+    info_nce,
+    sinkhorn,
+    swav,
+    update_center,
+    vicreg,
+)
 
 pytestmark = pytest.mark.distributed
 
 WORLD = 2
+BATCH = 8
+
+
+def _swapped_prediction(scores0, scores1):
+    codes0, codes1 = sinkhorn(scores0), sinkhorn(scores1)
+    loss = (swav(scores1, codes0) + swav(scores0, codes1)) / 2
+    return loss, {"codes0": codes0, "codes1": codes1}
+
+
+def _dino_step(student, teacher):
+    center = torch.linspace(-0.5, 0.5, student.shape[1])
+    return dino(student, teacher, center), {"center": update_center(center, teacher)}
+
+
+# name -> (inputs it reads, function of those inputs -> (loss, outputs without gradient)).
+CASES = {
+    "info_nce": (("z0", "z1"), lambda z0, z1: (info_nce(z0, z1, 0.3), {})),
+    "dcl": (("z0", "z1"), lambda z0, z1: (dcl(z0, z1, 0.3), {})),
+    "dclw": (("z0", "z1"), lambda z0, z1: (dcl(z0, z1, 0.3, weighted=True, sigma=0.5), {})),
+    "barlow_twins": (("z0", "z1"), lambda z0, z1: (barlow_twins(z0, z1, lambd=0.1), {})),
+    "vicreg": (("z0", "z1"), lambda z0, z1: (vicreg(z0, z1), {})),
+    "swav": (("scores0", "scores1"), _swapped_prediction),
+    "dino": (("student", "teacher"), _dino_step),
+}
+
+
+def _inputs() -> dict[str, torch.Tensor]:
+    generator = torch.Generator().manual_seed(0)
+
+    def draw(*shape):
+        return torch.randn(*shape, generator=generator)
+
+    return {
+        "z0": draw(BATCH, 5),
+        "z1": draw(BATCH, 5),
+        "scores0": draw(BATCH, 6) * 0.5,
+        "scores1": draw(BATCH, 6) * 0.5,
+        "student": draw(BATCH, 6),
+        "teacher": draw(BATCH, 6),
+    }
+
+
+def _run_case(name: str, inputs: dict[str, torch.Tensor]) -> dict:
+    """The loss, the gradient of every input it reads, and its outputs without gradient."""
+    keys, function = CASES[name]
+    leaves = [inputs[key].clone().requires_grad_(True) for key in keys]
+    loss, outputs = function(*leaves)
+    loss.backward()
+    grads = {key: leaf.grad for key, leaf in zip(keys, leaves, strict=True)}
+    return {"loss": loss.detach(), "grads": grads, "outputs": outputs}
+
+
+def _worker(rank: int, port: int, out_dir: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=WORLD)
+    try:
+        torch.set_num_threads(1)
+        half = BATCH // WORLD
+        inputs = {k: v[rank * half : (rank + 1) * half] for k, v in _inputs().items()}
+        results = {name: _run_case(name, inputs) for name in CASES}  # same order on every rank
+        torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
+    finally:
+        dist.destroy_process_group()
 
 
 def _free_port() -> int:
@@ -29,39 +102,45 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _worker(rank: int, port: int, z0: torch.Tensor, z1: torch.Tensor, out_dir: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=WORLD)
-    try:
-        torch.set_num_threads(1)
-        half = len(z0) // WORLD
-        part0 = z0[rank * half : (rank + 1) * half].clone().requires_grad_(True)
-        part1 = z1[rank * half : (rank + 1) * half].clone().requires_grad_(True)
-        loss = info_nce(part0, part1, 0.3)
-        loss.backward()
-        torch.save(
-            {"loss": loss.detach(), "g0": part0.grad, "g1": part1.grad},
-            os.path.join(out_dir, f"rank{rank}.pt"),
-        )
-    finally:
-        dist.destroy_process_group()
-
-
-def test_info_nce_gathers_negatives_with_gradient():
-    torch.manual_seed(0)
-    z0, z1 = torch.randn(8, 5), torch.randn(8, 5)
-    full0, full1 = z0.clone().requires_grad_(True), z1.clone().requires_grad_(True)
-    single = info_nce(full0, full1, 0.3)
-    single.backward()
+@pytest.fixture(scope="module")
+def per_process():
+    """Each rank's results, from one spawned job for every loss."""
     with tempfile.TemporaryDirectory() as out_dir:
-        mp.spawn(_worker, args=(_free_port(), z0, z1, out_dir), nprocs=WORLD, join=True)
-        parts = [torch.load(os.path.join(out_dir, f"rank{r}.pt")) for r in range(WORLD)]
-    mean_loss = sum(p["loss"] for p in parts) / WORLD
-    assert torch.allclose(mean_loss, single.detach(), atol=1e-6)
-    grad0 = torch.cat([p["g0"] for p in parts]) / WORLD
-    grad1 = torch.cat([p["g1"] for p in parts]) / WORLD
-    assert torch.allclose(grad0, full0.grad, atol=1e-6)
-    assert torch.allclose(grad1, full1.grad, atol=1e-6)
-    # Without gathering, negatives from the other process would be missing: the loss differs.
-    local_only = (info_nce(z0[:4], z1[:4], 0.3) + info_nce(z0[4:], z1[4:], 0.3)) / 2
-    assert not torch.allclose(local_only, single.detach(), atol=1e-3)
+        mp.spawn(_worker, args=(_free_port(), out_dir), nprocs=WORLD, join=True)
+        return [torch.load(os.path.join(out_dir, f"rank{r}.pt")) for r in range(WORLD)]
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_two_processes_match_one_process(per_process, name):
+    single = _run_case(name, _inputs())
+    parts = [results[name] for results in per_process]
+    mean_loss = sum(part["loss"] for part in parts) / WORLD
+    assert torch.allclose(mean_loss, single["loss"], rtol=1e-5, atol=1e-6)
+    for key, grad in single["grads"].items():
+        if grad is None:  # an input the loss only reads as a target
+            assert all(part["grads"][key] is None for part in parts)
+            continue
+        distributed = torch.cat([part["grads"][key] for part in parts]) / WORLD
+        assert torch.allclose(distributed, grad, rtol=1e-4, atol=1e-6), key
+    for key, value in single["outputs"].items():
+        if key == "center":  # the same centre on every process
+            for part in parts:
+                assert torch.allclose(part["outputs"][key], value, atol=1e-6)
+        else:  # per-sample outputs, each process holding its half
+            together = torch.cat([part["outputs"][key] for part in parts])
+            assert torch.allclose(together, value, atol=1e-5), key
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_the_whole_batch_matters(name):
+    """Without communication the halves would give another loss (or centre): the check above is
+    sensitive to a missing gather or all-reduce."""
+    inputs = _inputs()
+    halves = [{k: v[i * 4 : (i + 1) * 4] for k, v in inputs.items()} for i in range(WORLD)]
+    single = _run_case(name, inputs)
+    local = [_run_case(name, half) for half in halves]
+    if name == "dino":  # the loss is per sample; the centre needs the whole batch
+        assert not torch.allclose(local[0]["outputs"]["center"], single["outputs"]["center"])
+        return
+    local_loss = sum(part["loss"] for part in local) / WORLD
+    assert not torch.allclose(local_loss, single["loss"], atol=1e-3)

@@ -57,3 +57,33 @@ def all_reduce_mean(tensor: torch.Tensor) -> torch.Tensor:
     tensor = tensor.detach().clone()
     dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
     return tensor / dist.get_world_size()
+
+
+class _AllReduceSumWithGrad(torch.autograd.Function):
+    """all_reduce(SUM) whose backward sums the incoming gradients over processes.
+
+    Every process computes its loss from the same reduced value, so, as for ``gather``, the gradient
+    reaching each process is the sum over processes of the per-process gradients.
+    """
+
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:
+        tensor = tensor.detach().clone().contiguous()
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+        return tensor
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.detach().clone().contiguous()
+        dist.all_reduce(grad, op=dist.ReduceOp.SUM)
+        return grad
+
+
+def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
+    """Sum of ``tensor`` over processes, keeping the gradient (for sufficient statistics).
+
+    Single-process: returns the tensor unchanged.
+    """
+    if not is_distributed():
+        return tensor
+    return _AllReduceSumWithGrad.apply(tensor)
