@@ -1,0 +1,48 @@
+"""DCL and DCLW: Yeh, Hong, Hsu, Liu, Chen, LeCun. "Decoupled Contrastive Learning", ECCV 2022."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from labelless.methods.base import Method, register_method
+from labelless.nn.heads import mlp
+from labelless.nn.losses import dcl
+
+
+@register_method("dcl")
+class DCL(Method):
+    """SimCLR with the positive pair removed from the InfoNCE denominator (Yeh et al. 2022, eq. 6),
+    which removes the negative-positive coupling that makes small batches learn slowly."""
+
+    default_views = "simclr"
+    summary = "contrastive: InfoNCE without the positive in the denominator (Yeh et al. 2022)"
+    weighted = False
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        *,
+        proj_hidden_dim: int = 2048,
+        proj_dim: int = 256,
+        temperature: float = 0.1,
+        sigma: float = 0.5,
+    ) -> None:
+        super().__init__(backbone)
+        self.projector = mlp([self.embed_dim, proj_hidden_dim, proj_dim], norm="bn")
+        self.temperature = temperature
+        self.sigma = sigma
+
+    def forward(self, views, batch):
+        features = [self.backbone(view) for view in views[:2]]
+        z0, z1 = (self.projector(f) for f in features)
+        loss = dcl(z0, z1, self.temperature, weighted=self.weighted, sigma=self.sigma)
+        return {"loss": loss, "embedding": features[0].detach()}
+
+
+@register_method("dclw")
+class DCLW(DCL):
+    """DCL whose positive term is weighted by a von Mises-Fisher kernel (Yeh et al. 2022, eq. 7):
+    harder positive pairs (less similar views) get a larger weight."""
+
+    summary = "contrastive: DCL with vMF-weighted positives, harder pairs count more (Yeh 2022)"
+    weighted = True

@@ -1,0 +1,85 @@
+"""MoCo v2: He, Fan, Wu, Xie, Girshick. "Momentum Contrast for Unsupervised Visual Representation
+Learning", CVPR 2020; Chen, Fan, Girshick, He. "Improved Baselines with Momentum Contrastive
+Learning", arXiv:2003.04297 (MLP head, blur, T=0.2)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from labelless.methods.base import Method, register_method
+from labelless.methods.queue import EmbeddingQueue
+from labelless.nn.ema import EMA
+from labelless.nn.heads import mlp
+
+
+def queue_info_nce(
+    queries: torch.Tensor, keys: torch.Tensor, negatives: torch.Tensor, temperature: float
+) -> torch.Tensor:
+    """MoCo's InfoNCE (He et al. 2020, eq. 1): for each query, cross-entropy of its own key among
+    ``[key, *negatives]`` at ``temperature``. ``queries, keys: [B, D]`` (keys without gradient),
+    ``negatives: [K, D]``; all L2-normalised here."""
+    queries = F.normalize(queries, dim=1)
+    keys = F.normalize(keys.detach(), dim=1)
+    negatives = F.normalize(negatives.detach(), dim=1)
+    positive = (queries * keys).sum(dim=1, keepdim=True)  # [B, 1]
+    logits = torch.cat([positive, queries @ negatives.T], dim=1) / temperature  # [B, 1 + K]
+    return F.cross_entropy(
+        logits, torch.zeros(len(queries), dtype=torch.long, device=logits.device)
+    )
+
+
+@register_method("moco_v2")
+class MoCoV2(Method):
+    """A query encoder contrasts each query with the key of another view, produced by a momentum
+    (EMA) key encoder, against a queue of keys from earlier batches."""
+
+    default_views = "moco"
+    summary = "contrastive: EMA key encoder + queue of negatives, independent of batch (He 2020)"
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        *,
+        proj_hidden_dim: int = 2048,
+        proj_dim: int = 128,
+        temperature: float = 0.2,
+        momentum: float = 0.999,
+        queue_size: int = 65536,
+        symmetric: bool = False,
+    ) -> None:
+        super().__init__(backbone)
+        # MoCo v2's head: a 2-layer MLP without BatchNorm (Chen et al. 2020, sec. 2).
+        self.projector = mlp([self.embed_dim, proj_hidden_dim, proj_dim], norm="none")
+        self.key_encoder = EMA(self._online())
+        self.queue = EmbeddingQueue(queue_size, proj_dim)
+        self.temperature = temperature
+        self.momentum = momentum
+        self.symmetric = symmetric
+
+    def forward(self, views, batch):
+        v0, v1 = views[:2]
+        features0 = self.backbone(v0)
+        q0 = self.projector(features0)
+        with torch.no_grad():
+            k1 = self.key_encoder(v1)
+        negatives = self.queue.filled()
+        loss = queue_info_nce(q0, k1, negatives, self.temperature)
+        keys = [k1]
+        if self.symmetric:  # both views as queries, as in the official code's "symmetric" option
+            q1 = self.projector(self.backbone(v1))
+            with torch.no_grad():
+                k0 = self.key_encoder(v0)
+            loss = (loss + queue_info_nce(q1, k0, negatives, self.temperature)) / 2
+            keys.append(k0)
+        if self.training:  # enqueue after the loss has read the queue: no key is its own negative
+            for key in keys:
+                self.queue.push(F.normalize(key, dim=1))
+        return {"loss": loss, "embedding": features0.detach()}
+
+    def on_step_end(self, progress: float) -> None:
+        self.key_encoder.update(self._online(), self.momentum)
+
+    def _online(self) -> nn.Module:
+        return nn.Sequential(self.backbone, self.projector)
