@@ -143,7 +143,7 @@ def methods() -> None:
     from labelless.methods import list_methods
 
     for name, summary in list_methods().items():
-        console.print(f"[bold]{name:<14}[/bold] {summary}")
+        console.print(f"[bold]{name:<14}[/bold] {summary}", soft_wrap=True)
 
 
 @app.command()

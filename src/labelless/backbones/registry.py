@@ -10,6 +10,7 @@ from torch import nn
 
 from labelless.backbones.meta import EncoderMeta, fit_channels
 from labelless.backbones.resnet_cifar import resnet18_cifar
+from labelless.backbones.vit import VIT_SIZES, VisionTransformer
 from labelless.backbones.weights import load_state_dict_checked, read_state_dict
 from labelless.errors import ConfigError, unknown_name
 
@@ -24,6 +25,22 @@ def _build_resnet18_cifar(in_channels: int, **kwargs: Any) -> nn.Module:
     if unknown:
         raise ConfigError(f"resnet18_cifar takes only 'width', got {unknown}; remove them")
     return resnet18_cifar(width=float(kwargs.get("width", 1.0)), in_channels=in_channels)
+
+
+_VIT_OPTIONS = ("image_size", "patch_size", "embed_dim", "depth", "num_heads", "mlp_ratio")
+
+
+def _vit_builder(name: str) -> Callable[..., nn.Module]:
+    def build(in_channels: int, **kwargs: Any) -> nn.Module:
+        unknown = sorted(set(kwargs) - set(_VIT_OPTIONS))
+        if unknown:
+            raise ConfigError(f"{name} takes only {', '.join(_VIT_OPTIONS)}, got {unknown}")
+        options = {"image_size": 224, "patch_size": 16, **VIT_SIZES[name], **kwargs}
+        model = VisionTransformer(in_channels=in_channels, **options)
+        model.meta = _meta(name, kwargs, model.embed_dim, in_channels, options["image_size"])
+        return model
+
+    return build
 
 
 def _torchvision_builder(name: str) -> Callable[..., nn.Module]:
@@ -102,6 +119,7 @@ def _meta(
 _BUILDERS: dict[str, Callable[..., nn.Module]] = {
     "resnet18_cifar": _build_resnet18_cifar,
     **{name: _torchvision_builder(name) for name in _TORCHVISION_RESNETS},
+    **{name: _vit_builder(name) for name in VIT_SIZES},
 }
 
 
@@ -148,12 +166,16 @@ def create_backbone(
 
     Args:
         name: one of ``list_backbones()``: ``"resnet18_cifar"`` (kwargs: ``width``), torchvision
-            ``"resnet18" | "resnet34" | "resnet50"`` or ``"timm:<model_name>"`` (never downloads).
+            ``"resnet18" | "resnet34" | "resnet50"``, ``"vit_tiny" | "vit_small"`` (kwargs:
+            ``image_size`` (224; sets the position-embedding grid, match it to the view size),
+            ``patch_size`` (16), ``embed_dim``, ``depth``, ``num_heads``, ``mlp_ratio``) or
+            ``"timm:<model_name>"`` (never downloads).
         in_channels: input channels C.
         weights: a local ``.safetensors`` / ``.pt`` / ``.pth`` / ``.bin`` state dict; classifier
             head keys (``fc.*``, ``head.*``) are ignored, any other mismatch raises.
         input_size, mean, std: override the metadata defaults (CIFAR-10 at 32 px for
-            resnet18_cifar, ImageNet at 224 px for torchvision, ``pretrained_cfg`` for timm).
+            resnet18_cifar, ImageNet at 224 px for torchvision, ImageNet at ``image_size`` for
+            the ViTs, ``pretrained_cfg`` for timm).
         kwargs: architecture options, recorded in ``meta.kwargs``.
 
     Returns:
