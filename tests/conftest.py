@@ -32,3 +32,36 @@ def digits():
     from labelless.data import load_dataset
 
     return load_dataset("digits")
+
+
+@pytest.fixture
+def random_init_knn(digits):
+    """``random_init_knn(encoder, k, width=0.25)``: kNN top-1 on digits of a freshly initialised
+    resnet18_cifar with ``encoder``'s preprocessing: the floor a pretrained encoder must beat."""
+    import torch
+
+    from labelless.backbones import create_backbone
+    from labelless.evaluate import embed, knn_accuracy
+
+    def floor(encoder, k: int, width: float = 0.25) -> float:
+        meta = encoder.meta
+        torch.manual_seed(0)
+        random_init = create_backbone(
+            "resnet18_cifar",
+            in_channels=1,
+            width=width,
+            input_size=meta.input_size,
+            mean=meta.mean,
+            std=meta.std,
+        )
+        train, test = digits.train, digits.test
+        return knn_accuracy(
+            embed(random_init, train.samples),
+            torch.as_tensor(train.labels),
+            embed(random_init, test.samples),
+            torch.as_tensor(test.labels),
+            k=k,
+            temperature=0.1,
+        )
+
+    return floor

@@ -10,12 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
 
 from labelless import api
-from labelless.backbones import create_backbone
 from labelless.config import load_yaml
-from labelless.evaluate import embed, knn_accuracy
 
 pytestmark = pytest.mark.slow
 
@@ -32,37 +29,15 @@ EPOCHS = {
 }
 
 
-def _random_init_knn(encoder, digits, k):
-    meta = encoder.meta
-    torch.manual_seed(0)
-    random_init = create_backbone(
-        "resnet18_cifar",
-        in_channels=1,
-        width=0.25,
-        input_size=meta.input_size,
-        mean=meta.mean,
-        std=meta.std,
-    )
-    train, test = digits.train, digits.test
-    return knn_accuracy(
-        embed(random_init, train.samples),
-        torch.as_tensor(train.labels),
-        embed(random_init, test.samples),
-        torch.as_tensor(test.labels),
-        k=k,
-        temperature=0.1,
-    )
-
-
 @pytest.mark.parametrize("name", sorted(EPOCHS))
-def test_short_run_beats_random_init(name, tmp_path, digits):
+def test_short_run_beats_random_init(name, tmp_path, random_init_knn):
     config = load_yaml(CONFIGS / f"{name}.yaml")
     assert config["method"]["name"] == name
     config["backbone"]["width"] = 0.25
     config["trainer"].update(max_epochs=EPOCHS[name], max_time=None, progress_bar=False)
     config["monitor"]["every_n_epochs"] = 1000  # only the final evaluation
     result = api.pretrain(config=config, out=str(tmp_path / name))
-    floor = _random_init_knn(result.encoder, digits, k=config["monitor"]["knn_k"])
+    floor = random_init_knn(result.encoder, k=config["monitor"]["knn_k"])
     knn = result.metrics["knn_top1"]
     assert knn >= floor + 0.05, (name, knn, floor)
     assert result.metrics["rankme"] > 5, (name, result.metrics["rankme"])  # not collapsed

@@ -4,10 +4,12 @@ from labelless.methods import (  # noqa: F401  (registration)
     barlow_twins,
     byol,
     dcl,
+    dino,
     moco,
     nnclr,
     simclr,
     simsiam,
+    swav,
     vicreg,
 )
 from labelless.methods.base import METHODS, Method, create_method, list_methods, register_method

@@ -1,0 +1,95 @@
+"""SwAV: Caron, Misra, Mairal, Goyal, Bojanowski, Joulin. "Unsupervised Learning of Visual Features
+by Contrasting Cluster Assignments", NeurIPS 2020."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from labelless.errors import ConfigError
+from labelless.methods.base import Method, register_method
+from labelless.nn.heads import mlp
+from labelless.nn.losses import sinkhorn, swav
+
+
+@register_method("swav")
+class SwAV(Method):
+    """Swapped prediction of online cluster codes over multi-crop views (Caron et al. 2020, eq. 3).
+
+    Every crop goes through backbone -> projector -> L2-normalisation -> prototypes (a bias-free
+    linear layer whose rows are kept on the unit sphere), giving scores ``z^T c [B, K]``. The
+    codes of the ``num_global_crops`` global crops come from Sinkhorn-Knopp (equipartition over
+    the batch, no gradient); each global crop's code is predicted by every other crop, global or
+    local, and the cross-entropies are averaged over those pairs. The prototypes take no gradient
+    during the first ``freeze_prototypes_steps`` optimiser steps (the paper freezes them for the
+    first epoch so that a random start cannot be collapsed into a few clusters).
+    """
+
+    default_views = "swav"
+    summary = "clustering: swapped prediction of Sinkhorn codes over multi-crop (Caron 2020)"
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        *,
+        proj_hidden_dim: int = 2048,
+        proj_dim: int = 128,
+        num_prototypes: int = 3000,
+        temperature: float = 0.1,
+        epsilon: float = 0.05,
+        sinkhorn_iterations: int = 3,
+        freeze_prototypes_steps: int = 313,
+        num_global_crops: int = 2,
+    ) -> None:
+        super().__init__(backbone)
+        if num_global_crops < 1 or num_prototypes < 1:
+            raise ConfigError("swav needs num_global_crops >= 1 and num_prototypes >= 1")
+        self.projector = mlp([self.embed_dim, proj_hidden_dim, proj_dim], norm="bn")
+        self.prototypes = nn.Linear(proj_dim, num_prototypes, bias=False)
+        self.temperature = temperature
+        self.epsilon = epsilon
+        self.sinkhorn_iterations = sinkhorn_iterations
+        self.freeze_prototypes_steps = freeze_prototypes_steps
+        self.num_global_crops = num_global_crops
+        self.register_buffer("step", torch.zeros((), dtype=torch.long))
+        self._normalise_prototypes()
+
+    @torch.no_grad()
+    def _normalise_prototypes(self) -> None:
+        weight = self.prototypes.weight
+        weight.copy_(F.normalize(weight, dim=1))
+
+    def _scores(self, features: torch.Tensor) -> torch.Tensor:
+        """Cosine scores of projected ``features [B, D]`` against the prototypes: ``[B, K]``."""
+        z = F.normalize(self.projector(features), dim=1)
+        prototypes = self.prototypes.weight
+        if self.step < self.freeze_prototypes_steps:
+            prototypes = prototypes.detach()
+        return z @ prototypes.T
+
+    def forward(self, views, batch):
+        if len(views) <= self.num_global_crops:
+            raise ConfigError(
+                f"swav needs more than {self.num_global_crops} views (global crops + others), "
+                f"got {len(views)}; use the 'swav' view recipe"
+            )
+        if self.training:
+            self._normalise_prototypes()  # rows back on the unit sphere after the last step
+        features = [self.backbone(view) for view in views]
+        scores = [self._scores(f) for f in features]
+        codes = [
+            sinkhorn(scores[i], self.epsilon, self.sinkhorn_iterations)
+            for i in range(self.num_global_crops)
+        ]
+        losses = [
+            swav(scores[j], codes[i], self.temperature)
+            for i in range(self.num_global_crops)
+            for j in range(len(views))
+            if j != i
+        ]
+        loss = torch.stack(losses).mean()
+        return {"loss": loss, "embedding": features[0].detach()}
+
+    def on_step_end(self, progress: float) -> None:
+        self.step += 1
