@@ -26,6 +26,7 @@ EPOCHS = {
     "nnclr": 30,
     "vicreg": 30,
     "barlow_twins": 30,
+    "swav": 35,  # multi-crop: 2 global + 2 local views (kNN 0.931, RankMe 18)
 }
 
 
