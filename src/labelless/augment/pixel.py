@@ -127,12 +127,17 @@ def adjust_sharpness(images: Tensor, factor: float | Tensor) -> Tensor:
 # ---- random wrappers: each sample is transformed with probability p --------------------------
 
 
+def _with_probability(images: Tensor, p: float, generator, transformed: Tensor) -> Tensor:
+    """``transformed`` for the samples drawn with probability ``p``, ``images`` for the rest."""
+    selected = _selected(images, p, generator)
+    return torch.where(_per_sample(selected), transformed, images)
+
+
 def random_invert(
     images: Tensor, p: float = 0.5, generator: torch.Generator | None = None
 ) -> Tensor:
     """With probability ``p`` per sample, ``invert``."""
-    selected = _selected(images, p, generator)
-    return torch.where(_per_sample(selected), invert(images), images)
+    return _with_probability(images, p, generator, invert(images))
 
 
 def random_posterize(
@@ -142,24 +147,21 @@ def random_posterize(
     generator: torch.Generator | None = None,
 ) -> Tensor:
     """With probability ``p`` per sample, ``posterize`` to ``bits`` (number or ``[N]``)."""
-    selected = _selected(images, p, generator)
-    return torch.where(_per_sample(selected), posterize(images, bits), images)
+    return _with_probability(images, p, generator, posterize(images, bits))
 
 
 def random_equalize(
     images: Tensor, p: float = 0.5, generator: torch.Generator | None = None
 ) -> Tensor:
     """With probability ``p`` per sample, ``equalize``."""
-    selected = _selected(images, p, generator)
-    return torch.where(_per_sample(selected), equalize(images), images)
+    return _with_probability(images, p, generator, equalize(images))
 
 
 def random_autocontrast(
     images: Tensor, p: float = 0.5, generator: torch.Generator | None = None
 ) -> Tensor:
     """With probability ``p`` per sample, ``autocontrast``."""
-    selected = _selected(images, p, generator)
-    return torch.where(_per_sample(selected), autocontrast(images), images)
+    return _with_probability(images, p, generator, autocontrast(images))
 
 
 def random_sharpness(
