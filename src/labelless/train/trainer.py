@@ -13,6 +13,7 @@ from lightning.pytorch.callbacks import RichProgressBar, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger
 
 from labelless.config import TrainerConfig
+from labelless.runtime import tune_allocator
 
 
 def quiet_lightning() -> None:
@@ -37,8 +38,10 @@ def build_trainer(cfg: TrainerConfig, run_dir: Path, callbacks: list[L.Callback]
 
     ``cfg.max_time`` (seconds) stops training at the wall-clock budget; ``cfg.threads`` caps torch
     CPU threads (float32 on CPU: bf16 autocast is slower than float32 on CPUs without bf16 units).
+    glibc is asked to keep freed memory for reuse (``labelless.runtime.tune_allocator``).
     """
     quiet_lightning()
+    tune_allocator()
     torch.set_num_threads(cfg.threads)
     logger = CSVLogger(save_dir=str(run_dir), name="logs", version="")
     progress: list[L.Callback] = []
