@@ -1,0 +1,45 @@
+"""Every shipped YAML recipe is a valid config whose method accepts its options.
+
+A typo in a recipe (an unknown key, a method option that does not exist) would otherwise only
+show when someone runs it, possibly after a 15-minute track-A run has been queued.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from labelless.backbones import create_backbone
+from labelless.config import build_config, load_yaml
+from labelless.methods import METHODS, create_method
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+RECIPES = sorted(CONFIGS.glob("*/*.yaml"))
+
+
+def test_recipes_exist():
+    folders = {path.parent.name for path in RECIPES}
+    assert {"digits", "cifar10"} <= folders
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_recipe_builds(path):
+    config = build_config(load_yaml(path), str(path))
+    assert config.method.name in METHODS, path
+    if path.parent.name in ("digits", "cifar10"):
+        assert path.stem == config.method.name, "one recipe per method, named after it"
+    in_channels = 1 if config.data.name == "digits" else 3
+    kwargs = dict(config.backbone.kwargs)
+    if config.backbone.width is not None:
+        kwargs["width"] = config.backbone.width
+    backbone = create_backbone(
+        config.backbone.name,
+        in_channels=in_channels,
+        input_size=config.views.size,
+        mean=[0.5] * in_channels,
+        std=[0.25] * in_channels,
+        **kwargs,
+    )
+    method = create_method(config.method.name, backbone, **config.method.kwargs)
+    assert method.embed_dim == backbone.embed_dim
