@@ -19,12 +19,17 @@ import torch.multiprocessing as mp
 
 from labelless.nn.losses import (
     barlow_twins,
+    byol,
     dcl,
     dino,
+    directpred_predictor,
     info_nce,
+    mixed_barlow_twins,
+    moco_v3,
     sinkhorn,
     swav,
     update_center,
+    update_correlation,
     vicreg,
 )
 
@@ -45,6 +50,19 @@ def _dino_step(student, teacher):
     return dino(student, teacher, center), {"center": update_center(center, teacher)}
 
 
+def _directpred_step(z0, z1):
+    correlation = update_correlation(torch.eye(z0.shape[1]), z0, rho=0.3)
+    predictor = directpred_predictor(correlation, eps=0.1)
+    loss = byol(z0 @ predictor.T, z1)
+    return loss, {"correlation": correlation, "predictor": predictor}
+
+
+def _mixed_regulariser(z0, z1, z_mixed):
+    # Neighbour swaps pair the same samples on one process of 8 or two of 4 (local permutations).
+    permutation = torch.arange(z0.shape[0]) ^ 1
+    return mixed_barlow_twins(z_mixed, z0, z1, permutation, 0.3), {}
+
+
 # name -> (inputs it reads, function of those inputs -> (loss, outputs without gradient)).
 CASES = {
     "info_nce": (("z0", "z1"), lambda z0, z1: (info_nce(z0, z1, 0.3), {})),
@@ -54,7 +72,11 @@ CASES = {
     "vicreg": (("z0", "z1"), lambda z0, z1: (vicreg(z0, z1), {})),
     "swav": (("scores0", "scores1"), _swapped_prediction),
     "dino": (("student", "teacher"), _dino_step),
+    "moco_v3": (("z0", "z1"), lambda q, k: (moco_v3(q, k, 0.2), {})),
+    "directpred": (("z0", "z1"), _directpred_step),
+    "mixed_barlow_twins": (("z0", "z1", "z_mixed"), _mixed_regulariser),
 }
+SHARED_OUTPUTS = ("center", "correlation", "predictor")  # statistics every process holds whole
 
 
 def _inputs() -> dict[str, torch.Tensor]:
@@ -70,6 +92,7 @@ def _inputs() -> dict[str, torch.Tensor]:
         "scores1": draw(BATCH, 6) * 0.5,
         "student": draw(BATCH, 6),
         "teacher": draw(BATCH, 6),
+        "z_mixed": draw(BATCH, 5),
     }
 
 
@@ -123,7 +146,7 @@ def test_two_processes_match_one_process(per_process, name):
         distributed = torch.cat([part["grads"][key] for part in parts]) / WORLD
         assert torch.allclose(distributed, grad, rtol=1e-4, atol=1e-6), key
     for key, value in single["outputs"].items():
-        if key == "center":  # the same centre on every process
+        if key in SHARED_OUTPUTS:  # the same centre (or correlation) on every process
             for part in parts:
                 assert torch.allclose(part["outputs"][key], value, atol=1e-6)
         else:  # per-sample outputs, each process holding its half

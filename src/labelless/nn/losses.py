@@ -296,3 +296,107 @@ def update_center(
     """
     batch_center = all_reduce_mean(teacher_logits.detach().float().mean(dim=0))
     return momentum * center.detach() + (1 - momentum) * batch_center.reshape(center.shape)
+
+
+def moco_v3(queries: torch.Tensor, keys: torch.Tensor, temperature: float = 0.2) -> torch.Tensor:
+    """MoCo v3's contrastive loss (Chen, Xie & He, "An Empirical Study of Training Self-Supervised
+    Vision Transformers", ICCV 2021, Algorithm 1), one direction:
+
+        ctr(q, k) = 2 t * mean_i CE(softmax_j(q_i . k_j / t), j = i)
+                  = 2 t * mean_i -log( exp(q_i . k_i / t) / sum_j exp(q_i . k_j / t) )
+
+    ``queries: [B, D]`` predictions of one view (with gradient), ``keys: [B, D]`` momentum-encoder
+    projections of the other view (detached here); both L2-normalised here. The candidates k_j
+    are the keys of the whole batch, gathered from every process without gradient, so the
+    positive of this process's query i sits at column ``rank * B + i``. The ``2 t`` factor makes
+    the gradient's scale independent of the temperature. The paper's symmetrised loss is
+    ``moco_v3(q0, k1, t) + moco_v3(q1, k0, t)`` (a sum, not a mean).
+    """
+    _check_pair(queries, keys, "queries and keys")
+    queries = F.normalize(queries, dim=1)
+    with torch.no_grad():
+        candidates = gather(F.normalize(keys.detach(), dim=1))  # [N, D]
+    logits = queries @ candidates.T / temperature  # [B, N]
+    local = queries.shape[0]
+    positive = torch.arange(local, device=queries.device) + rank() * local
+    return 2 * temperature * F.cross_entropy(logits, positive)
+
+
+def update_correlation(
+    correlation: torch.Tensor, z: torch.Tensor, rho: float = 0.3
+) -> torch.Tensor:
+    """DirectPred's moving correlation (Tian, Chen & Ganguli, "Understanding self-supervised
+    Learning Dynamics without Contrastive Pairs", ICML 2021, eq. 19):
+
+        F <- rho F + (1 - rho) E_b[z_b z_b^T]
+
+    ``correlation: [D, D]``, ``z: [B, D]`` online projections (the predictor's input). The
+    expectation runs over the whole batch on every process (equal batch sizes), so every process
+    holds the same F and sets the same predictor. Returns the new F (float32 or wider), no gradient.
+    """
+    z = z.detach().to(torch.promote_types(z.dtype, torch.float32))
+    batch = all_reduce_mean(z.T @ z / z.shape[0])
+    return rho * correlation.detach().to(batch.dtype) + (1 - rho) * batch
+
+
+def directpred_predictor(correlation: torch.Tensor, eps: float = 0.01) -> torch.Tensor:
+    """DirectPred's linear predictor from the correlation F (Tian et al. 2021, eq. 18):
+
+        F = U diag(s) U^T,   p_j = sqrt(s_j) / max_k sqrt(s_k) + eps,   W_p = U diag(p) U^T
+
+    ``correlation: [D, D]`` symmetric positive semi-definite; returns ``W_p: [D, D]`` without
+    gradient (predictions are ``z @ W_p.T``). Eigenvalues below 0 (round-off) count as 0; an
+    all-zero F gives ``eps * I``. Equivalently ``W_p = F^(1/2) / sqrt(s_max) + eps * I``.
+    """
+    with torch.no_grad():
+        # float64 where the device has it: sqrt turns round-off in near-zero eigenvalues into
+        # visible weights (1e-8 -> 1e-4).
+        working = torch.float32 if correlation.device.type == "mps" else torch.float64
+        symmetric = (correlation + correlation.T).to(working) / 2
+        eigenvalues, eigenvectors = torch.linalg.eigh(symmetric)
+        roots = eigenvalues.clamp(min=0).sqrt()
+        scale = roots.max().clamp(min=torch.finfo(working).tiny)
+        p = roots / scale + eps
+        return ((eigenvectors * p) @ eigenvectors.T).to(correlation.dtype)
+
+
+def mixed_barlow_twins(
+    z_mixed: torch.Tensor,
+    z0: torch.Tensor,
+    z1: torch.Tensor,
+    permutation: torch.Tensor,
+    mix: float | torch.Tensor,
+) -> torch.Tensor:
+    """Mixed Barlow Twins' mixup regulariser (Bandara, De Melo & Patel, "Guarding Barlow Twins
+    Against Overfitting with Mixed Samples", arXiv:2312.02151, 2023, sec. 3).
+
+    The mixed images are ``x_m = mix * x0 + (1 - mix) * x1[permutation]``; if embeddings were
+    linear in the input, the cross-correlations of the mixed embedding with each view would be
+
+        C(m, 0)_gt = mix * C(0, 0) + (1 - mix) * C(1', 0),
+        C(m, 1)_gt = mix * C(0, 1) + (1 - mix) * C(1', 1),   1' = view 1 permuted,
+
+    with ``C(a, b) = sum_b za_b zb_b^T / N`` over the standardised embeddings, and
+
+        L_reg = ||C(m, 0) - C(m, 0)_gt||_F^2 + ||C(m, 1) - C(m, 1)_gt||_F^2.
+
+    The paper weights it by ``lambda_reg * lambda_BT`` and adds it to the Barlow Twins loss. The
+    gradient flows through the targets as well (as in the authors' code).
+
+    ``z_mixed, z0, z1: [B, D]`` projections of the mixed images and of the two views,
+    ``permutation: [B]`` (long) the local permutation used for mixing, ``mix``: a float or ``[B]``
+    per-sample ratios. Standardisation (mean, biased variance, eps 1e-5 as in ``barlow_twins``;
+    the authors divide by the unbiased std) and the correlations use the whole batch of N samples
+    across processes; every process returns the regulariser of the whole batch.
+    """
+    _check_pair(z0, z1)
+    _check_pair(z_mixed, z0, "mixed and view embeddings")
+    count = z0.shape[0] * world_size()
+    s0, s1 = _standardise(z0, count), _standardise(z1, count)
+    sm = _standardise(z_mixed, count)
+    mix = torch.as_tensor(mix, dtype=s0.dtype, device=s0.device).reshape(-1, 1)
+    # C(m, v) - C(m, v)_gt = (sm - mix * s0 - (1 - mix) * s1[perm])^T s_v / N: one residual.
+    residual = sm - mix * s0 - (1 - mix) * s1[permutation]
+    difference0 = all_reduce_sum(residual.T @ s0) / count
+    difference1 = all_reduce_sum(residual.T @ s1) / count
+    return difference0.pow(2).sum() + difference1.pow(2).sum()
