@@ -68,8 +68,12 @@ def _eval_split(config: RunConfig, splits: DataSplits) -> Dataset | None:
     return splits.test
 
 
-def build_components(config: RunConfig, train: Dataset):
-    """Backbone, method and view pipeline for ``config`` on the training split ``train``."""
+def build_components(config: RunConfig, train: Dataset, *, initialise: bool = True):
+    """Backbone, method and view pipeline for ``config`` on the training split ``train``.
+
+    With ``backbone.init`` set (and ``initialise``), the backbone starts from that run's encoder;
+    a resumed run passes ``initialise=False`` since its checkpoint holds the weights.
+    """
     from labelless.augment import view_recipe
     from labelless.backbones import create_backbone
     from labelless.methods import METHODS, create_method
@@ -90,6 +94,8 @@ def build_components(config: RunConfig, train: Dataset):
         std=std,
         **kwargs,
     )
+    if config.backbone.init and initialise:
+        start_from_encoder(backbone, config.backbone.init)
     method = create_method(config.method.name, backbone, **config.method.kwargs)
     recipe = config.views.recipe or METHODS[config.method.name].default_views
     views = view_recipe(
@@ -104,6 +110,46 @@ def build_components(config: RunConfig, train: Dataset):
     if any(isinstance(m, nn.Conv2d) for m in backbone.modules()):
         method = method.to(memory_format=torch.channels_last)
     return backbone, method, views
+
+
+def _describe(meta) -> str:
+    options = ", ".join(f"{key}={value}" for key, value in sorted(meta.kwargs.items()))
+    options = f" ({options})" if options else ""
+    return f"{meta.architecture}{options}, {meta.in_channels} input channel(s)"
+
+
+def start_from_encoder(backbone: nn.Module, source: str | Path) -> Path:
+    """Copy the weights of an exported encoder (a run directory or its ``encoder.safetensors``)
+    into ``backbone``, which keeps its own metadata (view size and normalisation of the new
+    data). Returns the resolved source. A different architecture is a ConfigError naming both."""
+    from labelless.backbones import load_encoder
+    from labelless.backbones.io import META_FILE, WEIGHTS_FILE
+
+    path = Path(source)
+    weights = path / WEIGHTS_FILE if path.is_dir() else path
+    if not weights.is_file() or weights.suffix != ".safetensors":
+        raise ConfigError(
+            f"--init {str(source)!r}: no {WEIGHTS_FILE} there; point --init at a finished run "
+            f"directory (with {WEIGHTS_FILE} and {META_FILE}) or at its {WEIGHTS_FILE}"
+        )
+    encoder = load_encoder(weights)
+    theirs, ours = encoder.meta, backbone.meta
+    state, expected = encoder.state_dict(), backbone.state_dict()
+    same_shapes = state.keys() == expected.keys() and all(
+        state[key].shape == value.shape for key, value in expected.items()
+    )
+    if (
+        theirs.architecture != ours.architecture
+        or theirs.in_channels != ours.in_channels
+        or (not same_shapes)
+    ):
+        raise ConfigError(
+            f"--init {str(source)!r} holds a {_describe(theirs)} encoder but this run builds a "
+            f"{_describe(ours)} backbone: set --backbone / --width (or backbone.kwargs) to match "
+            "the source run, or drop --init"
+        )
+    backbone.load_state_dict(state)
+    return weights.resolve()
 
 
 def _callbacks(
@@ -184,7 +230,10 @@ def pretrain(
     ``data`` is a built-in name, an image folder, or an in-memory ``Dataset`` / ``DataSplits``
     (from ``labelless.data.from_arrays``); ``method`` a registered method name. Other
     keywords are the CLI flags (``epochs``, ``batch_size``, ``lr``, ``backbone``, ``width``,
-    ``max_time``, ``out``, ``seed``, ...). Precedence: defaults < ``config`` < ``overrides``
+    ``max_time``, ``init``, ``out``, ``seed``, ...). ``max_time`` (seconds) fits the schedules to
+    that budget and ends the run annealed when it is spent; ``init`` (a run directory or its
+    ``encoder.safetensors``) starts the backbone from an earlier run's encoder, e.g. to continue
+    pretraining on new data. Precedence: defaults < ``config`` < ``overrides``
     (``"optim.lr=0.1"``) < keywords. With ``resume=True`` the run's own ``config.yaml`` is the base.
     """
     import lightning as L
@@ -209,11 +258,19 @@ def pretrain(
     splits = in_memory or _load_splits(run_config)
     train = splits.train
     eval_data = _eval_split(run_config, splits)
-    backbone, ssl_method, views = build_components(run_config, train)
+    if run_config.backbone.init and not resume:  # recorded absolute in config.yaml
+        run_config.backbone.init = str(Path(run_config.backbone.init).resolve())
+    backbone, ssl_method, views = build_components(run_config, train, initialise=not resume)
     _prepare_run_dir(run_dir, resume=resume, overwrite=overwrite)
     write_text_atomic(run_dir / "config.yaml", dump_yaml(run_config))
 
-    module = SSLModule(ssl_method, views, optim=run_config.optim.model_dump(), seed=run_config.seed)
+    module = SSLModule(
+        ssl_method,
+        views,
+        optim=run_config.optim.model_dump(),
+        seed=run_config.seed,
+        budget_seconds=run_config.trainer.max_time,
+    )
     throughput = Throughput()
     callbacks = [throughput, *_callbacks(run_config, run_dir, backbone, eval_data, train)]
     trainer = build_trainer(run_config.trainer, run_dir, callbacks)
@@ -238,6 +295,11 @@ def pretrain(
             "samples_per_second": round(throughput.samples_per_second, 1),
             "skipped_samples": max(int(train.meta.get("skipped", 0)), throughput.skipped),
             "final_not_best": True,
+            "schedule": {
+                "name": run_config.optim.schedule,
+                **(module.clock.summary() if module.clock is not None else {}),
+            },
+            "init": run_config.backbone.init,
         }
         write_text_atomic(run_dir / "metrics.json", json.dumps(metrics, indent=2, default=float))
         class_names = eval_data.meta.get("class_names") if eval_data is not None else None

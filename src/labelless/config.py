@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from labelless.errors import ConfigError
 
@@ -38,7 +38,20 @@ class BackboneConfig(_Section):
     name: str = "resnet18_cifar"
     width: float | None = Field(None, gt=0, description="channel width multiplier (resnet18_cifar)")
     weights: str | None = Field(None, description="local weights file to start from")
+    init: str | None = Field(
+        None,
+        description="start from an earlier run's encoder: its run directory or encoder.safetensors",
+    )
     kwargs: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _one_start(self) -> BackboneConfig:
+        if self.init is not None and self.weights is not None:
+            raise ValueError(
+                "backbone.init (--init) and backbone.weights (--weights) both say where the "
+                "backbone starts: keep one of them"
+            )
+        return self
 
 
 class MethodConfig(_Section):
@@ -59,18 +72,58 @@ class ViewsConfig(_Section):
 
 
 class OptimConfig(_Section):
+    """Optimiser and learning-rate schedule. Fractions of the run are of run progress, which is
+    fitted to ``trainer.max_time`` when a budget is set (see docs/architecture.md)."""
+
     name: Literal["sgd", "lars", "adamw"] = "lars"
     lr: float = Field(0.3, gt=0)
     weight_decay: float = Field(1e-4, ge=0)
     momentum: float = Field(0.9, ge=0, lt=1)
     batch_size: int = Field(256, gt=0)
-    warmup_epochs: float = Field(10.0, ge=0)
-    min_lr_ratio: float = Field(0.0, ge=0, le=1)
+    warmup_epochs: float = Field(
+        10.0, ge=0, description="linear warm-up; at most half of the (estimated) run"
+    )
+    min_lr_ratio: float = Field(0.0, ge=0, le=1, description="final LR / peak LR")
+    schedule: Literal["cosine", "infinite"] = Field(
+        "cosine",
+        description="cosine: warm-up + cosine decay; infinite: warm-up, cooldown to a constant, "
+        "final annealing (Ibrahim et al. 2024; Singh et al. 2025), for continual pretraining",
+    )
+    constant_lr_ratio: float = Field(
+        0.5, gt=0, le=1, description="infinite: constant-phase LR / peak LR"
+    )
+    cooldown_fraction: float = Field(
+        0.2, ge=0, le=1, description="infinite: cooldown share of the run after the warm-up"
+    )
+    anneal_fraction: float = Field(
+        0.1, ge=0, le=1, description="infinite: final-annealing share of the run after the warm-up"
+    )
+
+    @model_validator(mode="after")
+    def _phases_fit(self) -> OptimConfig:
+        if self.schedule != "infinite":
+            return self
+        if self.cooldown_fraction + self.anneal_fraction > 1:
+            raise ValueError(
+                f"cooldown_fraction {self.cooldown_fraction} + anneal_fraction "
+                f"{self.anneal_fraction} exceed 1: lower them so that they share the run"
+            )
+        if self.min_lr_ratio > self.constant_lr_ratio:
+            raise ValueError(
+                f"min_lr_ratio {self.min_lr_ratio} is above constant_lr_ratio "
+                f"{self.constant_lr_ratio}: the annealing must go down; lower min_lr_ratio"
+            )
+        return self
 
 
 class TrainerConfig(_Section):
     max_epochs: int = Field(100, gt=0)
-    max_time: float | None = Field(None, gt=0, description="wall-clock budget in seconds")
+    max_time: float | None = Field(
+        None,
+        gt=0,
+        description="wall-clock budget in seconds: schedules are fitted to it and the run stops, "
+        "annealed, when it is spent",
+    )
     accelerator: str = "auto"
     devices: int | str = "auto"
     strategy: str = "auto"
@@ -209,6 +262,7 @@ FLAG_KEYS: dict[str, str] = {
     "backbone": "backbone.name",
     "width": "backbone.width",
     "weights": "backbone.weights",
+    "init": "backbone.init",
     "view_size": "views.size",
     "views": "views.recipe",
     "optimizer": "optim.name",

@@ -132,3 +132,23 @@ def test_pretrain_on_an_unlabelled_folder_then_evaluate(tmp_path):
     # the unlabelled folder's encoder evaluated on a labelled set of another kind: a clear error
     mismatch = run_cli("evaluate", str(out), "--data", "digits")
     assert mismatch.returncode == 2 and "3-channel" in mismatch.stderr
+
+
+def test_init_from_another_architecture(tmp_path):
+    """``--init`` with a source encoder of another width: one-line error, exit 2, no run."""
+    from labelless.backbones import create_backbone, save_encoder
+
+    source = save_encoder(
+        create_backbone("resnet18_cifar", in_channels=1, width=0.25, input_size=8), tmp_path / "a"
+    )
+    out = tmp_path / "run"
+    message = _one_line_error(
+        run_cli("pretrain", "--init", str(source), "--width", "0.5", "--out", str(out))
+    )
+    assert "width=0.25" in message and "width=0.5" in message and "drop --init" in message
+    assert not out.exists()
+    message = _one_line_error(
+        run_cli("pretrain", "--init", str(tmp_path / "nothing"), "--out", str(out))
+    )
+    assert "no encoder.safetensors" in message
+    assert "--init" in run_cli("pretrain", "--help").stdout

@@ -17,6 +17,9 @@ from labelless.evaluate import embed, embedding_std, knn_accuracy, rankme
 
 
 def _is_last_epoch(trainer: L.Trainer) -> bool:
+    """The epoch is the run's last: ``max_epochs`` reached, or the run clock stopped the run."""
+    if trainer.should_stop:
+        return True
     return trainer.max_epochs is not None and trainer.current_epoch + 1 >= trainer.max_epochs
 
 

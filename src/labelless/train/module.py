@@ -1,8 +1,15 @@
-"""The single LightningModule: wraps any Method, augments on the device, steps the schedules."""
+"""The single LightningModule: wraps any Method, augments on the device, steps the schedules.
+
+One ``RunClock`` (``train/progress.py``) gives the progress of every step; the learning rate
+(``train/optim.py`` schedules) and the method's ``on_step_end(progress)`` (EMA momentum, teacher
+temperature) both read it, and with a time budget the run stops after the step at progress 1.
+"""
 
 from __future__ import annotations
 
 import math
+import time
+from collections.abc import Callable
 from typing import Any
 
 import lightning as L
@@ -10,7 +17,8 @@ import torch
 
 from labelless.errors import TrainingError
 from labelless.methods import Method
-from labelless.train.optim import build_optimizer, warmup_cosine
+from labelless.train.optim import build_optimizer, lr_multiplier
+from labelless.train.progress import RunClock
 
 
 class SSLModule(L.LightningModule):
@@ -19,16 +27,34 @@ class SSLModule(L.LightningModule):
     Augmentation runs here, after the batch reached the device, with a per-process generator
     seeded from ``seed`` and the process rank, saved in checkpoints so a resumed run draws the
     same augmentations it would have drawn.
+
+    The learning rate is ``optim["lr"]`` times the schedule (``optim["schedule"]``: ``"cosine"``
+    or ``"infinite"``) at the progress of each step; with ``budget_seconds`` the schedules are
+    fitted to that wall-clock budget and training stops when it is spent (``RunClock``).
     """
 
-    def __init__(self, method: Method, views, *, optim: dict[str, Any], seed: int = 0) -> None:
+    def __init__(
+        self,
+        method: Method,
+        views,
+        *,
+        optim: dict[str, Any],
+        seed: int = 0,
+        budget_seconds: float | None = None,
+        time_fn: Callable[[], float] = time.perf_counter,
+    ) -> None:
         super().__init__()
         self.method = method
         self.views = views
         self.optim = dict(optim)
         self.seed = seed
+        self.budget_seconds = budget_seconds
+        self.time_fn = time_fn
+        self.clock: RunClock | None = None
+        self.progress = 0.0
         self._generator: torch.Generator | None = None
         self._pending_generator_state: torch.Tensor | None = None
+        self._pending_clock_state: dict[str, Any] | None = None
 
     @property
     def generator(self) -> torch.Generator:
@@ -40,9 +66,51 @@ class SSLModule(L.LightningModule):
                 self._pending_generator_state = None
         return self._generator
 
-    def total_steps(self) -> int:
-        total = self.trainer.estimated_stepping_batches
-        return int(total) if math.isfinite(total) else 1
+    def total_steps(self) -> float:
+        """Optimiser steps in ``max_epochs`` epochs (inf when the loader has no length)."""
+        return float(self.trainer.estimated_stepping_batches)
+
+    def on_train_start(self) -> None:
+        total = self.total_steps()
+        epochs = max(1, self.trainer.max_epochs or 1)
+        steps_per_epoch = total / epochs if math.isfinite(total) else 0.0
+        self.clock = RunClock(
+            total_steps=total,
+            budget_seconds=self.budget_seconds,
+            warmup_steps=self.optim["warmup_epochs"] * steps_per_epoch,
+            time_fn=self.time_fn,
+        )
+        if self._pending_clock_state is not None:
+            self.clock.load_state_dict(self._pending_clock_state)
+            self._pending_clock_state = None
+        self.clock.start(self.global_step)
+
+    def _min_over_processes(self, value: float) -> float:
+        if self.trainer.world_size <= 1:
+            return value
+        tensor = torch.tensor([value], dtype=torch.float32, device=self.device)
+        return float(self.trainer.strategy.reduce(tensor, reduce_op="min").item())
+
+    def lr_multiplier(self) -> float:
+        """The schedule's multiplier of ``optim.lr`` at the clock's current progress."""
+        clock, cfg = self.clock, self.optim
+        if clock.warmup_fraction is None:
+            return clock.ramp
+        return lr_multiplier(
+            cfg.get("schedule", "cosine"),
+            clock.progress,
+            clock.warmup_fraction,
+            min_ratio=cfg.get("min_lr_ratio", 0.0),
+            **_infinite_params(cfg),
+        )
+
+    def on_train_batch_start(self, batch, batch_idx: int) -> None:
+        self.progress = self.clock.advance(
+            self.global_step, epoch_start=batch_idx == 0, sync=self._min_over_processes
+        )
+        lr = self.optim["lr"] * self.lr_multiplier()
+        for group in self.trainer.optimizers[0].param_groups:
+            group["lr"] = lr
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int):
         if len(batch["index"]) < 2:  # a lazy batch whose files were all unreadable
@@ -60,39 +128,48 @@ class SSLModule(L.LightningModule):
             )
         self.log("train/loss", loss.detach(), prog_bar=True, on_step=True, on_epoch=False)
         self.log("train/lr", self.optimizers().param_groups[0]["lr"], on_step=True, on_epoch=False)
+        self.log("train/progress", self.progress, on_step=True, on_epoch=False)
+        if self.clock.estimated_total_steps is not None:
+            estimate = float(self.clock.estimated_total_steps)
+            self.log("schedule/estimated_total_steps", estimate, on_step=True, on_epoch=False)
         return out
 
     def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
-        progress = min(1.0, (self.global_step) / max(1, self.total_steps()))
-        self.method.on_step_end(progress)
+        self.method.on_step_end(self.progress)
+        if self.clock.finished:  # the last step of the budget (or of max_epochs) ran annealed
+            self.trainer.should_stop = True
+
+    def on_train_end(self) -> None:
+        self.clock.stop()
 
     def configure_optimizers(self):
         cfg = self.optim
-        optimizer = build_optimizer(
+        return build_optimizer(
             self.method,
             cfg["name"],
             lr=cfg["lr"],
             weight_decay=cfg["weight_decay"],
             momentum=cfg["momentum"],
         )
-        total = self.total_steps()
-        steps_per_epoch = max(1, total // max(1, self.trainer.max_epochs or 1))
-        warmup = min(int(cfg["warmup_epochs"] * steps_per_epoch), max(0, total - 1))
-
-        def multiplier(step: int) -> float:
-            return warmup_cosine(step, total, warmup, cfg.get("min_lr_ratio", 0.0))
-
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, multiplier)
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
-        }
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["augment_generator"] = self.generator.get_state()
+        if self.clock is not None:
+            checkpoint["run_clock"] = self.clock.state_dict()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         state = checkpoint.get("augment_generator")
         if state is not None:
             self._pending_generator_state = state
             self._generator = None
+        self._pending_clock_state = checkpoint.get("run_clock")
+
+
+def _infinite_params(cfg: dict[str, Any]) -> dict[str, float]:
+    if cfg.get("schedule", "cosine") != "infinite":
+        return {}
+    return {
+        "constant_ratio": cfg["constant_lr_ratio"],
+        "cooldown": cfg["cooldown_fraction"],
+        "anneal": cfg["anneal_fraction"],
+    }

@@ -1,4 +1,5 @@
-"""Optimisers (SGD, LARS, AdamW) and the warmup + cosine learning-rate schedule."""
+"""Optimisers (SGD, LARS, AdamW) and the learning-rate schedules (warm-up + cosine, infinite) as
+pure functions of run progress in [0, 1]."""
 
 from __future__ import annotations
 
@@ -88,12 +89,95 @@ def build_optimizer(
     raise unknown_name("optimizer", name, ["sgd", "lars", "adamw"])
 
 
-def warmup_cosine(step: int, total_steps: int, warmup_steps: int, min_ratio: float = 0.0) -> float:
-    """LR multiplier: linear warmup from ~0 to 1 over ``warmup_steps``, then a half cosine down to
-    ``min_ratio`` at ``total_steps`` (Loshchilov & Hutter 2017;
-    Goyal et al. 2017 for the warmup)."""
-    if warmup_steps > 0 and step < warmup_steps:
-        return (step + 1) / warmup_steps
-    span = max(1, total_steps - warmup_steps)
-    progress = min(1.0, (step - warmup_steps) / span)
-    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+def _warmup(progress: float, warmup: float) -> float | None:
+    """The linear warm-up ramp ``progress / warmup`` while ``progress < warmup``, else None."""
+    if warmup > 0 and progress < warmup:
+        return max(0.0, progress) / warmup
+    return None
+
+
+def _decay_position(progress: float, warmup: float) -> float:
+    """Where ``progress`` lies in the decay part of the run, after the warm-up: 0 at its start,
+    1 at the end of the run."""
+    if progress >= 1.0:
+        return 1.0
+    return min(1.0, max(0.0, (progress - warmup) / max(1e-12, 1.0 - warmup)))
+
+
+def _half_cosine(position: float, start: float, end: float) -> float:
+    return end + (start - end) * 0.5 * (1.0 + math.cos(math.pi * position))
+
+
+def warmup_cosine(progress: float, warmup: float = 0.0, min_ratio: float = 0.0) -> float:
+    """LR multiplier at run ``progress`` in [0, 1]: a linear warm-up from 0 to 1 over the first
+    ``warmup`` fraction of the run, then a half cosine down to ``min_ratio`` at progress 1
+    (Loshchilov & Hutter 2017, SGDR; Goyal et al. 2017 for the warm-up).
+
+    With ``progress = step / (total_steps - 1)`` and ``warmup = warmup_steps / (total_steps - 1)``
+    the first step has multiplier 0 and the last ``min_ratio``.
+    """
+    ramp = _warmup(progress, warmup)
+    if ramp is not None:
+        return ramp
+    return _half_cosine(_decay_position(progress, warmup), 1.0, min_ratio)
+
+
+def infinite_schedule(
+    progress: float,
+    warmup: float = 0.0,
+    *,
+    constant_ratio: float = 0.5,
+    cooldown: float = 0.2,
+    anneal: float = 0.1,
+    min_ratio: float = 0.0,
+) -> float:
+    """LR multiplier of the infinite learning-rate schedule (Ibrahim et al. 2024, "Simple and
+    Scalable Strategies to Continually Pre-train Large Language Models"; Singh et al. 2025,
+    "Beyond Cosine Decay: On the effectiveness of Infinite Learning Rate Schedule for Continual
+    Pre-training").
+
+    Phases over run ``progress`` in [0, 1]; ``cooldown`` and ``anneal`` are fractions of the
+    part of the run after the warm-up (position ``q`` in [0, 1]):
+
+    1. warm-up: linear from 0 to 1 over the first ``warmup`` of the run;
+    2. cooldown (``q < cooldown``): half cosine from 1 down to ``constant_ratio``;
+    3. constant (``cooldown <= q < 1 - anneal``): ``constant_ratio``, the phase a continual
+       pretraining run can stay in for as long as new data comes;
+    4. annealing (``q >= 1 - anneal``): exponential decay from ``constant_ratio`` to
+       ``min_ratio``, ``constant_ratio * (min_ratio / constant_ratio) ** s`` for ``s`` in [0, 1]
+       (Ibrahim et al.); an exponential never reaches 0, so with ``min_ratio == 0`` it is linear.
+
+    Continuous at every phase boundary and non-increasing after the warm-up when
+    ``min_ratio <= constant_ratio <= 1``.
+    """
+    ramp = _warmup(progress, warmup)
+    if ramp is not None:
+        return ramp
+    position = _decay_position(progress, warmup)
+    if position >= 1.0:  # without an annealing phase the run ends at the constant LR
+        return min_ratio if anneal > 0 else constant_ratio
+    anneal_start = 1.0 - anneal
+    if position >= anneal_start:
+        fraction = (position - anneal_start) / anneal
+        if min_ratio > 0:
+            return constant_ratio * (min_ratio / constant_ratio) ** fraction
+        return constant_ratio * (1.0 - fraction)
+    if position < cooldown:
+        return _half_cosine(position / cooldown, 1.0, constant_ratio)
+    return constant_ratio
+
+
+SCHEDULES = ("cosine", "infinite")
+
+
+def lr_multiplier(name: str, progress: float, warmup: float, **params: float) -> float:
+    """The multiplier of schedule ``name`` (``"cosine"`` or ``"infinite"``) at ``progress``.
+
+    ``params`` are ``min_ratio`` and, for ``"infinite"``, ``constant_ratio``, ``cooldown`` and
+    ``anneal``.
+    """
+    if name == "cosine":
+        return warmup_cosine(progress, warmup, params.get("min_ratio", 0.0))
+    if name == "infinite":
+        return infinite_schedule(progress, warmup, **params)
+    raise unknown_name("learning-rate schedule", name, SCHEDULES)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime
 import logging
 import warnings
 from pathlib import Path
@@ -36,8 +35,10 @@ def _has_gpu() -> bool:
 def build_trainer(cfg: TrainerConfig, run_dir: Path, callbacks: list[L.Callback]) -> L.Trainer:
     """A Trainer logging CSV to ``run_dir/logs/metrics.csv``, with our checkpoint callback only.
 
-    ``cfg.max_time`` (seconds) stops training at the wall-clock budget; ``cfg.threads`` caps torch
-    CPU threads (float32 on CPU: bf16 autocast is slower than float32 on CPUs without bf16 units).
+    ``cfg.max_time`` is not given to Lightning's timer: the ``SSLModule``'s run clock fits the
+    schedules to that budget and stops training after the annealed last step. ``cfg.threads``
+    caps torch CPU threads (float32 on CPU: bf16 autocast is slower than float32 on CPUs without
+    bf16 units).
     glibc is asked to keep freed memory for reuse (``labelless.runtime.tune_allocator``).
     """
     quiet_lightning()
@@ -56,7 +57,6 @@ def build_trainer(cfg: TrainerConfig, run_dir: Path, callbacks: list[L.Callback]
             "float32: use --precision 32-true on CPU",
             stacklevel=2,
         )
-    max_time = datetime.timedelta(seconds=cfg.max_time) if cfg.max_time else None
     return L.Trainer(
         accelerator=cfg.accelerator,
         devices=cfg.devices,
@@ -64,7 +64,6 @@ def build_trainer(cfg: TrainerConfig, run_dir: Path, callbacks: list[L.Callback]
         num_nodes=cfg.num_nodes,
         precision=cfg.precision,
         max_epochs=cfg.max_epochs,
-        max_time=max_time,
         logger=logger,
         callbacks=[*callbacks, *progress],
         enable_checkpointing=False,

@@ -1,0 +1,112 @@
+"""Short digits runs: a wall-clock budget ends annealed, resumes under the budget, and ``init``
+starts from an earlier run's encoder."""
+
+from __future__ import annotations
+
+import copy
+import csv
+import itertools
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from labelless import api
+from labelless.backbones import create_backbone, load_encoder, save_encoder
+from labelless.config import build_config
+from labelless.data import load_dataset
+from labelless.demo import DEMO_CONFIG
+from labelless.errors import ConfigError
+
+pytestmark = pytest.mark.slow
+
+LR, MIN_RATIO = 1.0, 0.01
+
+
+def _config(**trainer):
+    config = copy.deepcopy(DEMO_CONFIG)
+    config["backbone"]["width"] = 0.25
+    config["optim"].update(lr=LR, min_lr_ratio=MIN_RATIO, warmup_epochs=1)
+    config["monitor"]["every_n_epochs"] = 2  # kNN monitor time inside the budget
+    config["trainer"].update({"progress_bar": False, **trainer})
+    return config
+
+
+def _step_rows(run: Path) -> list[dict[str, str]]:
+    with (run / "logs" / "metrics.csv").open() as handle:
+        return [row for row in csv.DictReader(handle) if row.get("train/lr")]
+
+
+def test_budget_run_ends_annealed(tmp_path):
+    budget = 6.0
+    result = api.pretrain(config=_config(max_epochs=10_000, max_time=budget), out=str(tmp_path))
+    rows = _step_rows(result.run_dir)
+    lrs = [float(row["train/lr"]) for row in rows]
+    progress = [float(row["train/progress"]) for row in rows]
+    assert lrs[-1] == pytest.approx(LR * MIN_RATIO)  # the last step ran at the minimum LR
+    assert progress[-1] == 1.0 and progress[-2] < 1.0
+    assert all(a <= b for a, b in itertools.pairwise(progress))
+    training = result.metrics["training"]
+    schedule = training["schedule"]
+    assert schedule["ended_by"] == "budget" and schedule["budget_seconds"] == budget
+    assert schedule["estimated_total_steps"] == pytest.approx(training["steps"], abs=2)
+    assert "schedule/estimated_total_steps" in rows[-1]
+    assert training["epochs_done"] < 10_000
+    # training time: the budget, overrun at most by a step slower than measured and the last
+    # epoch's monitor and checkpoint (generous: the test machine may be shared)
+    assert schedule["elapsed_seconds"] <= budget + 2 * schedule["seconds_per_step"] + 3.0
+    if len(lrs) >= 20:  # a machine fast enough to reach the peak within the budget
+        assert max(lrs) > 0.9 * LR
+
+
+def test_budget_resume_continues_the_clock(tmp_path):
+    out = str(tmp_path / "run")
+    first = api.pretrain(config=_config(max_epochs=10_000, max_time=2.0), out=out)
+    state = torch.load(Path(out) / "checkpoints" / "last.ckpt", weights_only=True)["run_clock"]
+    assert state["progress"] == 1.0 and state["elapsed"] >= 1.0
+    resumed = api.pretrain(out=out, resume=True, max_time=4.0)  # a larger budget: re-fitted
+    rows = _step_rows(Path(out))
+    assert resumed.metrics["training"]["steps"] > first.metrics["training"]["steps"]
+    assert float(rows[-1]["train/lr"]) == pytest.approx(LR * MIN_RATIO)
+    assert float(rows[-1]["train/progress"]) == 1.0
+    assert resumed.metrics["training"]["schedule"]["elapsed_seconds"] > state["elapsed"]
+
+
+@pytest.fixture
+def source_run(tmp_path, digits):
+    """An earlier run's exported encoder (resnet18_cifar x0.25 on 1-channel digits)."""
+    torch.manual_seed(1)
+    encoder = create_backbone("resnet18_cifar", in_channels=1, width=0.25, input_size=8)
+    return save_encoder(encoder, tmp_path / "source")
+
+
+def test_init_starts_from_the_source_encoder(tmp_path, source_run):
+    config = build_config({**_config(max_epochs=1), "backbone": {"width": 0.25}})
+    config.backbone.init = str(source_run / "encoder.safetensors")  # the file works as well
+    train = load_dataset("digits").train
+    backbone, _, _ = api.build_components(config, train)
+    source = load_encoder(source_run).state_dict()
+    for key, value in backbone.state_dict().items():
+        assert torch.equal(value, source[key]), key
+    assert backbone.meta.input_size == 8 and backbone.meta.mean == train.meta["mean"]
+
+    result = api.pretrain(
+        config=_config(max_epochs=1), init=str(source_run), out=str(tmp_path / "b")
+    )
+    saved = yaml.safe_load((result.run_dir / "config.yaml").read_text())
+    assert saved["backbone"]["init"] == str(source_run.resolve())
+    metrics = json.loads((result.run_dir / "metrics.json").read_text())
+    assert metrics["training"]["init"] == str(source_run.resolve())
+
+
+def test_init_with_another_architecture_is_a_config_error(tmp_path, source_run):
+    out = tmp_path / "run"
+    with pytest.raises(ConfigError) as error:
+        api.pretrain(config=_config(max_epochs=1), init=str(source_run), width=0.5, out=str(out))
+    message = str(error.value)
+    assert "width=0.25" in message and "width=0.5" in message and "--width" in message
+    assert not out.exists()  # nothing written
+    with pytest.raises(ConfigError, match=r"no encoder\.safetensors"):
+        api.pretrain(config=_config(max_epochs=1), init=str(tmp_path), out=str(out))
