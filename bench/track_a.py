@@ -9,16 +9,15 @@ images/s, and model FLOP utilisation against a float32 matmul ceiling measured i
 
 ``--per-sample-aug`` makes the views with a torchvision v2 pipeline (the same ViewSpec
 parameters) per sample in DataLoader workers, the way the anchor libraries do, as the baseline.
-The LR schedule is fitted to the budget from a short probe of the step time, so the run ends
-annealed.
+The library fits the schedules (LR warm-up and decay, EMA momentum) to the budget from the
+measured step time (``trainer.max_time``; ``labelless.train.progress.RunClock``), so the run ends
+annealed when the budget is spent; ``max_epochs`` is set out of reach.
 """
 
 from __future__ import annotations
 
 import argparse
-import math
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -53,6 +52,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--optimizer", default="lars")
     parser.add_argument("--lr", type=float, default=1.0)
     parser.add_argument("--weight-decay", type=float, default=1e-5)
+    parser.add_argument(
+        "--warmup-epochs", type=float, default=1.0, help="LR warm-up (at most half of the run)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--per-sample-aug", action="store_true")
     parser.add_argument("--workers", type=int, default=2, help="workers for --per-sample-aug")
@@ -61,7 +63,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def run_config(args: argparse.Namespace, epochs: int):
+#: Out of reach: the budget ends the run.
+MAX_EPOCHS = 10_000
+
+
+def run_config(args: argparse.Namespace):
     return build_config(
         {
             "data": {"name": "cifar10"},
@@ -73,10 +79,10 @@ def run_config(args: argparse.Namespace, epochs: int):
                 "lr": args.lr,
                 "weight_decay": args.weight_decay,
                 "batch_size": args.batch_size,
-                "warmup_epochs": min(10, max(1, epochs // 10)),
+                "warmup_epochs": args.warmup_epochs,
             },
             "trainer": {
-                "max_epochs": epochs,
+                "max_epochs": MAX_EPOCHS,
                 "max_time": args.budget,
                 "threads": args.threads,
                 "progress_bar": False,
@@ -142,22 +148,6 @@ def flops_per_step(method, batch_views) -> float:
     return float(counter.get_total_flops())
 
 
-def probe_step_seconds(method, loader, views, steps: int = 8) -> float:
-    """Median seconds per training step (data + augmentation + forward + backward)."""
-    optimizer = torch.optim.SGD(method.parameters(), lr=0.0)
-    generator = torch.Generator().manual_seed(0)
-    times, iterator = [], iter(loader)
-    for _ in range(steps + 2):
-        start = time.perf_counter()
-        batch = next(iterator)
-        batch_views = batch.get("views") or views(batch["images"], generator=generator)
-        method(batch_views, batch)["loss"].backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        times.append(time.perf_counter() - start)
-    return sorted(times[2:])[len(times[2:]) // 2]
-
-
 def main(argv=None) -> dict:
     args = parse_args(argv)
     if not data_available():
@@ -166,26 +156,31 @@ def main(argv=None) -> dict:
     ceiling = matmul_ceiling_gflops()
     splits = load_dataset("cifar10")
     train, test = splits.train, splits.test
-    config = run_config(args, epochs=1)
-    _, method, views = api.build_components(config, train)
+    config = run_config(args)
+    _, probe_method, views = api.build_components(config, train)
+    probe_batch = next(iter(train_loader(train, args.batch_size)))
+    flops = flops_per_step(probe_method, views(probe_batch["images"]))
+    del probe_method
+    _, method, views = api.build_components(config, train)  # fresh weights for the run
     loader = (
         per_sample_loader(train, views, args)
         if args.per_sample_aug
         else train_loader(train, args.batch_size, seed=args.seed)
     )
-    probe_batch = next(iter(train_loader(train, args.batch_size)))
-    flops = flops_per_step(method, views(probe_batch["images"]))
-    step_seconds = probe_step_seconds(method, loader, views)
     steps_per_epoch = len(train) // args.batch_size
-    epochs = max(1, math.floor(args.budget / (step_seconds * steps_per_epoch)))
-    config = run_config(args, epochs)  # schedule fitted to the budget
-    _, method, views = api.build_components(config, train)
     run_dir = Path(args.out)
     run_dir.mkdir(parents=True, exist_ok=True)
     throughput = Throughput()
     trainer = build_trainer(config.trainer, run_dir, [throughput, RankMeMonitor()])
-    module = SSLModule(method, views, optim=config.optim.model_dump(), seed=args.seed)
+    module = SSLModule(
+        method,
+        views,
+        optim=config.optim.model_dump(),
+        seed=args.seed,
+        budget_seconds=config.trainer.max_time,  # schedules fitted to the budget
+    )
     trainer.fit(module, loader)
+    schedule = module.clock.summary()
 
     ceiling = max(ceiling, matmul_ceiling_gflops())  # measured before and after training
     achieved = flops * throughput.steps / max(throughput.seconds, 1e-9) / 1e9
@@ -201,7 +196,9 @@ def main(argv=None) -> dict:
         "optimizer": args.optimizer,
         "lr": args.lr,
         "budget_seconds": args.budget,
-        "epochs_planned": epochs,
+        "warmup_epochs": args.warmup_epochs,
+        "epochs_estimated": round((schedule["estimated_total_steps"] or 0) / steps_per_epoch, 2),
+        "schedule": schedule,
         "epochs_done": throughput.steps / steps_per_epoch,
         "steps": throughput.steps,
         "wall_seconds": round(throughput.seconds, 1),
