@@ -92,9 +92,14 @@ def test_init_starts_from_the_source_encoder(tmp_path, source_run):
         assert torch.equal(value, source[key]), key
     assert backbone.meta.input_size == 8 and backbone.meta.mean == train.meta["mean"]
 
-    result = api.pretrain(
-        config=_config(max_epochs=1), init=str(source_run), out=str(tmp_path / "b")
+    result = api.pretrain(  # continual pretraining: the infinite schedule
+        config=_config(max_epochs=1),
+        overrides=["optim.schedule=infinite"],
+        init=str(source_run),
+        out=str(tmp_path / "b"),
     )
+    assert result.metrics["training"]["schedule"]["name"] == "infinite"
+    assert float(_step_rows(result.run_dir)[-1]["train/lr"]) == pytest.approx(LR * MIN_RATIO)
     saved = yaml.safe_load((result.run_dir / "config.yaml").read_text())
     assert saved["backbone"]["init"] == str(source_run.resolve())
     metrics = json.loads((result.run_dir / "metrics.json").read_text())

@@ -1,0 +1,91 @@
+"""SSLModule under a budget, with an injected clock: one step = one fake second."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from torch import nn
+
+from labelless.config import OptimConfig, TrainerConfig
+from labelless.data import from_arrays
+from labelless.methods.byol import BYOL
+from labelless.train.loader import train_loader
+from labelless.train.module import SSLModule
+from labelless.train.trainer import build_trainer
+
+
+class FakeTime:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class TinyBackbone(nn.Sequential):
+    embed_dim = 8
+
+    def __init__(self) -> None:
+        super().__init__(nn.Flatten(), nn.Linear(16, 8))
+
+
+class Recorder(BYOL):
+    """BYOL recording the progress handed to ``on_step_end``."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.seen: list[float] = []
+
+    def on_step_end(self, progress: float) -> None:
+        super().on_step_end(progress)
+        self.seen.append(progress)
+
+
+def _fit(tmp_path, *, budget: float, max_epochs: int, seconds_per_step: float = 1.0):
+    time = FakeTime()
+
+    def views(images, generator=None):  # the step's work takes one fake second
+        time.now += seconds_per_step
+        x = images.float() / 255
+        return [x, x.flip(-1)]
+
+    method = Recorder(TinyBackbone(), proj_hidden_dim=16, proj_dim=8, pred_hidden_dim=16)
+    optim = OptimConfig(name="sgd", lr=0.1, warmup_epochs=1, min_lr_ratio=0.05).model_dump()
+    module = SSLModule(method, views, optim=optim, budget_seconds=budget, time_fn=time)
+    images = np.random.default_rng(0).integers(0, 256, (32, 4, 4, 1), dtype=np.uint8)
+    loader = train_loader(from_arrays(images), batch_size=8)  # 4 steps per epoch
+    cfg = TrainerConfig(
+        max_epochs=max_epochs, max_time=budget, accelerator="cpu", progress_bar=False
+    )
+    trainer = build_trainer(cfg, tmp_path, [])
+    lrs: list[float] = []
+    original = module.on_train_batch_start
+
+    def record_lr(batch, batch_idx):
+        original(batch, batch_idx)
+        lrs.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+    module.on_train_batch_start = record_lr
+    trainer.fit(module, loader)
+    return trainer, module, method, lrs, time
+
+
+def test_budget_stops_after_the_annealed_step(tmp_path):
+    trainer, module, method, lrs, time = _fit(tmp_path, budget=10.0, max_epochs=1000)
+    assert trainer.global_step == 10 and time.now == pytest.approx(10.0)
+    assert method.seen[-1] == 1.0 and method.seen[-2] < 1.0
+    assert all(a <= b for a, b in itertools.pairwise(method.seen))
+    assert method.current_momentum == 1.0  # the EMA ends at its end value
+    assert lrs[-1] == pytest.approx(0.1 * 0.05)  # and the LR at its minimum
+    assert module.clock.summary()["ended_by"] == "budget"
+    assert trainer.current_epoch < 1000
+
+
+def test_max_epochs_before_the_budget(tmp_path):
+    trainer, module, method, lrs, _ = _fit(tmp_path, budget=1000.0, max_epochs=3)
+    assert trainer.global_step == 12
+    assert method.seen == pytest.approx([k / 11 for k in range(12)])
+    assert lrs[0] == 0.0 and lrs[-1] == pytest.approx(0.1 * 0.05)
+    assert module.clock.summary()["ended_by"] == "max_epochs"
