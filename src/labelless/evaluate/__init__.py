@@ -1,18 +1,40 @@
-"""Evaluation of embeddings: kNN, linear probe, label-free RankMe / std, and embedding itself."""
+"""Evaluation of embeddings: labelled protocols on frozen embeddings (kNN, linear probe,
+few-shot, k-means NMI/ARI, retrieval MAP@R), label-free measures (RankMe, alpha-ReQ, LiDAR,
+alignment, uniformity, embedding std), embedding itself and label-free run selection."""
 
 from __future__ import annotations
 
+from labelless.evaluate.clustering import cluster_scores, kmeans_clustering
 from labelless.evaluate.embed import embed
+from labelless.evaluate.fewshot import draw_few_shot, few_shot
 from labelless.evaluate.knn import knn_accuracy, knn_predict
+from labelless.evaluate.labelfree import alignment, alpha_req, eigenspectrum, lidar, uniformity
 from labelless.evaluate.linear import LinearProbeResult, linear_probe
-from labelless.evaluate.rankme import embedding_std, rankme
+from labelless.evaluate.neighbours import top_k_similar
+from labelless.evaluate.protocol import evaluate_embeddings
+from labelless.evaluate.rankme import effective_rank, embedding_std, rankme
+from labelless.evaluate.retrieval import map_at_r, retrieval_metrics
 
 __all__ = [
     "LinearProbeResult",
+    "alignment",
+    "alpha_req",
+    "cluster_scores",
+    "draw_few_shot",
+    "effective_rank",
+    "eigenspectrum",
     "embed",
     "embedding_std",
+    "evaluate_embeddings",
+    "few_shot",
+    "kmeans_clustering",
     "knn_accuracy",
     "knn_predict",
+    "lidar",
     "linear_probe",
+    "map_at_r",
     "rankme",
+    "retrieval_metrics",
+    "top_k_similar",
+    "uniformity",
 ]

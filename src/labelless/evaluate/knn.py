@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from labelless.errors import DataError
+from labelless.evaluate.neighbours import Backend, top_k_similar
 
 ArrayLike = torch.Tensor | np.ndarray
 
@@ -42,7 +43,8 @@ def knn_predict(
     k: int = 200,
     temperature: float = 0.1,
     num_classes: int | None = None,
-    chunk_size: int = 1024,
+    chunk_size: int = 0,
+    backend: Backend = "auto",
 ) -> torch.Tensor:
     """Predicted class of each test embedding by weighted kNN vote (Wu et al. 2018).
 
@@ -53,7 +55,10 @@ def knn_predict(
         k: neighbours per test sample, clipped to the number of labelled training samples.
         temperature: T in the neighbour weight ``exp(cos(z_test, z_i) / T)``.
         num_classes: size of the vote vector; ``max(train_y) + 1`` when None.
-        chunk_size: test samples per ``[chunk, N]`` similarity block, which bounds memory.
+        chunk_size: test samples per ``[chunk, N]`` similarity block of the torch search, which
+            bounds memory; 0 sizes the block to 256 MiB.
+        backend: neighbour search, ``auto`` (faiss when installed, else chunked torch),
+            ``torch`` or ``faiss``; all are exact (see ``evaluate.neighbours``).
 
     Returns:
         ``[M]`` int64 predicted labels on the device of ``train_z``.
@@ -69,8 +74,9 @@ def knn_predict(
     labelled = labels >= 0
     if not bool(labelled.any()):
         raise DataError("kNN needs labelled training embeddings, but every train label is -1")
-    train, labels = F.normalize(train[labelled], dim=1), labels[labelled]
-    test = F.normalize(test, dim=1)
+    if not bool(labelled.all()):
+        train, labels = train[labelled], labels[labelled]
+    train, test = F.normalize(train, dim=1), F.normalize(test, dim=1)
     if num_classes is None:
         num_classes = int(labels.max()) + 1
     elif int(labels.max()) >= num_classes:
@@ -79,17 +85,13 @@ def knn_predict(
             "pass num_classes > the largest label, or leave it None"
         )
     k = min(k, len(train))
-
-    predictions = []
-    for start in range(0, len(test), chunk_size):
-        similarity = test[start : start + chunk_size] @ train.T  # [chunk, N]
-        top_similarity, top_index = similarity.topk(k, dim=1)
-        # Subtracting the row maximum leaves the argmax unchanged and keeps exp() finite.
-        weights = ((top_similarity - top_similarity[:, :1]) / temperature).exp()
-        votes = torch.zeros(len(weights), num_classes, device=train.device)
-        votes.scatter_add_(1, labels[top_index], weights)
-        predictions.append(votes.argmax(dim=1))
-    return torch.cat(predictions)
+    similarity, index = top_k_similar(test, train, k, backend=backend, chunk_size=chunk_size)
+    similarity, index = similarity.to(train.device), index.to(train.device)
+    # Subtracting the row maximum leaves the argmax unchanged and keeps exp() finite.
+    weights = similarity.sub_(similarity[:, :1].clone()).div_(temperature).exp_()
+    votes = torch.zeros(len(test), num_classes, device=train.device)
+    votes.scatter_add_(1, labels[index], weights)
+    return votes.argmax(dim=1)
 
 
 def knn_accuracy(
@@ -101,7 +103,7 @@ def knn_accuracy(
 ) -> float:
     """Fraction of labelled test samples (``test_y >= 0``) that ``knn_predict`` gets right.
 
-    ``knn_kwargs`` go to :func:`knn_predict` (``k``, ``temperature``, ``chunk_size``, ...).
+    ``knn_kwargs`` go to :func:`knn_predict` (``k``, ``temperature``, ``backend``, ...).
     """
     test_labels = as_label_tensor(test_y, len(torch.as_tensor(test_z)), "test labels")
     labelled = test_labels >= 0

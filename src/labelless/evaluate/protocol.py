@@ -1,15 +1,63 @@
-"""The standard frozen-embedding protocol: kNN, linear probe and RankMe, with the protocol recorded
-next to every number."""
+"""The standard frozen-embedding protocol, with the protocol recorded next to every number.
+
+Labelled protocols (fit on train, scored once on test, nothing chosen on test): weighted kNN,
+linear probe, few-shot, k-means clustering (NMI / ARI) and retrieval (MAP@R). Label-free
+measures of the test embeddings: RankMe, embedding std, alpha-ReQ and uniformity.
+"""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
 
+from labelless.errors import DataError
+from labelless.evaluate.clustering import kmeans_clustering
+from labelless.evaluate.fewshot import few_shot
 from labelless.evaluate.knn import knn_accuracy
+from labelless.evaluate.labelfree import alpha_req, uniformity
 from labelless.evaluate.linear import linear_probe
-from labelless.evaluate.rankme import embedding_std, rankme
+from labelless.evaluate.rankme import RANKME_MAX_SAMPLES, embedding_std, rankme
+from labelless.evaluate.retrieval import retrieval_metrics
+
+DEFAULT_SHOTS = (1, 5, 10)
+
+
+def _few_shot(train_z, train_y, test_z, test_y, shots, draws, seed):
+    counts = torch.bincount(train_y[train_y >= 0])
+    smallest = int(counts[counts > 0].min())
+    usable = tuple(shot for shot in shots if shot <= smallest)
+    results: dict[str, Any] = {}
+    protocol: dict[str, Any] = {"shots": [], "skipped_shots": [s for s in shots if s > smallest]}
+    if usable:
+        scores = few_shot(train_z, train_y, test_z, test_y, shots=usable, draws=draws, seed=seed)
+        protocol = dict(scores.pop("protocol"), skipped_shots=protocol["skipped_shots"])
+        for shot in usable:
+            results[f"few_shot_{shot}_top1"] = scores[f"{shot}_shot"]["mean"]
+            results[f"few_shot_{shot}_top1_std"] = scores[f"{shot}_shot"]["std"]
+    return results, protocol
+
+
+def _label_free(test_z) -> tuple[dict[str, Any], dict[str, Any]]:
+    try:
+        alpha: float | None = alpha_req(test_z)
+    except DataError:  # collapsed: fewer than two positive eigenvalues
+        alpha = None
+    value = uniformity(test_z)
+    rows = int(min(len(test_z), RANKME_MAX_SAMPLES))
+    results = {
+        "rankme": rankme(test_z),
+        "embedding_std": embedding_std(test_z),
+        "alpha_req": alpha,
+        "uniformity": value if math.isfinite(value) else None,
+    }
+    protocol = {
+        "rankme": {"rows": rows, "split": "test"},
+        "alpha_req": {"rows": rows, "split": "test", "fit": "all ranks above 1e-10 * lambda_1"},
+        "uniformity": {"t": 2.0, "rows": int(min(len(test_z), 10_000)), "split": "test"},
+    }
+    return results, protocol
 
 
 def evaluate_embeddings(
@@ -21,20 +69,29 @@ def evaluate_embeddings(
     k: int = 200,
     temperature: float = 0.1,
     linear: bool = True,
+    shots: tuple[int, ...] = DEFAULT_SHOTS,
+    few_shot_draws: int = 5,
+    clustering: bool = True,
+    retrieval: bool = True,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """kNN and linear-probe top-1 on ``test`` (fit on ``train``), RankMe and embedding std of the
-    test embeddings; ``protocol`` says how each number was made."""
-    train_y = torch.as_tensor(train_y)
-    test_y = torch.as_tensor(test_y)
+    """Every frozen-embedding metric of ``test`` (classifiers fit on ``train``) in one dict.
+
+    Keys: ``knn_top1``, ``linear_top1`` (``linear=True``), ``few_shot_<n>_top1`` and
+    ``..._std`` (mean / std over ``few_shot_draws`` draws of ``n`` labels per class; shot counts
+    above the smallest train class are skipped), ``kmeans_nmi`` / ``kmeans_ari``
+    (``clustering=True``; k-means on the test embeddings, k = number of classes),
+    ``map_at_r`` / ``precision_at_1`` (``retrieval=True``; leave-one-out over test), and the
+    label-free ``rankme``, ``embedding_std``, ``alpha_req``, ``uniformity`` of the test
+    embeddings. ``protocol`` says how each number was made.
+    """
+    train_y = torch.as_tensor(train_y).long()
+    test_y = torch.as_tensor(test_y).long()
     results: dict[str, Any] = {
-        "knn_top1": knn_accuracy(train_z, train_y, test_z, test_y, k=k, temperature=temperature),
-        "rankme": rankme(test_z),
-        "embedding_std": embedding_std(test_z),
+        "knn_top1": knn_accuracy(train_z, train_y, test_z, test_y, k=k, temperature=temperature)
     }
     protocol: dict[str, Any] = {
         "knn": {"k": k, "temperature": temperature, "similarity": "cosine", "votes": "weighted"},
-        "rankme": {"rows": int(min(len(test_z), 25_600)), "split": "test"},
         "train_samples": int((train_y >= 0).sum()),
         "test_samples": len(test_y),
     }
@@ -42,5 +99,34 @@ def evaluate_embeddings(
         probe = linear_probe(train_z, train_y, test_z, test_y, seed=seed)
         results["linear_top1"] = probe.accuracy
         protocol["linear"] = dict(probe.protocol, weight_decay=probe.weight_decay)
+    if shots:
+        scores, protocol["few_shot"] = _few_shot(
+            train_z, train_y, test_z, test_y, shots, few_shot_draws, seed
+        )
+        results.update(scores)
+    if clustering:
+        scores = kmeans_clustering(test_z, test_y, seed=seed)
+        results["kmeans_nmi"], results["kmeans_ari"] = scores["nmi"], scores["ari"]
+        protocol["kmeans"] = {
+            "split": "test",
+            "num_clusters": scores["num_clusters"],
+            "features": "L2-normalised",
+            "init": "k-means++, 3 restarts (lowest inertia)",
+            "seed": seed,
+        }
+    if retrieval:
+        scores = retrieval_metrics(test_z, test_y)
+        results["map_at_r"] = scores["map_at_r"]
+        results["precision_at_1"] = scores["precision_at_1"]
+        protocol["retrieval"] = {
+            "split": "test, each query against the rest (leave-one-out)",
+            "similarity": "cosine",
+            "r": "number of other test samples of the query's class",
+            "r_precision": scores["r_precision"],
+            "num_queries": scores["num_queries"],
+        }
+    label_free, label_free_protocol = _label_free(test_z)
+    results.update(label_free)
+    protocol.update(label_free_protocol)
     results["protocol"] = protocol
     return results

@@ -84,3 +84,65 @@ def test_bad_input_raises_data_error():
         knn_predict(np.ones((3, 2)), np.full(3, -1), np.ones((1, 2)))
     with pytest.raises(DataError, match="same encoder"):
         knn_predict(np.ones((3, 2)), np.zeros(3), np.ones((1, 4)))
+
+
+def separated_clusters(num_per_class: int, seed: int, num_classes: int = 5, dim: int = 32):
+    rng = np.random.default_rng(seed)
+    centres = np.random.default_rng(99).normal(size=(num_classes, dim)) * 10
+    labels = np.repeat(np.arange(num_classes), num_per_class)
+    return centres[labels] + rng.normal(size=(len(labels), dim)), labels
+
+
+def test_knn_on_well_separated_clusters_is_perfect():
+    train_z, train_y = separated_clusters(40, seed=0)
+    test_z, test_y = separated_clusters(10, seed=1)
+    assert knn_accuracy(train_z, train_y, test_z, test_y, k=20, backend="torch") == 1.0
+
+
+class FakeFaiss:
+    """faiss's IndexFlatIP contract in numpy: exact inner-product search, best first."""
+
+    class IndexFlatIP:
+        def __init__(self, dim):
+            self.dim, self.data = dim, np.zeros((0, dim), dtype=np.float32)
+
+        def add(self, x):
+            assert x.dtype == np.float32 and x.shape[1] == self.dim
+            self.data = np.concatenate([self.data, x])
+
+        def search(self, queries, k):
+            scores = queries @ self.data.T
+            order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+            return np.take_along_axis(scores, order, axis=1), order.astype(np.int64)
+
+
+def test_faiss_is_optional_and_used_when_installed(monkeypatch):
+    from labelless.errors import ConfigError
+    from labelless.evaluate import neighbours
+
+    generator = torch.Generator().manual_seed(0)
+    train_z, test_z = (
+        torch.randn(80, 6, generator=generator),
+        torch.randn(30, 6, generator=generator),
+    )
+    train_y = torch.randint(0, 4, (80,), generator=generator)
+    reference = knn_predict(train_z, train_y, test_z, k=9, backend="torch")
+
+    monkeypatch.setattr(neighbours, "load_faiss", lambda: None)  # not installed
+    assert neighbours.resolve_backend("auto", torch.device("cpu")) == "torch"
+    assert torch.equal(knn_predict(train_z, train_y, test_z, k=9), reference)
+    with pytest.raises(ConfigError, match="pip install faiss-cpu"):
+        knn_predict(train_z, train_y, test_z, backend="faiss")
+
+    monkeypatch.setattr(neighbours, "load_faiss", lambda: FakeFaiss)  # installed
+    assert neighbours.resolve_backend("auto", torch.device("cpu")) == "faiss"
+    assert torch.equal(knn_predict(train_z, train_y, test_z, k=9), reference)
+    z = torch.nn.functional.normalize(train_z, dim=1)
+    for offset in (0, 20):  # leave-one-out search of rows offset.. against all rows
+        faiss_result = neighbours.top_k_similar(z[offset : offset + 30], z, 5, self_offset=offset)
+        torch_result = neighbours.top_k_similar(
+            z[offset : offset + 30], z, 5, self_offset=offset, backend="torch"
+        )
+        assert torch.equal(faiss_result[1], torch_result[1])
+        torch.testing.assert_close(faiss_result[0], torch_result[0])
+        assert not (faiss_result[1] == torch.arange(offset, offset + 30)[:, None]).any()

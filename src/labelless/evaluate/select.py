@@ -1,0 +1,199 @@
+"""Label-free model selection: rank run directories by RankMe, LiDAR or alpha-ReQ.
+
+Every run is measured on the SAME images (a seeded subset of one dataset), each through its own
+encoder and its own preprocessing (``encoder.json``: input size, mean, std), so the values are
+comparable. Label-free measures predict downstream accuracy well within one method (Garrido et
+al. 2023, Fig. 1; Thilak et al. 2024) but their scales differ between methods, so runs of
+different methods are refused unless ``allow_mixed=True``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from labelless.errors import CheckpointError, ConfigError, DataError, unknown_name
+from labelless.evaluate.embed import embed
+from labelless.evaluate.labelfree import alpha_req, lidar
+from labelless.evaluate.rankme import RANKME_MAX_SAMPLES, rankme
+
+# measure -> (what is better, description)
+MEASURES: dict[str, str] = {
+    "rankme": "higher is better (effective rank, Garrido et al. 2023)",
+    "lidar": "higher is better (LDA effective rank over augmented views, Thilak et al. 2024)",
+    "alpha_req": "closer to 1 is better (eigenspectrum decay, Agrawal et al. 2022)",
+}
+LIDAR_SAMPLES = 1000
+LIDAR_VIEWS = 8
+
+
+def _run_config(run_dir: Path) -> dict[str, Any]:
+    from labelless.config import load_yaml
+
+    path = run_dir / "config.yaml"
+    if not path.is_file():
+        raise CheckpointError(
+            f"{str(run_dir)!r} is not a run directory (no config.yaml): pass directories written "
+            "by labelless pretrain"
+        )
+    return load_yaml(path)
+
+
+def _method_name(config: dict[str, Any]) -> str:
+    method = config.get("method") or {}
+    return str(method.get("name", "simclr")) if isinstance(method, dict) else "simclr"
+
+
+def _images(data, split: str, run_configs: list[dict[str, Any]]) -> tuple[np.ndarray, str]:
+    """uint8 ``[N, C, H, W]`` images and a name for them."""
+    from labelless.data import Dataset, DataSplits, load_dataset
+
+    if data is None:
+        names = {str((c.get("data") or {}).get("name", "digits")) for c in run_configs}
+        if len(names) != 1:
+            raise ConfigError(
+                f"the runs were trained on different data ({sorted(names)}): pass data= to "
+                "measure them all on the same images"
+            )
+        data = names.pop()
+    if isinstance(data, (str, Path)):
+        splits, name = load_dataset(data), str(data)
+        data = splits
+    else:
+        name = getattr(data, "name", "<in-memory images>")
+    if isinstance(data, DataSplits):
+        data = data.train if split == "train" else data.test
+        if data is None:
+            raise DataError(f"{name!r} has no {split} split: pass split='train'")
+    if isinstance(data, Dataset):
+        data = data.samples
+    images = np.asarray(data.cpu() if isinstance(data, torch.Tensor) else data)
+    if images.ndim != 4 or images.dtype != np.uint8 or len(images) == 0:
+        raise DataError(
+            f"rank_runs needs uint8 images [N, C, H, W], got {images.dtype} {images.shape}: pass "
+            "a dataset name, a Dataset or such an array as data="
+        )
+    return images, name
+
+
+def _subset(images: np.ndarray, count: int, seed: int) -> np.ndarray:
+    if len(images) <= count:
+        return images
+    rows = np.random.default_rng(seed).choice(len(images), count, replace=False)
+    return images[np.sort(rows)]
+
+
+def _view_embeddings(
+    encoder: nn.Module, images: np.ndarray, config: dict[str, Any], views: int, seed: int
+) -> torch.Tensor:
+    """``[n, views, D]`` embeddings of the run's own augmentation (its recipe's first view)."""
+    from labelless.augment import view_recipe
+    from labelless.augment.views import ViewPipeline
+    from labelless.methods import METHODS
+
+    meta = encoder.meta
+    view_config = config.get("views") or {}
+    method = _method_name(config)
+    recipe = view_config.get("recipe") or getattr(METHODS.get(method), "default_views", "simclr")
+    first = view_recipe(
+        recipe,
+        size=meta.input_size,
+        mean=meta.mean,
+        std=meta.std,
+        **(view_config.get("overrides") or {}),
+    ).specs[0]
+    pipeline = ViewPipeline([first] * views, meta.mean, meta.std)
+    generator = torch.Generator().manual_seed(seed)
+    device = next(encoder.parameters()).device
+    outputs = []
+    with torch.inference_mode():
+        for start in range(0, len(images), 256):
+            batch = torch.from_numpy(images[start : start + 256])  # views drawn on CPU
+            embedded = [
+                encoder(view.to(device)).float().cpu() for view in pipeline(batch, generator)
+            ]
+            outputs.append(torch.stack(embedded, dim=1))
+    return torch.cat(outputs)
+
+
+def _measure(
+    measure: str, encoder: nn.Module, images: np.ndarray, config: dict[str, Any], seed: int
+) -> float:
+    if measure == "lidar":
+        return lidar(_view_embeddings(encoder, images, config, LIDAR_VIEWS, seed))
+    z = embed(encoder, images)
+    return rankme(z) if measure == "rankme" else alpha_req(z)
+
+
+def rank_runs(
+    run_dirs: Sequence[str | Path],
+    measure: str = "rankme",
+    data=None,
+    *,
+    split: str = "train",
+    max_samples: int | None = None,
+    allow_mixed: bool = False,
+    seed: int = 0,
+) -> list[dict[str, Any]]:
+    """Rank pretraining runs by a label-free measure on the same images; best first.
+
+    Args:
+        run_dirs: run directories (each with ``config.yaml`` and ``encoder.safetensors`` +
+            ``encoder.json``), all of the same method unless ``allow_mixed``.
+        measure: ``rankme`` (higher is better), ``lidar`` (higher; ``LIDAR_VIEWS`` augmented
+            views of each image from the run's own view recipe, first view's parameters) or
+            ``alpha_req`` (closest to 1 is better).
+        data: the images: a dataset name or folder path, a ``Dataset`` / ``DataSplits``, or a
+            ``uint8 [N, C, H, W]`` array; default the dataset the runs were trained on (they
+            must agree). Labels are never read.
+        split: which split of a dataset name / ``DataSplits`` to use (``train`` or ``test``).
+        max_samples: images measured (a seeded subset, the same for every run); default
+            25,600 (RankMe's count), 1,000 for LiDAR.
+        allow_mixed: rank runs of different methods together (their scales may not compare).
+        seed: seed of the image subset and of LiDAR's augmentations.
+
+    Returns:
+        One dict per run, best first: ``rank`` (1 = best), ``run`` (path), ``method``,
+        ``measure``, ``value``, ``images`` (count) and ``data`` (name).
+    """
+    if measure not in MEASURES:
+        raise unknown_name("measure", measure, list(MEASURES))
+    if not run_dirs:
+        raise ConfigError("rank_runs needs at least one run directory")
+    if split not in ("train", "test"):
+        raise ConfigError(f"split must be 'train' or 'test', got {split!r}")
+    paths = [Path(p) for p in run_dirs]
+    configs = [_run_config(p) for p in paths]
+    methods = [_method_name(c) for c in configs]
+    if len(set(methods)) > 1 and not allow_mixed:
+        listed = ", ".join(f"{p.name}: {m}" for p, m in zip(paths, methods, strict=True))
+        raise ConfigError(
+            f"the runs use different methods ({listed}); label-free measures compare runs of "
+            "one method: rank each method's runs separately, or pass allow_mixed=True"
+        )
+    images, name = _images(data, split, configs)
+    count = max_samples or (LIDAR_SAMPLES if measure == "lidar" else RANKME_MAX_SAMPLES)
+    images = _subset(images, count, seed)
+
+    from labelless.backbones import load_encoder
+
+    rows = []
+    for path, config, method in zip(paths, configs, methods, strict=True):
+        encoder = load_encoder(path)
+        if encoder.meta.in_channels != images.shape[1]:
+            raise DataError(
+                f"{str(path)!r} expects {encoder.meta.in_channels}-channel images but the data "
+                f"has {images.shape[1]}: measure runs on data of the kind they were trained on"
+            )
+        value = _measure(measure, encoder, images, config, seed)
+        rows.append({"run": str(path), "method": method, "measure": measure, "value": value})
+    key = (lambda r: abs(r["value"] - 1.0)) if measure == "alpha_req" else (lambda r: -r["value"])
+    rows.sort(key=key)
+    for rank, row in enumerate(rows, start=1):
+        row.update(rank=rank, images=len(images), data=name)
+    return rows
