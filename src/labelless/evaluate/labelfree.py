@@ -41,7 +41,8 @@ def alpha_req(
     eigenspectrum decay" (NeurIPS 2022): with ``lambda_1 >= lambda_2 >= ...`` the eigenvalues of
     Cov(z), fit ``log lambda_i = c - alpha log i`` by least squares and return ``alpha``. Small
     alpha: a flat, high-dimensional spectrum (towards noise); large alpha: a few directions
-    dominate (towards collapse); the paper finds the best linear readouts in a range around 1.
+    dominate (towards collapse); the paper reports well-defined intervals of alpha where
+    linear readouts are best.
 
     Args:
         fit_range: 1-based ranks ``(first, last)`` to fit, inclusive; default all ranks whose

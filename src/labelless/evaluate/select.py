@@ -2,9 +2,10 @@
 
 Every run is measured on the SAME images (a seeded subset of one dataset), each through its own
 encoder and its own preprocessing (``encoder.json``: input size, mean, std), so the values are
-comparable. Label-free measures predict downstream accuracy well within one method (Garrido et
-al. 2023, Fig. 1; Thilak et al. 2024) but their scales differ between methods, so runs of
-different methods are refused unless ``allow_mixed=True``.
+comparable. Label-free measures are shown to track downstream accuracy across runs of one method
+(Garrido et al. 2023; Thilak et al. 2024); their scales differ between methods, so runs of
+different methods are refused unless ``allow_mixed=True``. For alpha-ReQ, closeness to 1 is a
+heuristic reading of Agrawal et al. 2022 (good models fall in an interval of alpha).
 """
 
 from __future__ import annotations
