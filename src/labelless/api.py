@@ -1,4 +1,5 @@
-"""The verbs as Python functions: ``pretrain`` and ``evaluate``.
+"""The verbs as Python functions: ``pretrain``, ``evaluate``, ``report``, ``compare``, ``prune``,
+``finetune`` and ``select``.
 
 import labelless
 result = labelless.pretrain("digits", method="simclr", epochs=20, out="runs/digits-simclr")
@@ -181,9 +182,14 @@ def _callbacks(
 
 
 def final_metrics(
-    config: RunConfig, encoder: nn.Module, train: Dataset, eval_data: Dataset | None
+    config: RunConfig,
+    encoder: nn.Module,
+    train: Dataset,
+    eval_data: Dataset | None,
+    keep: dict[str, torch.Tensor] | None = None,
 ) -> tuple[dict[str, Any], torch.Tensor | None]:
-    """Evaluate the final encoder on the eval split; returns metrics and the eval embeddings."""
+    """Evaluate the final encoder on the eval split; returns metrics and the eval embeddings.
+    ``keep``, when given, receives the train embeddings under ``"train"`` (for the report)."""
     from labelless.evaluate import embed, embedding_std, rankme
     from labelless.evaluate.protocol import evaluate_embeddings
 
@@ -200,6 +206,8 @@ def final_metrics(
     if not (train.has_labels and eval_data.has_labels):
         return label_free(test_z, eval_data.name), test_z
     train_z = embed(encoder, train.samples)
+    if keep is not None:
+        keep["train"] = train_z
     metrics = evaluate_embeddings(
         train_z,
         train.labels,
@@ -240,6 +248,7 @@ def pretrain(
 
     from labelless.backbones import save_encoder
     from labelless.report import write_report
+    from labelless.suite import report_inputs
     from labelless.train.callbacks import Throughput
     from labelless.train.logs import merge_previous, set_aside
     from labelless.train.module import SSLModule
@@ -286,7 +295,8 @@ def pretrain(
     metrics: dict[str, Any] = {}
     if trainer.is_global_zero:
         save_encoder(backbone, run_dir)
-        metrics, test_z = final_metrics(run_config, backbone, train, eval_data)
+        kept: dict[str, torch.Tensor] = {}
+        metrics, test_z = final_metrics(run_config, backbone, train, eval_data, keep=kept)
         metrics["training"] = {
             "epochs_done": int(trainer.current_epoch),
             "steps": int(trainer.global_step),
@@ -302,9 +312,8 @@ def pretrain(
             "init": run_config.backbone.init,
         }
         write_text_atomic(run_dir / "metrics.json", json.dumps(metrics, indent=2, default=float))
-        class_names = eval_data.meta.get("class_names") if eval_data is not None else None
-        labels = eval_data.labels if eval_data is not None else None
-        write_report(run_dir, embeddings=test_z, labels=labels, class_names=class_names)
+        inputs = report_inputs(run_config, train, eval_data, kept.get("train"), test_z)
+        write_report(run_dir, **(inputs or {"embeddings": test_z}))
     return PretrainResult(run_dir, metrics, backbone)
 
 
@@ -396,47 +405,126 @@ def evaluate(
     encoder: str | Path | nn.Module,
     data: str = "digits",
     *,
+    weights: str | Path | None = None,
     k: int = 200,
     temperature: float = 0.1,
     input_size: int | None = None,
+    normalize: str | None = None,
     seed: int = 0,
+    out: str | Path | None = None,
 ) -> dict[str, Any]:
-    """kNN, linear probe and RankMe of ``encoder`` (a run directory, an encoder file, or a module)
-    on a labelled dataset's train -> test splits, preprocessed as the encoder was pretrained."""
-    from labelless.backbones import load_encoder
-    from labelless.evaluate import embed
-    from labelless.evaluate.protocol import evaluate_embeddings
+    """Every frozen-embedding metric (kNN, linear probe, few-shot, k-means, retrieval, RankMe and
+    other label-free measures) of ``encoder`` on a labelled dataset's train -> test splits.
 
-    model = encoder if isinstance(encoder, nn.Module) else load_encoder(encoder)
-    splits = load_dataset(data)
-    if splits.test is None or not splits.train.has_labels or not splits.test.has_labels:
-        raise DataError(f"evaluation needs labelled train and test splits; {data!r} has none")
-    meta = model.meta
-    if splits.train.in_channels != meta.in_channels:
-        raise DataError(
-            f"the encoder expects {meta.in_channels}-channel images but {data!r} has "
-            f"{splits.train.in_channels}: evaluate it on data of the kind it was trained on"
-        )
-    size = input_size or meta.input_size
-    train_z = embed(model, splits.train.samples, input_size=size)
-    test_z = embed(model, splits.test.samples, input_size=size)
-    metrics = evaluate_embeddings(
-        train_z,
-        splits.train.labels,
-        test_z,
-        splits.test.labels,
+    ``encoder`` is a run directory, an ``encoder.safetensors`` (``encoder.json`` beside it),
+    ``"timm:NAME"`` with a local ``weights`` file, or a module with ``.meta``. Inputs are resized
+    and normalised as the encoder was pretrained unless ``input_size`` / ``normalize``
+    (``"imagenet"``, ``"dataset"``, ``"MEAN/STD"``) override it; the protocol records which.
+    The metrics are added to the run directory's ``metrics.json`` (under ``evaluations``), or
+    written to ``out/metrics.json``; a module without ``out`` is only evaluated.
+    """
+    from labelless.suite import evaluate_encoder
+
+    write = out is not None or not isinstance(encoder, nn.Module)
+    metrics, _ = evaluate_encoder(
+        encoder,
+        data,
+        weights=weights,
         k=k,
         temperature=temperature,
+        input_size=input_size,
+        normalize=normalize,
+        seed=seed,
+        out=out,
+        write=write,
+    )
+    return metrics
+
+
+def report(run_dir: str | Path, *, map_method: str = "auto") -> Path:
+    """Rebuild ``run_dir/report.html`` from the run directory: its encoder re-embeds the data
+    named in ``config.yaml``. Returns the report's path."""
+    from labelless.suite import rebuild_report
+
+    return rebuild_report(run_dir, map_method=map_method)
+
+
+def compare(
+    run_dirs: list[str | Path], out: str | Path = "compare.html", *, rank_by: str = "knn_top1"
+) -> Path:
+    """One self-contained HTML page ranking runs / evaluated encoders side by side, protocol by
+    protocol; numbers made under another protocol than the rest of their column are flagged."""
+    from labelless.report.compare import write_comparison
+
+    path, _ = write_comparison(list(run_dirs), out, rank_by=rank_by)
+    return path
+
+
+def prune(
+    encoder: str | Path | nn.Module,
+    sparsities: str | list[float] = "0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9",
+    data: str | None = None,
+    *,
+    k: int = 200,
+    temperature: float = 0.1,
+    linear: bool | None = None,
+    seed: int = 0,
+    out: str | Path | None = None,
+) -> dict[str, Any]:
+    """One-shot global magnitude pruning of the encoder's conv/linear weights at each sparsity,
+    kNN (and linear probe) accuracy at each and the knee; writes ``prune.json`` and
+    ``figures/prune.png`` into the run directory (or ``out``). ``data`` defaults to the run's."""
+    from labelless.suite import prune_sweep
+
+    return prune_sweep(
+        encoder, sparsities, data, k=k, temperature=temperature, linear=linear, seed=seed, out=out
+    )
+
+
+def finetune(
+    encoder: str | Path | nn.Module,
+    data: str | None = None,
+    *,
+    out: str | Path | None = None,
+    **settings: Any,
+) -> dict[str, Any]:
+    """Fine-tune the whole encoder with a linear head (AdamW, encoder LR = ``lr`` x
+    ``encoder_lr_scale``), the epoch chosen on a validation split carved from train; writes
+    ``finetune.json`` (test accuracy + protocol). ``settings``: ``epochs``, ``batch_size``,
+    ``lr``, ``encoder_lr_scale``, ``weight_decay``, ``val_fraction``, ``seed``."""
+    from labelless.finetune import FinetuneSettings
+    from labelless.suite import finetune_encoder
+
+    try:
+        chosen = FinetuneSettings(**settings)
+    except TypeError as error:
+        raise ConfigError(f"unknown fine-tuning setting ({error}); see api.finetune") from error
+    return finetune_encoder(encoder, data, settings=chosen, out=out)
+
+
+def select(
+    run_dirs: list[str | Path],
+    data: str | None = None,
+    *,
+    measure: str = "rankme",
+    split: str = "train",
+    max_samples: int | None = None,
+    allow_mixed: bool = False,
+    seed: int = 0,
+) -> list[dict[str, Any]]:
+    """Rank pretraining runs, best first, by a label-free measure (``rankme``, ``lidar``,
+    ``alpha_req``) on the same images; see ``labelless.evaluate.select.rank_runs``."""
+    from labelless.evaluate.select import rank_runs
+
+    return rank_runs(
+        run_dirs,
+        measure=measure,
+        data=data,
+        split=split,
+        max_samples=max_samples,
+        allow_mixed=allow_mixed,
         seed=seed,
     )
-    metrics["protocol"]["preprocessing"] = {
-        "input_size": size,
-        "mean": list(meta.mean),
-        "std": list(meta.std),
-        "input_size_overridden": input_size is not None,
-    }
-    metrics["protocol"]["data"] = data
-    return metrics
 
 
 def raw_pixels(images: np.ndarray) -> torch.Tensor:

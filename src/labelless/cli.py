@@ -107,28 +107,176 @@ def _print_metrics(metrics: dict) -> None:
 
 @app.command()
 def evaluate(
-    encoder: Annotated[str, typer.Argument(help="run directory or encoder.safetensors")],
+    encoder: Annotated[
+        str,
+        typer.Argument(help="run directory, encoder.safetensors, or timm:NAME (with --weights)"),
+    ],
     data: Annotated[str, Opt(help="labelled dataset with train and test splits")] = "digits",
+    weights: Annotated[str | None, Opt(help="local weights file for a timm:NAME encoder")] = None,
     k: Annotated[int, Opt(help="neighbours for kNN")] = 200,
     temperature: Annotated[float, Opt(help="kNN temperature")] = 0.1,
-    input_size: Annotated[int | None, Opt(help="override the encoder's input size")] = None,
-    seed: Annotated[int, Opt(help="seed of the validation split")] = 0,
+    input_size: Annotated[
+        int | None, Opt(help="override the encoder's pretraining input size (recorded)")
+    ] = None,
+    normalize: Annotated[
+        str | None,
+        Opt(help="override the normalisation: imagenet, dataset, or MEAN/STD e.g. 0.5/0.25"),
+    ] = None,
+    seed: Annotated[int, Opt(help="seed of the validation split and few-shot draws")] = 0,
+    out: Annotated[
+        str | None, Opt(help="folder for metrics.json (required unless ENCODER is a run directory)")
+    ] = None,
 ) -> None:
-    """Evaluate an encoder with kNN, a linear probe and RankMe; writes metrics.json in a run."""
-    import json
+    """Evaluate any encoder with kNN, linear probe, few-shot, clustering, retrieval and label-free
+    measures, at its pretraining resolution and normalisation; writes metrics.json."""
+    from labelless.suite import evaluate_encoder
 
-    from labelless import api
-    from labelless.config import write_text_atomic
-
-    metrics = api.evaluate(
-        encoder, data, k=k, temperature=temperature, input_size=input_size, seed=seed
+    metrics, path = evaluate_encoder(
+        encoder,
+        data,
+        weights=weights,
+        k=k,
+        temperature=temperature,
+        input_size=input_size,
+        normalize=normalize,
+        seed=seed,
+        out=out,
     )
     _print_metrics(metrics)
-    target = Path(encoder)
-    if target.is_dir():
-        out = target / f"eval-{Path(data).name}.json"
-        write_text_atomic(out, json.dumps(metrics, indent=2))
-        console.print(f"written: {out}")
+    preprocessing = metrics["protocol"]["preprocessing"]
+    if preprocessing["input_size_overridden"] or preprocessing["normalize_overridden"]:
+        console.print(
+            f"[yellow]note:[/yellow] preprocessing overridden (input size "
+            f"{preprocessing['input_size']}, normalisation {preprocessing['normalize']}): these "
+            "numbers are not the encoder's native-protocol numbers"
+        )
+    console.print(f"written: {path}")
+
+
+@app.command()
+def report(
+    run_dir: Annotated[str, typer.Argument(help="run directory")],
+    map_method: Annotated[
+        str, Opt("--map", help="2-D map: auto (UMAP if installed, else t-SNE/PCA), pca, tsne, umap")
+    ] = "auto",
+) -> None:
+    """Rebuild a run's report.html from its encoder and the data named in its config."""
+    from labelless import api
+
+    console.print(f"report: {api.report(run_dir, map_method=map_method)}")
+
+
+@app.command()
+def compare(
+    run_dirs: Annotated[list[str], typer.Argument(help="run directories / evaluate --out folders")],
+    out: Annotated[str, Opt(help="HTML file to write")] = "compare.html",
+    rank_by: Annotated[str, Opt(help="metric that orders each table")] = "knn_top1",
+) -> None:
+    """One self-contained HTML page ranking runs and encoders side by side, per protocol."""
+    from labelless.report.compare import write_comparison
+
+    path, entries = write_comparison(run_dirs, out, rank_by=rank_by)
+    console.print(f"compared {len(entries)} encoders: {path}")
+
+
+@app.command()
+def prune(
+    run_dir: Annotated[str, typer.Argument(help="run directory or encoder.safetensors")],
+    sparsity: Annotated[
+        str, Opt(help="comma-separated fractions of conv/linear weights to zero")
+    ] = "0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9",
+    data: Annotated[str | None, Opt(help="labelled dataset (default: the run's)")] = None,
+    k: Annotated[int, Opt(help="neighbours for kNN")] = 200,
+    temperature: Annotated[float, Opt(help="kNN temperature")] = 0.1,
+    linear: Annotated[
+        bool | None, Opt("--linear/--no-linear", help="linear probe per level (default: if cheap)")
+    ] = None,
+    out: Annotated[str | None, Opt(help="folder for prune.json (default: the run)")] = None,
+) -> None:
+    """One-shot global magnitude pruning at each sparsity: kNN/linear accuracy and the knee."""
+    from labelless import api
+
+    record = api.prune(
+        run_dir, sparsity, data, k=k, temperature=temperature, linear=linear, out=out
+    )
+    table = Table(title="accuracy after one-shot global magnitude pruning")
+    names = [n for n in ("knn_top1", "linear_top1") if n in record["levels"][0]]
+    for column in ("sparsity", "zeros", *names):
+        table.add_column(column, justify="right")
+    for row in record["levels"]:
+        cells = [f"{row[name]:.4f}" for name in names]
+        table.add_row(f"{row['sparsity']:.2f}", f"{row['measured_sparsity']:.4f}", *cells)
+    console.print(table)
+    console.print(f"knee (essential sparsity): {record['knee']}")
+
+
+@app.command()
+def finetune(
+    run_dir: Annotated[str, typer.Argument(help="run directory or encoder.safetensors")],
+    data: Annotated[str | None, Opt(help="labelled dataset (default: the run's)")] = None,
+    epochs: Annotated[int, Opt(help="epochs")] = 5,
+    batch_size: Annotated[int, Opt(help="batch size")] = 128,
+    lr: Annotated[float, Opt(help="head learning rate (AdamW)")] = 1e-3,
+    encoder_lr_scale: Annotated[float, Opt(help="encoder LR = lr x this")] = 0.1,
+    weight_decay: Annotated[float, Opt(help="AdamW weight decay")] = 0.05,
+    val_fraction: Annotated[float, Opt(help="validation split carved from train")] = 0.1,
+    seed: Annotated[int, Opt(help="seed")] = 0,
+    out: Annotated[str | None, Opt(help="folder for finetune.json (default: the run)")] = None,
+) -> None:
+    """Fine-tune the whole encoder with a linear head; the epoch is chosen on a validation split
+    of train and the test split is scored once; writes finetune.json."""
+    from labelless import api
+
+    result = api.finetune(
+        run_dir,
+        data,
+        out=out,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        encoder_lr_scale=encoder_lr_scale,
+        weight_decay=weight_decay,
+        val_fraction=val_fraction,
+        seed=seed,
+    )
+    console.print(
+        f"fine-tuned test top-1 {result['finetune_top1']:.4f} (epoch {result['best_epoch']}, "
+        f"validation {result['best_val_top1']:.4f})"
+    )
+    if "frozen_linear_top1" in result:
+        console.print(f"frozen linear probe top-1 {result['frozen_linear_top1']:.4f}")
+
+
+@app.command()
+def select(
+    run_dirs: Annotated[list[str], typer.Argument(help="run directories of one method")],
+    data: Annotated[
+        str | None, Opt(help="images to measure on (default: the runs' training data)")
+    ] = None,
+    measure: Annotated[str, Opt(help="rankme, lidar or alpha_req")] = "rankme",
+    split: Annotated[str, Opt(help="train or test split of --data")] = "train",
+    max_samples: Annotated[int | None, Opt(help="images measured (seeded subset)")] = None,
+    allow_mixed: Annotated[bool, Opt(help="rank runs of different methods together")] = False,
+    seed: Annotated[int, Opt(help="seed of the image subset")] = 0,
+) -> None:
+    """Rank runs best first by a label-free measure on the same images (no labels read)."""
+    from labelless import api
+
+    rows = api.select(
+        run_dirs,
+        data,
+        measure=measure,
+        split=split,
+        max_samples=max_samples,
+        allow_mixed=allow_mixed,
+        seed=seed,
+    )
+    table = Table(title=f"label-free ranking by {measure} on {rows[0]['images']} images")
+    for column in ("rank", "run", "method", measure):
+        table.add_column(column, justify="right" if column in ("rank", measure) else "left")
+    for row in rows:
+        table.add_row(str(row["rank"]), row["run"], row["method"], f"{row['value']:.4f}")
+    console.print(table)
 
 
 @app.command()

@@ -1,7 +1,8 @@
-"""A run's self-contained HTML report: final metrics, training curves, embedding map, config."""
+"""A run's self-contained HTML report (metrics, curves, embedding map, per-class accuracy,
+retrieval grid, config) and the comparison page across runs."""
 
 from __future__ import annotations
 
-from labelless.report.html import write_report
+from labelless.report.html import RetrievalExamples, write_report
 
-__all__ = ["write_report"]
+__all__ = ["RetrievalExamples", "write_report"]

@@ -1,0 +1,393 @@
+"""``compare.html``: runs and encoders side by side on the same protocols, in one page.
+
+The "battle of the backbones" view (Goldblum et al. 2023, "Battle of the Backbones: A
+Large-Scale Comparison of Pretrained Models across Computer Vision Tasks"): one table per
+evaluation (dataset x preprocessing), one row per encoder, sortable, plus bar charts. A number is
+only comparable with another made under the same protocol, so every metric column checks the
+protocols of its cells; cells whose protocol differs from the column's most common one are
+flagged, with the differing keys spelt out, instead of being ranked silently.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from html import escape
+from pathlib import Path
+from typing import Any
+
+from labelless.errors import ConfigError
+from labelless.report import plots
+
+# Metrics shown, in this order, when an evaluation has them; higher is better except where noted.
+METRICS = (
+    "knn_top1",
+    "linear_top1",
+    "few_shot_1_top1",
+    "few_shot_5_top1",
+    "few_shot_10_top1",
+    "kmeans_nmi",
+    "kmeans_ari",
+    "map_at_r",
+    "precision_at_1",
+    "rankme",
+    "alpha_req",
+    "uniformity",
+    "embedding_std",
+)
+LOWER_IS_BETTER = {"uniformity"}
+CHARTED = ("knn_top1", "linear_top1", "rankme")
+# Protocol entries that are results of a fit (not choices of the protocol): never compared.
+RESULT_KEYS = {"val_accuracies", "weight_decay", "r_precision", "val_accuracy", "skipped_shots"}
+FAMILY = {
+    "knn_top1": "knn",
+    "linear_top1": "linear",
+    "kmeans_nmi": "kmeans",
+    "kmeans_ari": "kmeans",
+    "map_at_r": "retrieval",
+    "precision_at_1": "retrieval",
+    "rankme": "rankme",
+    "alpha_req": "alpha_req",
+    "uniformity": "uniformity",
+}
+
+SCRIPT = """
+document.querySelectorAll("table.sortable").forEach(function (table) {
+  table.querySelectorAll("th[data-column]").forEach(function (header) {
+    header.addEventListener("click", function () {
+      var column = Number(header.dataset.column);
+      var descending = header.dataset.order !== "desc";
+      table.querySelectorAll("th[data-column]").forEach(function (h) { h.dataset.order = ""; });
+      header.dataset.order = descending ? "desc" : "asc";
+      var body = table.tBodies[0];
+      var rows = Array.prototype.slice.call(body.rows);
+      rows.sort(function (a, b) {
+        var x = a.cells[column].dataset.value, y = b.cells[column].dataset.value;
+        var nx = parseFloat(x), ny = parseFloat(y);
+        if (isNaN(nx) && isNaN(ny)) { return descending ? y.localeCompare(x) : x.localeCompare(y); }
+        if (isNaN(nx)) { return 1; }
+        if (isNaN(ny)) { return -1; }
+        return descending ? ny - nx : nx - ny;
+      });
+      rows.forEach(function (row) { body.appendChild(row); });
+    });
+  });
+});
+"""
+
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 80em; color: #222; }
+table { border-collapse: collapse; margin: .5em 0 1em; }
+td, th { padding: .25em .7em; border-bottom: 1px solid #eee; }
+th { text-align: left; } th[data-column] { cursor: pointer; user-select: none; }
+th[data-order="desc"]::after { content: " \\25BC"; }
+th[data-order="asc"]::after { content: " \\25B2"; }
+td.value { text-align: right; font-variant-numeric: tabular-nums; }
+td.mismatch { background: #fff0d9; } .warning { color: #a05a00; font-weight: bold; }
+.grid { display: flex; flex-wrap: wrap; gap: 1em; } figure { margin: 0; }
+figcaption { font-size: .8em; color: #555; text-align: center; } code { font-size: .9em; }
+"""
+
+
+@dataclass
+class Entry:
+    """One run directory or ``evaluate --out`` folder: its evaluations by key."""
+
+    name: str
+    path: Path
+    architecture: str
+    evaluations: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def _final_key(metrics: dict[str, Any]) -> str:
+    split = str(metrics.get("protocol", {}).get("test_split") or "eval")
+    return f"{split.split('/')[0]} [native]"
+
+
+def read_entry(path: str | Path) -> Entry:
+    """The evaluations recorded in ``path/metrics.json``: the pretraining run's final metrics
+    (keyed ``"<data> [native]"``) and everything ``labelless evaluate`` added under
+    ``evaluations`` (which wins for the same key)."""
+    path = Path(path)
+    file = path / "metrics.json"
+    if not file.is_file():
+        raise ConfigError(
+            f"{str(path)!r} has no metrics.json: pass run directories or folders written by "
+            f"`labelless evaluate ... --out DIR` (or evaluate the encoder first)"
+        )
+    try:
+        metrics = json.loads(file.read_text())
+    except (OSError, ValueError) as error:
+        raise ConfigError(
+            f"cannot read {str(file)!r} ({error}); evaluate the encoder again to rewrite it"
+        ) from error
+    if not isinstance(metrics, dict):
+        raise ConfigError(f"{str(file)!r} is not a JSON object; evaluate the encoder again")
+    evaluations: dict[str, dict[str, Any]] = {}
+    if any(name in metrics for name in METRICS):
+        evaluations[_final_key(metrics)] = metrics
+    evaluations.update(metrics.get("evaluations") or {})
+    architecture = str((metrics.get("encoder") or {}).get("architecture", ""))
+    encoder_json = path / "encoder.json"
+    if not architecture and encoder_json.is_file():
+        try:
+            architecture = str(json.loads(encoder_json.read_text()).get("architecture", ""))
+        except (OSError, ValueError):
+            architecture = ""
+    return Entry(path.resolve().name, path, architecture or "?", evaluations)
+
+
+def _policy(preprocessing: dict[str, Any]) -> dict[str, Any]:
+    """The preprocessing as a rule: each encoder's own size / normalisation, or a forced one."""
+    forced_size = preprocessing.get("input_size_overridden") or (
+        preprocessing.get("input_size_source") == "override"
+    )
+    normalize = preprocessing.get("normalize", "encoder")
+    policy: dict[str, Any] = {
+        "input_size": preprocessing.get("input_size") if forced_size else "encoder's own",
+        "normalize": normalize,
+    }
+    if normalize == "explicit":
+        policy["mean"], policy["std"] = preprocessing.get("mean"), preprocessing.get("std")
+    return policy
+
+
+def _strip(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _strip(v) for k, v in value.items() if k not in RESULT_KEYS}
+    return value
+
+
+def protocol_signature(key: str, metrics: dict[str, Any], metric: str) -> dict[str, Any]:
+    """What must be equal for ``metric`` of two encoders to be compared: the data and its
+    sample counts, the preprocessing rule, and the metric's own protocol (minus fitted values
+    such as the chosen weight decay)."""
+    protocol = metrics.get("protocol") or {}
+    family = FAMILY.get(metric, "few_shot" if metric.startswith("few_shot") else None)
+    signature = {
+        "evaluation": key,
+        "train_samples": protocol.get("train_samples"),
+        "test_samples": protocol.get("test_samples"),
+        "preprocessing": _policy(protocol.get("preprocessing") or {}),
+    }
+    if family is not None:
+        signature[family] = _strip(protocol.get(family))
+    return signature
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict):
+        flat: dict[str, Any] = {}
+        for k, v in value.items():
+            flat.update(_flatten(v, f"{prefix}{k}."))
+        return flat
+    return {prefix.rstrip("."): value}
+
+
+def _differences(signature: dict[str, Any], reference: dict[str, Any]) -> str:
+    ours, theirs = _flatten(signature), _flatten(reference)
+    keys = sorted(k for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k))
+    return "; ".join(f"{k}: {ours.get(k)!r} here vs {theirs.get(k)!r}" for k in keys)
+
+
+@dataclass
+class Column:
+    metric: str
+    cells: dict[str, tuple[float | None, str]]  # entry name -> (value, difference or "")
+
+    @property
+    def mismatched(self) -> bool:
+        return any(note for _, note in self.cells.values())
+
+
+def _column(key: str, metric: str, entries: list[Entry]) -> Column:
+    values, signatures = {}, {}
+    for entry in entries:
+        metrics = entry.evaluations.get(key)
+        value = metrics.get(metric) if metrics else None
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            values[entry.name] = float(value)
+            signatures[entry.name] = protocol_signature(key, metrics, metric)
+    texts = {name: json.dumps(sig, sort_keys=True, default=str) for name, sig in signatures.items()}
+    common = Counter(texts.values()).most_common(1)
+    reference_text = common[0][0] if common else ""
+    reference = json.loads(reference_text) if reference_text else {}
+    cells: dict[str, tuple[float | None, str]] = {}
+    for entry in entries:
+        if entry.name not in values:
+            cells[entry.name] = (None, "")
+            continue
+        same = texts[entry.name] == reference_text
+        note = "" if same else _differences(signatures[entry.name], reference)
+        cells[entry.name] = (values[entry.name], note)
+    return Column(metric, cells)
+
+
+def _ranked(entries: list[Entry], column: Column | None) -> list[Entry]:
+    if column is None:
+        return list(entries)
+    sign = 1.0 if column.metric in LOWER_IS_BETTER else -1.0
+
+    def order(entry: Entry) -> tuple[int, float]:
+        value, _ = column.cells[entry.name]
+        return (1, 0.0) if value is None else (0, sign * value)
+
+    return sorted(entries, key=order)
+
+
+def _table(table_id: str, entries: list[Entry], columns: list[Column]) -> str:
+    headers = ["rank", "encoder", "architecture", *[c.metric for c in columns]]
+    flags = [False, False, False, *[c.mismatched for c in columns]]
+    head = "".join(
+        f'<th data-column="{i}">{escape(h)}{" &#9888;" if flag else ""}</th>'
+        for i, (h, flag) in enumerate(zip(headers, flags, strict=True))
+    )
+    rows = []
+    for rank, entry in enumerate(entries, start=1):
+        cells = [
+            f'<td class="value" data-value="{rank}">{rank}</td>',
+            f'<td data-value="{escape(entry.name)}" title="{escape(str(entry.path))}">'
+            f"{escape(entry.name)}</td>",
+            f'<td data-value="{escape(entry.architecture)}">{escape(entry.architecture)}</td>',
+        ]
+        for column in columns:
+            value, note = column.cells[entry.name]
+            if value is None:
+                cells.append('<td class="value" data-value="">&#8212;</td>')
+            elif note:
+                cells.append(
+                    f'<td class="value mismatch" data-value="{value!r}" '
+                    f'title="different protocol: {escape(note)}">{value:.4f} &#9888;</td>'
+                )
+            else:
+                cells.append(f'<td class="value" data-value="{value!r}">{value:.4f}</td>')
+        rows.append(f"<tr>{''.join(cells)}</tr>")
+    return (
+        f'<table class="sortable" id="{table_id}"><thead><tr>{head}</tr></thead>'
+        f"<tbody>{''.join(rows)}</tbody></table>"
+    )
+
+
+def _mismatch_notes(entries: list[Entry], columns: list[Column]) -> str:
+    notes = [
+        f"<li><code>{escape(column.metric)}</code> of <b>{escape(name)}</b>: {escape(note)}</li>"
+        for column in columns
+        for name, (_, note) in column.cells.items()
+        if note
+    ]
+    if not notes:
+        return "<p>Every number in this table was computed under the same protocol.</p>"
+    return (
+        '<p class="warning">&#9888; Protocols differ: the flagged numbers were computed under '
+        "another protocol than the rest of their column and are not comparable with it. "
+        "Re-evaluate those encoders with the same settings (e.g. <code>labelless evaluate "
+        "RUN --data NAME</code> with the same --k, --input-size, --normalize).</p>"
+        f"<ul>{''.join(notes)}</ul>"
+    )
+
+
+def _charts(key: str, entries: list[Entry], columns: list[Column]) -> str:
+    figures = []
+    for column in columns:
+        if column.metric not in CHARTED:
+            continue
+        ranked = [e for e in _ranked(entries, column) if column.cells[e.name][0] is not None]
+        if not ranked:
+            continue
+        png = plots.bar_chart_png(
+            [e.name for e in ranked],
+            [column.cells[e.name][0] for e in ranked],
+            f"{key}: {column.metric}",
+            [bool(column.cells[e.name][1]) for e in ranked],
+        )
+        encoded = base64.b64encode(png).decode("ascii")
+        caption = f"{column.metric}" + (
+            " (hatched: different protocol)" if column.mismatched else ""
+        )
+        figures.append(
+            f'<figure><img alt="{escape(key)} {escape(column.metric)}" '
+            f'src="data:image/png;base64,{encoded}"><figcaption>{escape(caption)}</figcaption>'
+            "</figure>"
+        )
+    return f'<div class="grid">{"".join(figures)}</div>'
+
+
+def _section(index: int, key: str, entries: list[Entry], rank_by: str) -> str:
+    present = [m for m in METRICS if any(m in (e.evaluations.get(key) or {}) for e in entries)]
+    columns = [_column(key, metric, entries) for metric in present]
+    by = next((c for c in columns if c.metric == rank_by), columns[0] if columns else None)
+    ranked = _ranked(entries, by)
+    shown = [e for e in ranked if key in e.evaluations]
+    missing = any(key not in e.evaluations for e in ranked)
+    ranked_by = f"ranked by {by.metric}" if by is not None else "no metric to rank by"
+    lower = " (lower is better)" if by is not None and by.metric in LOWER_IS_BETTER else ""
+    parts = [
+        f"<h2>{escape(key)}</h2><p>{escape(ranked_by + lower)}; click a column to sort.</p>",
+        _table(f"table-{index}", shown, columns),
+        _mismatch_notes(shown, columns),
+    ]
+    if missing:
+        elsewhere = "; ".join(
+            f"{e.name} (has: {', '.join(sorted(e.evaluations)) or 'nothing'})"
+            for e in entries
+            if key not in e.evaluations
+        )
+        parts.append(
+            f'<p class="warning">&#9888; Not evaluated under this protocol, so not ranked here: '
+            f"{escape(elsewhere)}. Evaluate them with the same --data, --input-size and "
+            "--normalize to compare.</p>"
+        )
+    parts.append(_charts(key, shown, columns))
+    return f"<section>{''.join(parts)}</section>"
+
+
+def unique_names(entries: list[Entry]) -> None:
+    """Make entry names unique by prefixing the parent folder where two share a name."""
+    counts = Counter(entry.name for entry in entries)
+    for entry in entries:
+        if counts[entry.name] > 1:
+            entry.name = f"{entry.path.resolve().parent.name}/{entry.name}"
+    seen: Counter[str] = Counter()
+    for entry in entries:
+        seen[entry.name] += 1
+        if seen[entry.name] > 1:
+            entry.name = f"{entry.name} ({seen[entry.name]})"
+
+
+def write_comparison(
+    paths: list[str | Path], out: str | Path, *, rank_by: str = "knn_top1"
+) -> tuple[Path, list[Entry]]:
+    """Write the comparison page of ``paths`` (run directories / evaluation folders) to ``out``
+    atomically; returns its path and the entries read. Nothing is written when an input is bad."""
+    if not paths:
+        raise ConfigError("compare needs at least one run directory; pass RUN_DIR...")
+    entries = [read_entry(path) for path in paths]
+    unique_names(entries)
+    keys = sorted({key for entry in entries for key in entry.evaluations})
+    if not keys:
+        raise ConfigError(
+            "none of the runs has recorded metrics to compare: evaluate them first with "
+            "`labelless evaluate RUN_DIR --data NAME`"
+        )
+    listing = "".join(
+        f"<tr><td>{escape(e.name)}</td><td>{escape(e.architecture)}</td>"
+        f"<td><code>{escape(str(e.path))}</code></td></tr>"
+        for e in entries
+    )
+    sections = "".join(_section(i, key, entries, rank_by) for i, key in enumerate(keys))
+    page = (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>labelless: comparison of {len(entries)} encoders</title>"
+        f"<style>{STYLE}</style></head><body>"
+        f"<h1>Comparison of {len(entries)} encoders</h1>"
+        "<p>One table per evaluation (data [preprocessing]). [native] means each encoder at its "
+        "own pretraining input size and normalisation.</p>"
+        "<table><thead><tr><th>encoder</th><th>architecture</th><th>path</th></tr></thead>"
+        f"<tbody>{listing}</tbody></table>{sections}"
+        f"<script>{SCRIPT}</script></body></html>\n"
+    )
+    path = Path(out)
+    plots.atomic_write(path, lambda stream: stream.write(page.encode("utf-8")))
+    return path, entries

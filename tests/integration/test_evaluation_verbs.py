@@ -1,0 +1,222 @@
+"""The evaluation suite's verbs on tiny run directories (random-init encoders on digits, no
+pretraining): evaluate any encoder, compare, report, prune, fine-tune."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from labelless import api
+from labelless.backbones import create_backbone, save_encoder
+from labelless.config import build_config, dump_yaml, write_text_atomic
+from labelless.errors import CheckpointError, ConfigError
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models run fastest on one thread (and far faster on a busy machine)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def make_run(directory: Path, digits, *, seed: int = 0, knn_k: int = 20) -> Path:
+    """A finished-looking run directory: config, exported encoder and final metrics."""
+    torch.manual_seed(seed)
+    train, test = digits.train, digits.test
+    encoder = create_backbone(
+        "resnet18_cifar",
+        in_channels=1,
+        width=0.125,
+        input_size=8,
+        mean=train.meta["mean"],
+        std=train.meta["std"],
+    )
+    config = build_config(
+        {
+            "data": {"name": "digits"},
+            "backbone": {"name": "resnet18_cifar", "width": 0.125},
+            "monitor": {"knn_k": knn_k},
+            "seed": seed,
+            "out": str(directory),
+        },
+        "test",
+    )
+    directory.mkdir(parents=True)
+    write_text_atomic(directory / "config.yaml", dump_yaml(config))
+    save_encoder(encoder, directory)
+    metrics, _ = api.final_metrics(config, encoder, train, test)
+    write_text_atomic(directory / "metrics.json", json.dumps(metrics, default=float))
+    return directory
+
+
+@pytest.fixture
+def run(tmp_path, digits) -> Path:
+    return make_run(tmp_path / "run", digits)
+
+
+def test_evaluate_a_run_directory_merges_into_its_metrics(run):
+    before = json.loads((run / "metrics.json").read_text())
+    metrics = api.evaluate(run, "digits", k=20)
+    after = json.loads((run / "metrics.json").read_text())
+    assert after["knn_top1"] == before["knn_top1"]  # the run's own final metrics are kept
+    recorded = after["evaluations"]["digits [native]"]
+    assert recorded["knn_top1"] == pytest.approx(metrics["knn_top1"])
+    preprocessing = recorded["protocol"]["preprocessing"]
+    assert preprocessing["input_size"] == 8 and preprocessing["normalize"] == "encoder"
+    assert not preprocessing["input_size_overridden"] and not preprocessing["normalize_overridden"]
+    assert recorded["protocol"]["knn"]["k"] == 20 and recorded["encoder"]["kind"] == "run"
+    # the same encoder, same protocol: the same kNN accuracy as the pretraining run reported
+    assert recorded["knn_top1"] == pytest.approx(before["knn_top1"], abs=1e-6)
+    assert not list(run.glob(".*.tmp"))
+
+
+def test_evaluate_an_encoder_file_with_overridden_preprocessing(run, tmp_path):
+    weights = run / "encoder.safetensors"
+    with pytest.raises(ConfigError, match="--out"):
+        api.evaluate(weights, "digits")
+    out = tmp_path / "eval"
+    metrics = api.evaluate(weights, "digits", input_size=16, normalize="imagenet", out=out, k=20)
+    record = json.loads((out / "metrics.json").read_text())
+    assert list(record["evaluations"]) == ["digits [16px+imagenet-norm]"]
+    assert record["encoder"]["kind"] == "encoder" and len(record["encoder"]["weights_sha256"]) == 64
+    preprocessing = metrics["protocol"]["preprocessing"]
+    assert preprocessing["input_size"] == 16 and preprocessing["input_size_overridden"]
+    # ImageNet's RGB statistics averaged for the one-channel encoder
+    assert preprocessing["mean"] == [pytest.approx((0.485 + 0.456 + 0.406) / 3, abs=1e-6)]
+    assert preprocessing["normalize"] == "imagenet" and preprocessing["normalize_overridden"]
+    with pytest.raises(CheckpointError, match="does not exist"):
+        api.evaluate(tmp_path / "missing.safetensors", "digits", out=tmp_path / "x")
+    assert not (tmp_path / "x").exists()
+    with pytest.raises(ConfigError, match="unknown --normalize"):
+        api.evaluate(weights, "digits", normalize="imagenett", out=tmp_path / "y")
+    assert not (tmp_path / "y").exists()
+
+
+def test_timm_encoder_from_a_local_file_uses_its_pretrained_config(tmp_path, digits):
+    import timm
+    from safetensors.torch import save_file
+
+    from labelless.encoders import load_any_encoder, resolve_preprocessing
+
+    model = timm.create_model("test_resnet", pretrained=False, num_classes=0, in_chans=1)
+    weights = tmp_path / "w.safetensors"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(weights))
+    with pytest.raises(ConfigError, match="--weights"):
+        load_any_encoder("timm:test_resnet", in_channels=1)
+    encoder, source = load_any_encoder("timm:test_resnet", weights=weights, in_channels=1)
+    assert source["kind"] == "timm" and source["weights"] == str(weights.resolve())
+    native = resolve_preprocessing(encoder.meta)
+    config = model.pretrained_cfg
+    assert native.input_size == config["input_size"][-1] and native.mean == [config["mean"][0]]
+    metrics = api.evaluate(
+        "timm:test_resnet", "digits", weights=weights, input_size=16, out=tmp_path / "e", k=20
+    )
+    assert metrics["protocol"]["preprocessing"]["input_size_overridden"]
+    assert metrics["knn_top1"] > 0.3  # random features of digits, well above chance (0.1)
+
+
+def test_compare_ranks_runs_and_flags_a_protocol_mismatch(tmp_path, digits):
+    first = make_run(tmp_path / "first", digits, seed=0, knn_k=20)
+    second = make_run(tmp_path / "second", digits, seed=1, knn_k=50)
+    page = api.compare([first, second], tmp_path / "compare.html")
+    html = page.read_text()
+    scores = {
+        name: json.loads((path / "metrics.json").read_text())["knn_top1"]
+        for name, path in (("first", first), ("second", second))
+    }
+    best, worst = sorted(scores, key=scores.get, reverse=True)
+    table = html[html.index('<table class="sortable"') :]
+    assert table.index(f">{best}</td>") < table.index(f">{worst}</td>")
+    assert "Protocols differ" in html and "knn.k: 50 here vs 20" in html  # first is the reference
+    assert "<script" in html and "http://" not in html and "https://" not in html
+    assert html.count("data:image/png;base64,") >= 3  # knn, linear and rankme bar charts
+    # the same protocol (k) for both: no flag on the kNN column
+    api.evaluate(first, "digits", k=20)
+    api.evaluate(second, "digits", k=20)
+    html = api.compare([first, second], tmp_path / "compare.html").read_text()
+    section = html[html.index("<h2>digits [native]</h2>") :]
+    assert "Protocols differ" not in section
+    with pytest.raises(ConfigError, match=r"no metrics\.json"):
+        api.compare([first, tmp_path], tmp_path / "never.html")
+    assert not (tmp_path / "never.html").exists()
+
+
+def test_report_rebuild_from_the_run_directory(run):
+    path = api.report(run)
+    html = path.read_text()
+    for section in ("Per-class accuracy", "Nearest-neighbour retrieval", "Embedding map"):
+        assert f"<h2>{section}</h2>" in html
+    assert "t-SNE to 2-D" in html  # 360 test embeddings: small enough for t-SNE
+    for name in ("confusion.png", "per_class.png", "retrieval.png", "embedding_map.png"):
+        assert (run / "figures" / name).is_file(), name
+    assert html.count("not recorded") == 2  # no training curves and no prune/finetune results
+    assert "<script" not in html and "https://" not in html
+    with pytest.raises(ConfigError, match="not a run directory"):
+        api.report(run / "figures")
+
+
+def test_prune_reaches_each_requested_sparsity(run):
+    from labelless.backbones import load_encoder
+    from labelless.prune import prunable_weights
+
+    record = api.prune(run, "0.8,0.3,0.5", linear=False, k=20)
+    levels = [row["sparsity"] for row in record["levels"]]
+    assert levels == [0.0, 0.3, 0.5, 0.8]
+    total = sum(w.numel() for _, w in prunable_weights(load_encoder(run)))
+    for row in record["levels"]:
+        assert abs(row["measured_sparsity"] - row["sparsity"]) <= 1.0 / total + 1e-6
+    saved = json.loads((run / "prune.json").read_text())
+    assert saved["knee"]["knn_top1"] in (*levels, None)
+    assert "within 0.01" in saved["knee_definition"]
+    assert (run / "figures" / "prune.png").is_file()
+    assert "prune.json" in (run / "report.html").read_text()
+    with pytest.raises(ConfigError, match="fractions in"):
+        api.prune(run, "0.5,1.5")
+
+
+def test_finetune_writes_its_protocol_with_a_validation_split(run):
+    result = api.finetune(run, epochs=3, batch_size=64, lr=3e-3)
+    saved = json.loads((run / "finetune.json").read_text())
+    assert saved["finetune_top1"] == pytest.approx(result["finetune_top1"])
+    protocol = saved["protocol"]
+    assert protocol["validation_split"]["carved_from"] == "train"
+    assert protocol["validation_split"]["samples"] > 0 and protocol["test_split"] == "digits/test"
+    assert protocol["encoder_lr"] < protocol["head_lr"] and protocol["optimizer"] == "adamw"
+    assert 1 <= saved["best_epoch"] <= 3 and len(saved["curve"]) == 3
+    assert "frozen_linear_top1" in saved
+    # three epochs from a random init: far above chance (0.1) on digits
+    assert saved["finetune_top1"] > 0.5, saved
+
+
+def test_magnitude_pruning_and_knee_on_hand_made_values():
+    from torch import nn
+
+    from labelless.prune import essential_sparsity, global_magnitude_prune, weight_sparsity
+
+    model = nn.Sequential(nn.Linear(4, 2), nn.BatchNorm1d(2))
+    with torch.no_grad():
+        model[0].weight.copy_(torch.tensor([[1.0, -2.0, 3.0, -4.0], [0.5, 6.0, -7.0, 8.0]]))
+    pruned = global_magnitude_prune(model, 0.5)
+    expected = torch.tensor([[0.0, 0.0, 0.0, -4.0], [0.0, 6.0, -7.0, 8.0]])
+    assert torch.equal(pruned[0].weight, expected) and weight_sparsity(pruned) == 0.5
+    assert torch.equal(model[0].weight[0], torch.tensor([1.0, -2.0, 3.0, -4.0]))  # a copy
+    assert torch.equal(pruned[0].bias, model[0].bias)  # biases are not pruned
+    sparsities = [0.0, 0.2, 0.4, 0.6, 0.8]
+    assert essential_sparsity(sparsities, [0.9, 0.895, 0.891, 0.85, 0.3], 0.9) == 0.4
+    assert essential_sparsity(sparsities, [0.9, 0.5, 0.9, 0.9, 0.9], 0.9) == 0.0
+    assert essential_sparsity([0.5], [0.2], 0.9) is None
+
+
+def test_select_ranks_runs_by_rankme(tmp_path, digits):
+    first = make_run(tmp_path / "a", digits, seed=0)
+    second = make_run(tmp_path / "b", digits, seed=1)
+    rows = api.select([first, second], "digits", max_samples=300)
+    assert [row["rank"] for row in rows] == [1, 2]
+    assert rows[0]["value"] >= rows[1]["value"]
+    assert np.isfinite(rows[0]["value"])
