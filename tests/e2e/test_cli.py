@@ -152,3 +152,101 @@ def test_init_from_another_architecture(tmp_path):
     )
     assert "no encoder.safetensors" in message
     assert "--init" in run_cli("pretrain", "--help").stdout
+
+
+ONE_THREAD = {"OMP_NUM_THREADS": "1"}  # tiny models; far faster than 2 threads on a busy machine
+
+
+def run_verb(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    env = dict(os.environ, COLUMNS="200", **ONE_THREAD)
+    return subprocess.run(
+        [sys.executable, "-m", "labelless.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=300,
+    )
+
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory):
+    """A real (one-epoch) digits run made by the CLI, shared by the verb tests below."""
+    out = tmp_path_factory.mktemp("runs") / "digits"
+    result = run_verb(
+        "pretrain",
+        "--data",
+        "digits",
+        "--method",
+        "simclr",
+        "--epochs",
+        "1",
+        "--width",
+        "0.125",
+        "--view-size",
+        "8",
+        "--out",
+        str(out),
+        "--set",
+        "trainer.progress_bar=false",
+        "--set",
+        "trainer.threads=1",
+        "--set",
+        "monitor.knn_k=20",
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    return out
+
+
+@pytest.mark.slow
+def test_evaluate_verb_on_a_run_an_encoder_file_and_a_bad_path(pretrained, tmp_path):
+    import json
+
+    result = run_verb("evaluate", str(pretrained), "--data", "digits", "--k", "20")
+    assert result.returncode == 0, result.stderr[-2000:]
+    metrics = json.loads((pretrained / "metrics.json").read_text())
+    assert "digits [native]" in metrics["evaluations"] and "training" in metrics
+    out = tmp_path / "eval"
+    weights = str(pretrained / "encoder.safetensors")
+    result = run_verb("evaluate", weights, "--normalize", "dataset", "--out", str(out))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "preprocessing overridden" in result.stdout
+    record = json.loads((out / "metrics.json").read_text())
+    assert list(record["evaluations"]) == ["digits [dataset-norm]"]
+    message = _one_line_error(run_verb("evaluate", str(tmp_path / "nope"), "--out", str(out)))
+    assert "does not exist" in message and "timm:NAME --weights FILE" in message
+    message = _one_line_error(run_verb("evaluate", weights))
+    assert "needs --out DIR" in message
+
+
+@pytest.mark.slow
+def test_compare_report_prune_finetune_select_verbs(pretrained, tmp_path):
+    import json
+
+    page = tmp_path / "compare.html"
+    result = run_verb("compare", str(pretrained), str(pretrained), "--out", str(page))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "compared 2 encoders" in result.stdout and page.is_file()
+    message = _one_line_error(run_verb("compare", str(tmp_path), "--out", str(page)))
+    assert "no metrics.json" in message
+
+    result = run_verb("report", str(pretrained))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "Per-class accuracy" in (pretrained / "report.html").read_text()
+
+    result = run_verb("prune", str(pretrained), "--sparsity", "0.5,0.25", "--no-linear")
+    assert result.returncode == 0, result.stderr[-2000:]
+    levels = json.loads((pretrained / "prune.json").read_text())["levels"]
+    assert [row["sparsity"] for row in levels] == [0.0, 0.25, 0.5]
+    message = _one_line_error(run_verb("prune", str(pretrained), "--sparsity", "half"))
+    assert "comma-separated" in message
+
+    result = run_verb("finetune", str(pretrained), "--epochs", "1")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "fine-tuned test top-1" in result.stdout
+    protocol = json.loads((pretrained / "finetune.json").read_text())["protocol"]
+    assert protocol["validation_split"]["carved_from"] == "train"
+
+    result = run_verb("select", str(pretrained), "--max-samples", "200")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "rankme" in result.stdout
