@@ -205,6 +205,8 @@ RECIPES: dict[str, tuple[ViewSpec, ...]] = {
         ViewSpec(size_ratio=_LOCAL, scale=(0.05, 0.14), **_SWAV_JITTER, blur_p=0.5),
         num_local=6,
     ),
+    "mae": (ViewSpec(scale=(0.2, 1.0), **_OFF),),  # He et al. 2022: crop + flip, no colour
+    "ijepa": (ViewSpec(scale=(0.3, 1.0), hflip_p=0.0, **_OFF),),  # Assran et al. 2023: crop only
     "weak": (_WEAK,),
     "strong": (replace(_WEAK, randaugment_ops=2, cutout_p=1.0),),
     "eval": (ViewSpec(crop="center", hflip_p=0.0, **_OFF),),

@@ -27,7 +27,7 @@ def _build_resnet18_cifar(in_channels: int, **kwargs: Any) -> nn.Module:
     return resnet18_cifar(width=float(kwargs.get("width", 1.0)), in_channels=in_channels)
 
 
-_VIT_OPTIONS = ("image_size", "patch_size", "embed_dim", "depth", "num_heads", "mlp_ratio")
+_VIT_OPTIONS = ("image_size", "patch_size", "embed_dim", "depth", "num_heads", "mlp_ratio", "pool")
 
 
 def _vit_builder(name: str) -> Callable[..., nn.Module]:
@@ -168,7 +168,8 @@ def create_backbone(
         name: one of ``list_backbones()``: ``"resnet18_cifar"`` (kwargs: ``width``), torchvision
             ``"resnet18" | "resnet34" | "resnet50"``, ``"vit_tiny" | "vit_small"`` (kwargs:
             ``image_size`` (224; sets the position-embedding grid, match it to the view size),
-            ``patch_size`` (16), ``embed_dim``, ``depth``, ``num_heads``, ``mlp_ratio``) or
+            ``patch_size`` (16), ``embed_dim``, ``depth``, ``num_heads``, ``mlp_ratio``, ``pool``
+            (``"cls"``; ``"mean"`` averages the patch tokens)) or
             ``"timm:<model_name>"`` (never downloads).
         in_channels: input channels C.
         weights: a local ``.safetensors`` / ``.pt`` / ``.pth`` / ``.bin`` state dict; classifier

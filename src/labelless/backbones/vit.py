@@ -3,8 +3,9 @@ Recognition at Scale", ICLR 2021.
 
 A small, self-contained ViT: patch embedding (a convolution with stride = patch size), a CLS
 token, learnable position embeddings, pre-norm transformer blocks and a final LayerNorm.
-``forward`` returns the CLS token; ``forward_tokens`` returns every token (for masked methods
-such as MAE or I-JEPA, optionally only a subset of the patches).
+``forward`` returns the CLS token (``pool="cls"``) or the mean of the patch tokens
+(``pool="mean"``, the features MAE and I-JEPA evaluate); ``forward_tokens`` returns every token
+(for masked methods such as MAE or I-JEPA, optionally only a subset of the patches).
 
 Input sizes other than ``image_size``: the position embeddings of the configured
 ``image_size / patch_size`` grid are resized bicubically to the input's grid (as DINO does for
@@ -58,7 +59,8 @@ class Block(nn.Module):
 
 
 class VisionTransformer(nn.Module):
-    """ViT encoder: ``[N, C, H, W] -> [N, embed_dim]`` (the final CLS token).
+    """ViT encoder: ``[N, C, H, W] -> [N, embed_dim]`` (the final CLS token, or with
+    ``pool="mean"`` the mean of the final patch tokens).
 
     Any ``H, W >= 1`` works (see the module docstring for padding and position-embedding
     interpolation). ``forward_tokens`` gives ``[N, 1 + P, embed_dim]`` with the CLS token first.
@@ -74,9 +76,13 @@ class VisionTransformer(nn.Module):
         depth: int = 12,
         num_heads: int = 3,
         mlp_ratio: float = 4.0,
+        pool: str = "cls",
     ) -> None:
         super().__init__()
         _check_options(image_size, patch_size, embed_dim, depth, num_heads, mlp_ratio)
+        if pool not in POOLS:
+            raise ConfigError(f"invalid ViT option: pool must be one of {POOLS}, got {pool!r}")
+        self.pool = pool
         self.patch_size = patch_size
         self.grid_size = math.ceil(image_size / patch_size)
         self.embed_dim = embed_dim
@@ -145,7 +151,8 @@ class VisionTransformer(nn.Module):
         return self.norm(tokens)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.forward_tokens(x)[:, 0]
+        tokens = self.forward_tokens(x)
+        return tokens[:, 0] if self.pool == "cls" else tokens[:, 1:].mean(dim=1)
 
 
 def _check_options(image_size, patch_size, embed_dim, depth, num_heads, mlp_ratio) -> None:
@@ -165,6 +172,8 @@ def _check_options(image_size, patch_size, embed_dim, depth, num_heads, mlp_rati
     if problems:
         raise ConfigError("invalid ViT options: " + "; ".join(problems))
 
+
+POOLS = ("cls", "mean")
 
 VIT_SIZES = {
     "vit_tiny": {"embed_dim": 192, "depth": 12, "num_heads": 3},

@@ -6,6 +6,8 @@ from labelless.methods import (  # noqa: F401  (registration)
     dcl,
     dino,
     directpred,
+    ijepa,
+    mae,
     mixed_barlow_twins,
     moco,
     moco_v3,

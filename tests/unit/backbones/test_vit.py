@@ -105,3 +105,15 @@ def test_invalid_options_are_config_errors():
         create_backbone("vit_tiny", embed_dim=50, num_heads=3)
     with pytest.raises(ConfigError, match="width"):
         create_backbone("vit_small", width=0.5)
+
+
+def test_mean_pool_averages_the_patch_tokens_and_travels_in_the_metadata(tmp_path):
+    vit = _vit(image_size=16, patch_size=4, pool="mean")
+    x = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        assert torch.allclose(vit(x), vit.forward_tokens(x)[:, 1:].mean(1), atol=1e-6)
+    assert vit.meta.kwargs["pool"] == "mean"
+    save_encoder(vit, tmp_path)
+    assert load_encoder(tmp_path).pool == "mean"
+    with pytest.raises(ConfigError, match="pool must be one of"):
+        _vit(pool="max")
