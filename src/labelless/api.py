@@ -201,7 +201,7 @@ def final_metrics(
         return {"rankme": rankme(z), "embedding_std": embedding_std(z), "protocol": protocol}
 
     if eval_data is None:
-        return label_free(embed(encoder, train.samples[:25_600]), train.name), None
+        return label_free(embed(encoder, train.sample_rows(25_600)), train.name), None
     test_z = embed(encoder, eval_data.samples)
     if not (train.has_labels and eval_data.has_labels):
         return label_free(test_z, eval_data.name), test_z

@@ -263,7 +263,7 @@ def rebuild_report(run_dir: str | Path, *, map_method: str = "auto") -> Path:
     train_z = embed(encoder, train.samples) if eval_data is not None else None
     inputs = report_inputs(config, train, eval_data, train_z, test_z)
     if not inputs:  # no eval split: map a sample of the training embeddings
-        inputs = {"embeddings": embed(encoder, train.samples[:10_000])}
+        inputs = {"embeddings": embed(encoder, train.sample_rows(10_000))}
     return write_report(run_dir, map_method=map_method, **inputs)
 
 

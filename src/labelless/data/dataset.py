@@ -73,6 +73,14 @@ class Dataset:
             self.samples[index], labels, self.modality, name or self.name, dict(self.meta)
         )
 
+    def sample_rows(self, count: int, seed: int = 0) -> np.ndarray:
+        """At most ``count`` samples, a fixed seeded random subset when there are more (never the
+        first rows: built-in files such as CIFAR-10 are sorted by class)."""
+        if len(self) <= count:
+            return self.samples
+        index = np.sort(np.random.default_rng(seed).choice(len(self), count, replace=False))
+        return self.samples[index]
+
     def describe(self) -> str:
         labelled = int((self.labels >= 0).sum()) if self.labels is not None else 0
         shape = "x".join(str(s) for s in self.samples.shape[1:])
