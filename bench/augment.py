@@ -41,6 +41,7 @@ from labelless.augment import RECIPES, ViewSpec, view_recipe
 from labelless.augment.image import default_blur_kernel_size
 from labelless.data import channel_stats, data_root
 from labelless.errors import ConfigError
+from labelless.runtime import tune_allocator
 
 SIZES = (32, 96, 224)
 BATCH = {32: 256, 96: 128, 224: 64}
@@ -226,6 +227,7 @@ def measure(recipe: str, size: int, args: argparse.Namespace) -> dict:
         "repeats": args.repeats,
         "warmup": args.warmup,
         "tv_antialias": args.tv_antialias,
+        "malloc_tuned": getattr(args, "malloc_tuned", False),
         "torchvision": torchvision.__version__,
         "peak_rss_mb": round(peak_rss_mb(), 1),
         "load_average_1min": round(os.getloadavg()[0], 2),  # other processes on the cores
@@ -266,6 +268,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=True,
         help="torchvision RandomResizedCrop antialias (its default and fast uint8 path)",
     )
+    parser.add_argument(
+        "--tune-malloc",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="labelless.runtime.tune_allocator() for the process (both pipelines), as training",
+    )
     parser.add_argument("--quick", action="store_true", help="32 px only, 3 repeats, 1 warm-up")
     parser.add_argument("--no-save", action="store_true", help="do not append to results")
     args = parser.parse_args(argv)
@@ -281,6 +289,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> list[dict]:
     args = parse_args(argv)
+    args.malloc_tuned = tune_allocator() if args.tune_malloc else False
     records = []
     for recipe in args.recipes:
         for size in args.sizes:

@@ -181,7 +181,8 @@ def _as_float(x: Tensor, source: Tensor) -> Tensor:
 
 
 def crop_chunk(images: Tensor, spec: ViewSpec, draws: ViewDraws) -> Tensor:
-    """The chunk's crops ``[k, C, size, size]``, flips applied; uint8 when only indexed.
+    """The chunk's crops ``[k, C, size, size]``, flips applied; uint8 when only indexed or
+    resampled on the CPU.
 
     ``"resized"``: bilinear ``resample_crops`` of the float chunk, flips folded into its grid.
     ``"pad"``: resized to ``size`` first if needed, then ``reflect_pad_crop`` (flips in its
@@ -192,14 +193,11 @@ def crop_chunk(images: Tensor, spec: ViewSpec, draws: ViewDraws) -> Tensor:
         return resample_crops(to_float(images), draws.crop)
     if spec.crop == "pad":
         if images.shape[-2:] != (size, size):
-            images = resize_center_crop(to_float(images), size)
+            images = resize_center_crop(images, size)  # uint8 stays uint8 on the CPU
         padding = padding_pixels(spec)
         return reflect_pad_crop(images, draws.crop, padding, hflip=draws.hflip, vflip=draws.vflip)
-    full = round(size / spec.crop_fraction)
     source = images
-    if images.shape[-2:] != (full, full):
-        images = to_float(images)  # resampled: in float
-    x = resize_center_crop(images, size, spec.crop_fraction)
+    x = resize_center_crop(images, size, spec.crop_fraction)  # uint8 stays uint8 on the CPU
     if draws.hflip is None and draws.vflip is None:
         return x
     return apply_flips(_as_float(x, source), draws.hflip, draws.vflip)

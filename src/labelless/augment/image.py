@@ -164,10 +164,18 @@ def random_resized_crop(
 
 def resize_center_crop(x: Tensor, size: int, crop_fraction: float = 1.0) -> Tensor:
     """Resize (bilinear, antialiased) so the centre ``crop_fraction`` of the image is ``size``
-    pixels, then cut that centre out. Images already at the target size are not resampled."""
+    pixels, then cut that centre out. Images already at the target size are not resampled.
+
+    uint8 images on the CPU are resampled in uint8 and ``channels_last`` (PyTorch's vectorised
+    uint8 kernel, the one torchvision's ``Resize`` uses, rounding to uint8 as it does); other
+    inputs in float."""
     height, width = x.shape[-2:]
     full = round(size / crop_fraction)
     if (height, width) != (full, full):
+        if x.dtype == torch.uint8 and x.device.type == "cpu":
+            x = x.contiguous(memory_format=torch.channels_last)
+        elif x.dtype == torch.uint8:
+            x = x.float().div_(255.0)
         x = F.interpolate(
             x, size=(full, full), mode="bilinear", align_corners=False, antialias=True
         )
