@@ -161,6 +161,22 @@ def _callbacks(
     callbacks = [AtomicLastCheckpoint(run_dir / "checkpoints")]
     if config.monitor.rankme:
         callbacks.append(RankMeMonitor())
+    if config.monitor.rankme_plateau_patience is not None:
+        from labelless.train.early_stop import RankMePlateau
+
+        meta = backbone.meta
+        callbacks.append(
+            RankMePlateau(
+                train.samples,
+                input_size=meta.input_size,
+                mean=meta.mean,
+                std=meta.std,
+                every_n_epochs=config.monitor.every_n_epochs,
+                patience=config.monitor.rankme_plateau_patience,
+                min_delta=config.monitor.rankme_plateau_min_delta,
+                seed=config.seed,
+            )
+        )
     reference = train if train.has_labels else None
     if eval_data is not None and eval_data.has_labels and reference is not None:
         meta = backbone.meta
@@ -311,6 +327,13 @@ def pretrain(
             },
             "init": run_config.backbone.init,
         }
+        plateau = [c for c in callbacks if type(c).__name__ == "RankMePlateau"]
+        if plateau:
+            metrics["training"]["rankme_plateau"] = {
+                "stopped_epoch": plateau[0].stopped_epoch,
+                "best": plateau[0].best,
+                "history": plateau[0].history,
+            }
         write_text_atomic(run_dir / "metrics.json", json.dumps(metrics, indent=2, default=float))
         inputs = report_inputs(run_config, train, eval_data, kept.get("train"), test_z)
         write_report(run_dir, **(inputs or {"embeddings": test_z}))

@@ -138,6 +138,15 @@ class MonitorConfig(_Section):
     knn_k: int = Field(200, gt=0)
     knn_temperature: float = Field(0.1, gt=0)
     rankme: bool = True
+    rankme_plateau_patience: int | None = Field(
+        None,
+        gt=0,
+        description="stop when RankMe of a fixed subset of training images has not improved for "
+        "this many checks (every_n_epochs apart); unset: never stop early",
+    )
+    rankme_plateau_min_delta: float = Field(
+        0.0, ge=0, description="a RankMe improvement must exceed the best value by this much"
+    )
 
 
 class RunConfig(_Section):

@@ -116,3 +116,18 @@ def test_lazy_folder_streams_files_through_workers(tmp_path):
     assert training["steps"] == 2 * 3  # every file streamed, not just the sample of 16
     assert training["skipped_samples"] == 1
     assert result.metrics["rankme"] > 1
+
+
+def test_rankme_plateau_stops_the_run_early(tmp_path):
+    config = _config(max_epochs=8, max_time=None)
+    config["backbone"]["width"] = 0.125
+    # An improvement must beat the best RankMe by 1000: the second check is a plateau.
+    config["monitor"].update(
+        every_n_epochs=1, rankme_plateau_patience=1, rankme_plateau_min_delta=1000.0
+    )
+    result = api.pretrain(config=config, out=str(tmp_path / "run"))
+    training = result.metrics["training"]
+    plateau = training["rankme_plateau"]
+    assert plateau["stopped_epoch"] == 1
+    assert [epoch for epoch, _ in plateau["history"]] == [0, 1]
+    assert training["epochs_done"] <= 2  # of max_epochs=8
