@@ -14,6 +14,7 @@ __all__ = [
     "__version__",
     "load_dataset",
     "pretrain",
+    "semi",
 ]
 
 
@@ -24,6 +25,10 @@ def __getattr__(name: str):
         from labelless import api
 
         return getattr(api, name)
+    if name == "semi":  # the package is callable: labelless.semi(data, method=..., ...)
+        import labelless.semi
+
+        return labelless.semi
     if name == "load_dataset":
         from labelless.data import load_dataset
 

@@ -280,6 +280,74 @@ def select(
 
 
 @app.command()
+def semi(
+    method: Annotated[
+        str | None, Opt(help="fixmatch, flexmatch, freematch, softmatch, mixmatch, ...")
+    ] = None,
+    data: Annotated[str | None, Opt(help="built-in dataset name or labelled image folder")] = None,
+    labels_per_class: Annotated[int | None, Opt(help="labelled samples kept per class")] = None,
+    label_fraction: Annotated[float | None, Opt(help="fraction of each class labelled")] = None,
+    known_classes: Annotated[
+        int | None, Opt(help="open-set: label classes 0..K-1 only; the rest stay unlabelled")
+    ] = None,
+    mu: Annotated[int | None, Opt(help="unlabelled samples per labelled one in a batch")] = None,
+    saa: Annotated[
+        bool | None, Opt("--saa/--no-saa", help="sample adaptive augmentation (FixMatch family)")
+    ] = None,
+    config: Annotated[Path | None, Opt(help="YAML run config (configs/semi/)")] = None,
+    set_: Annotated[list[str] | None, Opt("--set", help="override a config key: a.b=value")] = None,
+    out: Annotated[str | None, Opt(help="run directory")] = None,
+    backbone: Annotated[str | None, Opt(help="resnet18_cifar, resnet18, timm:NAME, ...")] = None,
+    width: Annotated[float | None, Opt(help="channel width multiplier")] = None,
+    init: Annotated[
+        str | None, Opt(help="start from a pretrained encoder (run directory or .safetensors)")
+    ] = None,
+    epochs: Annotated[
+        int | None, Opt(help="maximum epochs (passes over the unlabelled pool)")
+    ] = None,
+    max_time: Annotated[float | None, Opt(help="wall-clock budget in seconds")] = None,
+    batch_size: Annotated[int | None, Opt(help="labelled batch size per process")] = None,
+    lr: Annotated[float | None, Opt(help="peak learning rate")] = None,
+    view_size: Annotated[int | None, Opt(help="side of the augmented views")] = None,
+    devices: Annotated[str | None, Opt(help="devices per node (auto, 1, 2, ...)")] = None,
+    precision: Annotated[str | None, Opt(help="32-true, bf16-mixed, ...")] = None,
+    seed: Annotated[int | None, Opt(help="random seed (also of the label split)")] = None,
+    resume: Annotated[bool, Opt(help="continue the run in --out from its last checkpoint")] = False,
+    overwrite: Annotated[bool, Opt(help="replace an existing run in --out")] = False,
+) -> None:
+    """Train a classifier from few labels and many unlabelled samples; writes a run directory."""
+    from labelless.semi.api import semi as run_semi
+
+    result = run_semi(
+        data,
+        method,
+        config=config,
+        overrides=set_,
+        resume=resume,
+        overwrite=overwrite,
+        labels_per_class=labels_per_class,
+        label_fraction=label_fraction,
+        known_classes=known_classes,
+        mu=mu,
+        saa=saa,
+        out=out,
+        backbone=backbone,
+        width=width,
+        init=init,
+        epochs=epochs,
+        max_time=max_time,
+        batch_size=batch_size,
+        lr=lr,
+        view_size=view_size,
+        devices=_devices(devices),
+        precision=precision,
+        seed=seed,
+    )
+    _print_metrics(result.metrics)
+    console.print(f"run directory: {result.run_dir}")
+
+
+@app.command()
 def datasets() -> None:
     """List the built-in datasets and whether each is available on this machine."""
     from labelless.data import BUILTINS, data_root

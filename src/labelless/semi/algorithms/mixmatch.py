@@ -1,0 +1,71 @@
+"""``mixmatch``: sharpened label guesses over K augmentations, MixUp of everything."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from labelless.semi.algorithms.base import SemiAlgorithm, register_algorithm
+from labelless.semi.losses import cross_entropy, linear_rampup, mixup, sharpen
+
+
+@register_algorithm("mixmatch")
+class MixMatch(SemiAlgorithm):
+    """MixMatch (Berthelot et al. 2019, "MixMatch: A Holistic Approach to Semi-Supervised
+    Learning").
+
+    Each unlabelled sample gets ``K`` weak views (``num_views``, 2); its label guess is the mean
+    prediction over them, sharpened with temperature ``T`` (0.5). Labelled samples (one-hot
+    targets) and every unlabelled view (the guess) are mixed with a random permutation of the
+    whole set by MixUp with ``lambda' = max(lambda, 1 - lambda)``, ``lambda ~ Beta(alpha,
+    alpha)`` (0.75). Loss: cross-entropy on the mixed labelled part plus ``lambda_u`` (75) times
+    the squared error between predicted and mixed guessed distributions, ``lambda_u`` ramped up
+    linearly over the first ``rampup`` of the run. One forward over the whole mixed batch plays
+    the role of the paper's interleaving (BatchNorm sees labelled and unlabelled together).
+    """
+
+    summary = "sharpened guesses over K views, MixUp (Berthelot et al. 2019)"
+
+    def __init__(
+        self,
+        backbone,
+        num_classes,
+        state,
+        *,
+        num_views: int = 2,
+        temperature: float = 0.5,
+        alpha: float = 0.75,
+        unsup_weight: float = 75.0,
+        rampup: float = 0.4,
+        **kwargs,
+    ):
+        super().__init__(backbone, num_classes, state, unsup_weight=unsup_weight, **kwargs)
+        self.unlabelled_views = ("weak",) * int(num_views)
+        self.temperature, self.alpha, self.rampup = float(temperature), float(alpha), rampup
+        self.generator: torch.Generator | None = None  # set by the training module
+
+    def forward(self, labelled, unlabelled, progress):
+        views = unlabelled["views"]
+        with torch.no_grad():
+            guesses = torch.stack([F.softmax(self.logits(v).float(), -1) for v in views])
+            guess = sharpen(guesses.mean(dim=0), self.temperature)
+        x = labelled["views"][0]
+        onehot = F.one_hot(labelled["label"], self.num_classes).float()
+        inputs = torch.cat([x, *views])
+        targets = torch.cat([onehot, *([guess] * len(views))])
+        mixed, mixed_targets, _ = mixup(inputs, targets, self.alpha, self.generator)
+        logits = self.logits(mixed.contiguous(memory_format=torch.channels_last))
+        n = len(x)
+        sup_loss = cross_entropy(logits[:n], mixed_targets[:n]).mean()
+        probs_u = F.softmax(logits[n:], dim=-1)
+        unsup_loss = ((probs_u - mixed_targets[n:]) ** 2).mean()
+        weight = self.unsup_weight * linear_rampup(progress, self.rampup)
+        pseudo = guess.argmax(dim=-1)
+        return self.result(
+            sup_loss,
+            unsup_loss,
+            mask=torch.ones_like(pseudo, dtype=torch.float32),
+            pseudo_labels=pseudo,
+            unlabelled=unlabelled,
+            weight=weight,
+        )

@@ -1,0 +1,58 @@
+"""``softmatch``: truncated-Gaussian sample weights instead of a hard threshold."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from labelless.nn.distributed import all_reduce_mean
+from labelless.semi.algorithms.base import register_algorithm
+from labelless.semi.algorithms.fixmatch import FixMatch
+from labelless.semi.losses import ema_, softmatch_weights, uniform_alignment
+
+
+@register_algorithm("softmatch")
+class SoftMatch(FixMatch):
+    """SoftMatch (Chen et al. 2023, "SoftMatch: Addressing the Quantity-Quality Trade-off in
+    Semi-supervised Learning").
+
+    Every pseudo-label is used, weighted by a truncated Gaussian of its confidence: weight
+    ``lambda_max`` above the running mean confidence ``mu_t``, ``lambda_max * exp(-(max p -
+    mu_t)^2 / (2 sigma_t^2))`` below it; ``mu_t`` and ``sigma_t^2`` are EMAs (momentum 0.999)
+    of the batch mean and unbiased variance of the confidence, starting at ``1 / C`` and 1.
+    Uniform alignment first rescales the weak predictions by the inverse EMA of the mean
+    prediction, so that no class dominates the pseudo-labels.
+    """
+
+    summary = "truncated-Gaussian pseudo-label weights, uniform alignment (Chen et al. 2023)"
+
+    def __init__(
+        self,
+        backbone,
+        num_classes,
+        state,
+        *,
+        momentum: float = 0.999,
+        max_weight: float = 1.0,
+        alignment: bool = True,
+        **kwargs,
+    ):
+        kwargs.setdefault("threshold", 0.0)  # unused: weights replace the threshold
+        super().__init__(backbone, num_classes, state, **kwargs)
+        self.momentum, self.max_weight, self.alignment = float(momentum), max_weight, alignment
+        self.register_buffer("confidence_mean", torch.tensor(1.0 / num_classes))
+        self.register_buffer("confidence_var", torch.tensor(1.0))
+        self.register_buffer("class_probs", torch.full((num_classes,), 1.0 / num_classes))
+
+    def weights(self, probs: Tensor, unlabelled: dict) -> tuple[Tensor, Tensor]:
+        if self.alignment:
+            ema_(self.class_probs, all_reduce_mean(probs.mean(dim=0)), self.momentum)
+            probs = uniform_alignment(probs, self.class_probs)
+        confidence, pseudo = probs.max(dim=-1)
+        variance = confidence.var() if len(confidence) > 1 else confidence.new_zeros(())
+        ema_(self.confidence_mean, all_reduce_mean(confidence.mean()), self.momentum)
+        ema_(self.confidence_var, all_reduce_mean(variance), self.momentum)
+        weights = softmatch_weights(
+            confidence, self.confidence_mean, self.confidence_var, self.max_weight
+        )
+        return weights, pseudo

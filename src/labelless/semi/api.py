@@ -1,0 +1,268 @@
+"""``semi(...)``: train a classifier from few labels and many unlabelled samples; write a run.
+
+import labelless
+result = labelless.semi("digits", method="fixmatch", labels_per_class=2, out="runs/digits-fm")
+print(result.metrics["test_top1"], result.run_dir)
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from labelless.config import dump_yaml, load_yaml, write_text_atomic
+from labelless.data import Dataset, DataSplits, load_dataset
+from labelless.errors import CheckpointError, ConfigError, DataError
+from labelless.semi.config import SemiRunConfig, resolve_semi_config
+from labelless.semi.splits import LabelSplit, split_labels
+
+
+@dataclass
+class SemiResult:
+    run_dir: Path
+    metrics: dict[str, Any]
+    model: nn.Module  # the EMA classifier (backbone + head), evaluated at the end of training
+
+
+def _config(config, overrides, resume: bool, flags: dict) -> SemiRunConfig:
+    if not resume:
+        return resolve_semi_config(config, overrides, flags)
+    if config is not None:
+        raise ConfigError("--resume continues a run with its own config.yaml: drop --config")
+    out = flags.get("out")
+    if not out:
+        raise ConfigError("--resume needs --out RUN_DIR naming the run to continue")
+    path = Path(out) / "config.yaml"
+    if not path.is_file():
+        raise CheckpointError(f"cannot resume: {str(path)!r} is missing; is {out!r} a run?")
+    return resolve_semi_config(None, overrides, flags, base=load_yaml(path))
+
+
+def _backbone(config: SemiRunConfig, train: Dataset, initialise: bool) -> nn.Module:
+    from labelless.api import start_from_encoder
+    from labelless.backbones import create_backbone
+
+    kwargs = dict(config.backbone.kwargs)
+    if config.backbone.width is not None:
+        kwargs["width"] = config.backbone.width
+    backbone = create_backbone(
+        config.backbone.name,
+        in_channels=train.in_channels,
+        weights=config.backbone.weights,
+        input_size=config.views.size or int(train.meta["image_size"]),
+        mean=train.meta["mean"],
+        std=train.meta["std"],
+        **kwargs,
+    )
+    if config.backbone.init and initialise:
+        start_from_encoder(backbone, config.backbone.init)
+    return backbone
+
+
+def _pipelines(config: SemiRunConfig, backbone: nn.Module) -> dict:
+    from labelless.augment import view_recipe
+
+    meta = backbone.meta
+    common = {"size": meta.input_size, "mean": meta.mean, "std": meta.std}
+    pipelines = {
+        "weak": view_recipe("weak", **common, **config.views.weak),
+        "strong": view_recipe("strong", **common, **config.views.strong),
+    }
+    if config.semi.saa:
+        pipelines["naive"] = view_recipe(
+            "strong", **common, **{**config.views.strong, **config.views.naive}
+        )
+    return pipelines
+
+
+def _split(config: SemiRunConfig, train: Dataset) -> LabelSplit:
+    if train.labels is None:
+        raise DataError(
+            f"{train.name!r} has no labels: semi-supervised learning needs a few; give labels "
+            "(-1 for unlabelled samples) or use `labelless pretrain`"
+        )
+    semi = config.semi
+    return split_labels(
+        train.labels,
+        per_class=semi.labels_per_class,
+        fraction=semi.label_fraction,
+        known_classes=semi.known_classes,
+        num_classes=train.num_classes or None,
+        seed=config.seed,
+    )
+
+
+def semi(
+    data: str | Dataset | DataSplits | None = None,
+    method: str | None = None,
+    *,
+    config: str | Path | SemiRunConfig | dict | None = None,
+    overrides: list[str] | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    **flags: Any,
+) -> SemiResult:
+    """Semi-supervised training of a classifier; writes a run directory and returns its result.
+
+    ``data``: a built-in name, an image folder or an in-memory ``Dataset`` / ``DataSplits``;
+    ``method``: a registered algorithm (``labelless.semi.list_algorithms()``). The labelled set
+    is ``labels_per_class`` per class, a ``label_fraction`` of each class, or (neither) the labels
+    already in the data (-1 = unlabelled); ``known_classes=K`` makes an open-set split. Other
+    keywords are the CLI flags (``mu``, ``saa``, ``epochs``, ``max_time``, ``batch_size``, ``lr``,
+    ``backbone``, ``width``, ``init``, ``view_size``, ``out``, ``seed``, ...). The reported
+    ``test_top1`` is the EMA model's accuracy on the test split at the end of training.
+    """
+    import lightning as L
+
+    from labelless.backbones import save_encoder
+    from labelless.semi.algorithms import create_algorithm
+    from labelless.semi.evaluation import final_metrics, save_classifier, write_semi_report
+    from labelless.semi.loader import SemiBatches, semi_loader
+    from labelless.semi.module import SemiModule
+    from labelless.semi.saa import SampleAdaptiveAugmentation
+    from labelless.semi.state import SampleState
+    from labelless.train.callbacks import AtomicLastCheckpoint, Throughput
+    from labelless.train.logs import merge_previous, set_aside
+    from labelless.train.trainer import build_trainer
+
+    in_memory = DataSplits(data) if isinstance(data, Dataset) else data
+    in_memory = in_memory if isinstance(in_memory, DataSplits) else None
+    name = f"<in-memory {in_memory.train.name}>" if in_memory is not None else data
+    run_config = _config(config, overrides, resume, {**flags, "data": name, "method": method})
+    from labelless.semi.algorithms import ALGORITHMS
+
+    if run_config.semi.method not in ALGORITHMS:  # before any data is loaded
+        from labelless.errors import unknown_name
+
+        raise unknown_name("semi-supervised method", run_config.semi.method, list(ALGORITHMS))
+    if run_config.semi.saa and not ALGORITHMS[run_config.semi.method].fixmatch_family:
+        raise ConfigError(
+            "--saa extends the FixMatch family (fixmatch, flexmatch, freematch, softmatch, "
+            f"iomatch, dac); {run_config.semi.method!r} is not one of them: drop --saa or change "
+            "--method"
+        )
+    L.seed_everything(run_config.seed, workers=True, verbose=False)
+    splits = in_memory or load_dataset(run_config.data.name, load_size=run_config.data.load_size)
+    train = splits.train
+    test = _test_split(run_config, splits)
+    split = _split(run_config, train)
+    if run_config.backbone.init and not resume:
+        run_config.backbone.init = str(Path(run_config.backbone.init).resolve())
+    backbone = _backbone(run_config, train, initialise=not resume)
+    state = SampleState(len(train), torch.from_numpy(split.unlabelled))
+    semi_cfg = run_config.semi
+    algorithm = create_algorithm(
+        semi_cfg.method,
+        backbone,
+        split.num_classes,
+        state,
+        ema_momentum=semi_cfg.ema_momentum,
+        **semi_cfg.kwargs,
+    )
+    saa = SampleAdaptiveAugmentation(state, semi_cfg.saa_momentum) if semi_cfg.saa else None
+    pipelines = _pipelines(run_config, backbone)
+    shift = None
+    if semi_cfg.shift_check and not resume:
+        shift = _shift(run_config, backbone, train, split)
+    run_dir = Path(run_config.out)
+    from labelless.api import _prepare_run_dir
+
+    _prepare_run_dir(run_dir, resume=resume, overwrite=overwrite)
+    write_text_atomic(run_dir / "config.yaml", dump_yaml(run_config))
+    if any(isinstance(m, nn.Conv2d) for m in backbone.modules()):
+        algorithm = algorithm.to(memory_format=torch.channels_last)
+
+    batches = SemiBatches(train, split, run_config.optim.batch_size, semi_cfg.mu, run_config.seed)
+    module = SemiModule(
+        algorithm,
+        pipelines,
+        optim=run_config.optim.model_dump(),
+        seed=run_config.seed,
+        budget_seconds=run_config.trainer.max_time,
+        saa=saa,
+        batches=batches,
+    )
+    throughput = Throughput()
+    callbacks = [throughput, AtomicLastCheckpoint(run_dir / "checkpoints")]
+    if run_config.monitor.every_n_epochs and test is not None and test.has_labels:
+        from labelless.semi.evaluation import TestAccuracyMonitor
+
+        callbacks.append(TestAccuracyMonitor(test, run_config.monitor.every_n_epochs))
+    trainer = build_trainer(run_config.trainer, run_dir, callbacks)
+    if resume:
+        set_aside(run_dir / "logs")
+    ckpt = str(run_dir / "checkpoints" / "last.ckpt") if resume else None
+    trainer.fit(module, semi_loader(batches), ckpt_path=ckpt, weights_only=True)
+    if trainer.is_global_zero:
+        merge_previous(run_dir / "logs")
+
+    metrics: dict[str, Any] = {}
+    model = algorithm.ema_model
+    if trainer.is_global_zero:
+        algorithm = algorithm.to(memory_format=torch.contiguous_format)
+        save_encoder(algorithm.ema_model.backbone, run_dir)
+        save_classifier(algorithm, run_dir)
+        metrics = final_metrics(algorithm, test, split, run_config)
+        metrics["split"] = {
+            "mode": split.mode,
+            "labelled": len(split.labelled),
+            "unlabelled": len(split.unlabelled),
+            "num_classes": split.num_classes,
+            "open_set": split.open_set,
+            "seed": run_config.seed,
+        }
+        if shift is not None:
+            metrics["shift"] = shift
+        elif resume:
+            previous = run_dir / "metrics.json"
+            if previous.is_file():
+                metrics["shift"] = json.loads(previous.read_text()).get("shift")
+        metrics["training"] = {
+            "method": semi_cfg.method,
+            "saa": semi_cfg.saa,
+            "mu": semi_cfg.mu,
+            "epochs_done": int(trainer.current_epoch),
+            "steps": int(trainer.global_step),
+            "wall_seconds": round(throughput.seconds, 2),
+            "samples_per_second": round(throughput.samples_per_second, 1),
+            "final_not_best": True,
+            "schedule": module.clock.summary() if module.clock is not None else {},
+            "init": run_config.backbone.init,
+        }
+        write_text_atomic(run_dir / "metrics.json", json.dumps(metrics, indent=2, default=float))
+        if run_config.report:
+            write_semi_report(run_dir, algorithm, test, split)
+    return SemiResult(run_dir, metrics, model)
+
+
+def _test_split(config: SemiRunConfig, splits: DataSplits) -> Dataset | None:
+    if config.data.eval:
+        other = load_dataset(config.data.eval, load_size=config.data.load_size)
+        return other.test or other.train
+    return splits.test
+
+
+def _shift(config: SemiRunConfig, backbone: nn.Module, train: Dataset, split: LabelSplit):
+    from labelless.evaluate import embed
+    from labelless.semi.shift import shift_check
+
+    rng = np.random.default_rng(config.seed)
+    unlabelled = split.unlabelled
+    if len(unlabelled) > 5000:
+        unlabelled = np.sort(rng.choice(unlabelled, 5000, replace=False))
+    with torch.no_grad():
+        z_l = embed(backbone, train.samples[split.labelled])
+        z_u = embed(backbone, train.samples[unlabelled])
+    result = shift_check(z_l, z_u, ratio=config.semi.shift_ratio, seed=config.seed)
+    print(
+        f"dataset-shift check: Frechet distance labelled vs unlabelled "
+        f"{result['frechet_distance']:.3g} ({result['ratio']:.2f}x random splits; warning above "
+        f"{result['threshold_ratio']}x)"
+    )
+    return result
