@@ -15,7 +15,8 @@ from labelless.config import build_config, load_yaml
 from labelless.methods import METHODS, create_method
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
-RECIPES = sorted(CONFIGS.glob("*/*.yaml"))
+# Pretraining recipes (RunConfig); configs/semi holds semi-supervised recipes, tested with them.
+RECIPES = sorted([*CONFIGS.glob("digits/*.yaml"), *CONFIGS.glob("cifar10/*.yaml")])
 
 
 def test_recipes_exist():
@@ -27,8 +28,7 @@ def test_recipes_exist():
 def test_recipe_builds(path):
     config = build_config(load_yaml(path), str(path))
     assert config.method.name in METHODS, path
-    if path.parent.name in ("digits", "cifar10"):
-        assert path.stem == config.method.name, "one recipe per method, named after it"
+    assert path.stem == config.method.name, "one recipe per method, named after it"
     in_channels = 1 if config.data.name == "digits" else 3
     kwargs = dict(config.backbone.kwargs)
     if config.backbone.width is not None:
