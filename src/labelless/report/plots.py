@@ -42,15 +42,18 @@ def _number(cell: str | None) -> float | None:
 def read_curves(csv_path: Path) -> list[Curve]:
     """Curves from a Lightning ``CSVLogger`` file, whose rows leave unlogged columns empty.
 
-    ``train/*`` columns (``train/loss`` and ``train/lr`` first) are plotted against ``step``,
-    ``monitor/*`` columns against ``epoch``; columns with no finite value are left out.
+    ``train/*`` and ``semi/*`` columns (``train/loss`` and ``train/lr`` first; semi-supervised
+    runs log mask ratio and pseudo-label accuracy per step) are plotted against ``step``,
+    ``monitor/*``, ``saa/*`` and ``early_stop/*`` columns against ``epoch``; columns with no finite
+    value are left out.
     """
     with open(csv_path, newline="") as handle:
         rows = list(csv.DictReader(handle))
     columns = list(rows[0].keys()) if rows else []
     first = [c for c in ("train/loss", "train/lr") if c in columns]
-    train = first + sorted(c for c in columns if c.startswith("train/") and c not in first)
-    monitor = sorted(c for c in columns if c.startswith("monitor/"))
+    per_step, per_epoch = ("train/", "semi/"), ("monitor/", "saa/", "early_stop/")
+    train = first + sorted(c for c in columns if c.startswith(per_step) and c not in first)
+    monitor = sorted(c for c in columns if c.startswith(per_epoch))
     curves = []
     for names, x_label in ((train, "step"), (monitor, "epoch")):
         for name in names:

@@ -156,3 +156,26 @@ def test_confusion_matrix_counts():
 
     matrix = confusion_matrix(np.array([0, 0, 1, 2, -1]), np.array([0, 1, 1, 0, 2]), 3)
     np.testing.assert_array_equal(matrix, [[1, 1, 0], [0, 1, 0], [1, 0, 0]])
+
+
+def test_semi_supervised_curves_are_read_per_step_and_per_epoch(tmp_path):
+    from labelless.report.plots import read_curves
+
+    path = tmp_path / "metrics.csv"
+    path.write_text(
+        "epoch,step,train/loss,semi/mask_ratio,semi/pseudo_acc,saa/naive_fraction\n"
+        "0,0,2.0,0.25,0.5,\n"
+        "0,1,1.5,0.5,0.75,\n"
+        "0,1,,,,0.125\n"
+    )
+    curves = {c.name: c for c in read_curves(path)}
+    assert list(curves) == [
+        "train/loss",
+        "semi/mask_ratio",
+        "semi/pseudo_acc",
+        "saa/naive_fraction",
+    ]
+    assert curves["semi/mask_ratio"].x_label == "step"
+    assert curves["semi/mask_ratio"].y.tolist() == [0.25, 0.5]
+    assert curves["saa/naive_fraction"].x_label == "epoch"
+    assert curves["saa/naive_fraction"].y.tolist() == [0.125]
