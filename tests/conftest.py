@@ -36,23 +36,24 @@ def digits():
 
 @pytest.fixture
 def random_init_knn(digits):
-    """``random_init_knn(encoder, k, width=0.25)``: kNN top-1 on digits of a freshly initialised
-    resnet18_cifar with ``encoder``'s preprocessing: the floor a pretrained encoder must beat."""
+    """``random_init_knn(encoder, k)``: kNN top-1 on digits of a freshly initialised copy of
+    ``encoder``'s architecture (same kwargs, input size, mean and std; seed 0): the floor a
+    pretrained encoder must beat."""
     import torch
 
     from labelless.backbones import create_backbone
     from labelless.evaluate import embed, knn_accuracy
 
-    def floor(encoder, k: int, width: float = 0.25) -> float:
+    def floor(encoder, k: int) -> float:
         meta = encoder.meta
         torch.manual_seed(0)
         random_init = create_backbone(
-            "resnet18_cifar",
-            in_channels=1,
-            width=width,
+            meta.architecture,
+            in_channels=meta.in_channels,
             input_size=meta.input_size,
             mean=meta.mean,
             std=meta.std,
+            **meta.kwargs,
         )
         train, test = digits.train, digits.test
         return knn_accuracy(
