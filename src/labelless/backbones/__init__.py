@@ -4,14 +4,23 @@ from __future__ import annotations
 
 from labelless.backbones.io import load_encoder, save_encoder
 from labelless.backbones.meta import EncoderMeta
-from labelless.backbones.registry import create_backbone, list_backbones
+from labelless.backbones.registry import (
+    DEFAULT_BACKBONE,
+    backbone_modality,
+    create_backbone,
+    list_backbones,
+    register_backbone,
+)
 from labelless.backbones.resnet_cifar import resnet18_cifar
 
 __all__ = [
+    "DEFAULT_BACKBONE",
     "EncoderMeta",
+    "backbone_modality",
     "create_backbone",
     "list_backbones",
     "load_encoder",
+    "register_backbone",
     "resnet18_cifar",
     "save_encoder",
 ]

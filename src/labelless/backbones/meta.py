@@ -14,7 +14,10 @@ class EncoderMeta:
 
     ``architecture`` and ``kwargs`` are the arguments of ``create_backbone``; ``input_size``,
     ``mean`` and ``std`` (per channel, 0..1 pixel scale) are the resolution and normalisation the
-    encoder expects, like timm's ``pretrained_cfg``.
+    encoder expects, like timm's ``pretrained_cfg``. ``modality`` is ``"image"``, ``"tabular"`` or
+    ``"timeseries"``; for tables ``in_channels`` is the number of feature columns and
+    ``preprocessing`` the transform fitted on the training split (JSON-ready), so an exported
+    encoder prepares new rows exactly as it was trained. Images leave it empty.
     """
 
     architecture: str
@@ -24,6 +27,8 @@ class EncoderMeta:
     input_size: int
     mean: list[float] = field(default_factory=list)
     std: list[float] = field(default_factory=list)
+    modality: str = "image"
+    preprocessing: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict with one entry per field."""
@@ -35,6 +40,8 @@ class EncoderMeta:
             "input_size": self.input_size,
             "mean": list(self.mean),
             "std": list(self.std),
+            "modality": self.modality,
+            "preprocessing": dict(self.preprocessing),
         }
 
     @classmethod
@@ -45,7 +52,8 @@ class EncoderMeta:
                 f"encoder metadata must be a JSON object, got {type(data).__name__}; "
                 "re-export the encoder with labelless.backbones.save_encoder"
             )
-        names = [f.name for f in fields(cls)]
+        optional = {"modality", "preprocessing"}  # absent from encoders exported before tables
+        names = [f.name for f in fields(cls) if f.name not in optional]
         missing = [name for name in names if name not in data]
         if missing:
             raise CheckpointError(
@@ -61,6 +69,8 @@ class EncoderMeta:
                 input_size=int(data["input_size"]),
                 mean=[float(v) for v in data["mean"]],
                 std=[float(v) for v in data["std"]],
+                modality=str(data.get("modality", "image")),
+                preprocessing=dict(data.get("preprocessing") or {}),
             )
         except (TypeError, ValueError) as error:
             raise CheckpointError(

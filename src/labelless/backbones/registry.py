@@ -123,9 +123,49 @@ _BUILDERS: dict[str, Callable[..., nn.Module]] = {
 }
 
 
-def list_backbones() -> list[str]:
-    """The backbone names ``create_backbone`` accepts; ``timm:<name>`` stands for any timm model."""
-    return [*_BUILDERS, f"{TIMM_PREFIX}<name>"]
+_MODALITY: dict[str, str] = dict.fromkeys(_BUILDERS, "image")
+DEFAULT_BACKBONE = {"image": "resnet18_cifar"}
+
+
+def register_backbone(
+    name: str, modality: str, *, default: bool = False
+) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    """Add a builder ``build(in_channels, **kwargs) -> nn.Module`` for ``modality``.
+
+    The module it returns must carry ``.embed_dim`` and ``.meta`` (an ``EncoderMeta`` whose
+    ``kwargs`` rebuild it: ``load_encoder`` calls ``create_backbone(meta.architecture,
+    in_channels=meta.in_channels, **meta.kwargs)``). ``default`` makes it the backbone a run on
+    that modality gets when the config names none.
+    """
+
+    def add(build: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        if name in _BUILDERS:
+            raise ValueError(f"backbone {name!r} is registered twice")
+        _BUILDERS[name] = build
+        _MODALITY[name] = modality
+        if default:
+            DEFAULT_BACKBONE[modality] = name
+        return build
+
+    return add
+
+
+def backbone_modality(name: str) -> str:
+    """The modality a backbone name encodes (``timm:`` models are image encoders)."""
+    if name.startswith(TIMM_PREFIX):
+        return "image"
+    if name not in _MODALITY:
+        raise unknown_name("backbone", name, list_backbones())
+    return _MODALITY[name]
+
+
+def list_backbones(modality: str | None = None) -> list[str]:
+    """The backbone names ``create_backbone`` accepts (for one ``modality`` when given);
+    ``timm:<name>`` stands for any timm image model."""
+    names = [n for n in _BUILDERS if modality is None or _MODALITY[n] == modality]
+    if modality in (None, "image"):
+        names.append(f"{TIMM_PREFIX}<name>")
+    return names
 
 
 def _override_meta(

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from labelless.data.arrays import from_arrays
-from labelless.data.builtin import BUILTINS, BuiltinDataset
+from labelless.data.builtin import BUILTINS, BuiltinDataset, register_builtin
 from labelless.data.dataset import UNLABELLED, Dataset, DataSplits, channel_stats
 from labelless.data.folder import image_folder
 from labelless.data.paths import cache_dir, data_root
-from labelless.errors import unknown_name
+from labelless.errors import DataError, unknown_name
 
 __all__ = [
     "BUILTINS",
@@ -23,17 +24,56 @@ __all__ = [
     "from_arrays",
     "image_folder",
     "load_dataset",
+    "register_builtin",
+    "register_file_loader",
 ]
+
+# File suffix (lower case, e.g. ".csv.gz") -> loader(path) -> DataSplits, added by the modality
+# modules (data/tabular.py, data/timeseries.py) when they are imported below.
+FILE_LOADERS: dict[str, Callable[[Path], DataSplits]] = {}
+
+
+def register_file_loader(
+    *suffixes: str,
+) -> Callable[[Callable[[Path], DataSplits]], Callable[[Path], DataSplits]]:
+    """Route files whose name ends with one of ``suffixes`` to the decorated loader."""
+
+    def add(loader: Callable[[Path], DataSplits]) -> Callable[[Path], DataSplits]:
+        for suffix in suffixes:
+            if suffix.lower() in FILE_LOADERS:
+                raise ValueError(f"file suffix {suffix!r} has two loaders")
+            FILE_LOADERS[suffix.lower()] = loader
+        return loader
+
+    return add
+
+
+def _file_loader(path: Path) -> Callable[[Path], DataSplits] | None:
+    name = path.name.lower()
+    matches = [s for s in FILE_LOADERS if name.endswith(s)]
+    return FILE_LOADERS[max(matches, key=len)] if matches else None
 
 
 def load_dataset(source: str | Path, *, load_size: int = 64) -> DataSplits:
     """Resolve a built-in name (``digits``, ``mnist``, ...) or a path to a folder of images.
 
-    A folder gives a train split only (labels from class subfolders, else unlabelled).
+    A folder gives a train split only (labels from class subfolders, else unlabelled). A file
+    goes to the loader registered for its suffix (tables: ``.csv``, ``.csv.gz``, ``.parquet``;
+    time series: see ``labelless.data.timeseries``).
     """
     text = str(source)
     if text in BUILTINS:
         return BUILTINS[text].loader()
+    path = Path(text).expanduser()
+    loader = _file_loader(path)
+    if loader is not None and not path.is_dir():
+        if not path.is_file():
+            raise DataError(f"data file {text!r} not found; check the path")
+        return loader(path)
     if "/" in text or "\\" in text or Path(text).expanduser().exists():
         return DataSplits(image_folder(text, load_size=load_size))
-    raise unknown_name("dataset", text, [*BUILTINS, "<path to an image folder>"])
+    raise unknown_name(
+        "dataset",
+        text,
+        [*BUILTINS, "<path to an image folder>", *(f"<*{s} file>" for s in FILE_LOADERS)],
+    )

@@ -186,3 +186,11 @@ BUILTINS: dict[str, BuiltinDataset] = {
         ),
     ]
 }
+
+
+def register_builtin(dataset: BuiltinDataset) -> BuiltinDataset:
+    """Add a built-in dataset (other modalities register theirs from their own loader modules)."""
+    if dataset.name in BUILTINS:
+        raise ValueError(f"built-in dataset {dataset.name!r} is registered twice")
+    BUILTINS[dataset.name] = dataset
+    return dataset

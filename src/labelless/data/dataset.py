@@ -18,7 +18,9 @@ class Dataset:
 
     Images are stored as ``uint8 [N, C, H, W]``; ``meta`` holds ``class_names``, per-channel
     ``mean`` / ``std`` on the 0..1 scale, the native ``image_size`` and, for folders, the count of
-    ``skipped`` unreadable files. Nothing in labelless sizes a classifier from ``len(dataset)``:
+    ``skipped`` unreadable files. Tables are ``float32 [N, F]`` and time series
+    ``float32 [N, C, T]`` (see their loaders); ``targets`` holds float regression targets where
+    the task is regression. Nothing in labelless sizes a classifier from ``len(dataset)``:
     the number of classes comes from ``meta["class_names"]`` or the labels themselves.
     """
 
@@ -27,6 +29,7 @@ class Dataset:
     modality: str = "image"
     name: str = "arrays"
     meta: dict[str, Any] = field(default_factory=dict)
+    targets: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if len(self.samples) == 0:
@@ -39,6 +42,14 @@ class Dataset:
                     "labels: pass one label per sample (-1 for unlabelled)"
                 )
             self.labels = labels
+        if self.targets is not None:
+            targets = np.asarray(self.targets, dtype=np.float32)
+            if len(targets) != len(self.samples):
+                raise DataError(
+                    f"dataset {self.name!r} has {len(self.samples)} samples but {len(targets)} "
+                    "regression targets: pass one target per sample (NaN for unknown)"
+                )
+            self.targets = targets
         if self.modality == "image" and "mean" not in self.meta:
             self.meta.update(channel_stats(self.samples))
         if self.modality == "image":
@@ -69,8 +80,9 @@ class Dataset:
     def subset(self, index: np.ndarray, name: str | None = None) -> Dataset:
         """The samples at ``index`` (and their labels), sharing this dataset's metadata."""
         labels = None if self.labels is None else self.labels[index]
+        targets = None if self.targets is None else self.targets[index]
         return Dataset(
-            self.samples[index], labels, self.modality, name or self.name, dict(self.meta)
+            self.samples[index], labels, self.modality, name or self.name, dict(self.meta), targets
         )
 
     def sample_rows(self, count: int, seed: int = 0) -> np.ndarray:

@@ -26,6 +26,7 @@ class Method(nn.Module):
 
     default_views: str = "simclr"
     summary: str = ""
+    modality: str = "image"  # the data it trains on: "image", "tabular" or "timeseries"
 
     def __init__(self, backbone: nn.Module) -> None:
         super().__init__()
