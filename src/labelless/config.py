@@ -32,6 +32,14 @@ class DataConfig(_Section):
     sample_size: int = Field(
         4096, gt=0, description="lazy folders: images decoded for statistics and evaluation"
     )
+    target: str | None = Field(
+        None, description="tables: the label column of a CSV/parquet file (none: unlabelled)"
+    )
+    options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="more loader options for data files (e.g. tables: missing, scaling, "
+        "categorical; see labelless.data.tabular / labelless.data.timeseries)",
+    )
 
 
 class BackboneConfig(_Section):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from labelless.data.arrays import from_arrays
 from labelless.data.builtin import BUILTINS, BuiltinDataset, register_builtin
@@ -28,17 +29,17 @@ __all__ = [
     "register_file_loader",
 ]
 
-# File suffix (lower case, e.g. ".csv.gz") -> loader(path) -> DataSplits, added by the modality
+# File suffix (lower case, e.g. ".csv.gz") -> loader(path, **options) -> DataSplits, added by the modality
 # modules (data/tabular.py, data/timeseries.py) when they are imported below.
-FILE_LOADERS: dict[str, Callable[[Path], DataSplits]] = {}
+FILE_LOADERS: dict[str, Callable[..., DataSplits]] = {}
 
 
 def register_file_loader(
     *suffixes: str,
-) -> Callable[[Callable[[Path], DataSplits]], Callable[[Path], DataSplits]]:
+) -> Callable[[Callable[..., DataSplits]], Callable[..., DataSplits]]:
     """Route files whose name ends with one of ``suffixes`` to the decorated loader."""
 
-    def add(loader: Callable[[Path], DataSplits]) -> Callable[[Path], DataSplits]:
+    def add(loader: Callable[..., DataSplits]) -> Callable[..., DataSplits]:
         for suffix in suffixes:
             if suffix.lower() in FILE_LOADERS:
                 raise ValueError(f"file suffix {suffix!r} has two loaders")
@@ -48,18 +49,19 @@ def register_file_loader(
     return add
 
 
-def _file_loader(path: Path) -> Callable[[Path], DataSplits] | None:
+def _file_loader(path: Path) -> Callable[..., DataSplits] | None:
     name = path.name.lower()
     matches = [s for s in FILE_LOADERS if name.endswith(s)]
     return FILE_LOADERS[max(matches, key=len)] if matches else None
 
 
-def load_dataset(source: str | Path, *, load_size: int = 64) -> DataSplits:
+def load_dataset(source: str | Path, *, load_size: int = 64, **options: Any) -> DataSplits:
     """Resolve a built-in name (``digits``, ``mnist``, ...) or a path to a folder of images.
 
     A folder gives a train split only (labels from class subfolders, else unlabelled). A file
     goes to the loader registered for its suffix (tables: ``.csv``, ``.csv.gz``, ``.parquet``;
-    time series: see ``labelless.data.timeseries``).
+    time series: see ``labelless.data.timeseries``), with ``options`` (e.g. ``target="income"``)
+    passed to that loader.
     """
     text = str(source)
     if text in BUILTINS:
@@ -69,7 +71,7 @@ def load_dataset(source: str | Path, *, load_size: int = 64) -> DataSplits:
     if loader is not None and not path.is_dir():
         if not path.is_file():
             raise DataError(f"data file {text!r} not found; check the path")
-        return loader(path)
+        return loader(path, **options)
     if "/" in text or "\\" in text or Path(text).expanduser().exists():
         return DataSplits(image_folder(text, load_size=load_size))
     raise unknown_name(
