@@ -29,8 +29,8 @@ __all__ = [
     "register_file_loader",
 ]
 
-# File suffix (lower case, e.g. ".csv.gz") -> loader(path, **options) -> DataSplits, added by the modality
-# modules (data/tabular.py, data/timeseries.py) when they are imported below.
+# File suffix (lower case, e.g. ".csv.gz") -> loader(path, **options) -> DataSplits, added by
+# the modality modules (data/tabular.py, data/timeseries.py) when they are imported below.
 FILE_LOADERS: dict[str, Callable[..., DataSplits]] = {}
 
 
