@@ -159,7 +159,7 @@ def main(argv=None) -> dict:
     config = run_config(args)
     _, probe_method, views = api.build_components(config, train)
     probe_batch = next(iter(train_loader(train, args.batch_size)))
-    flops = flops_per_step(probe_method, views(probe_batch["images"]))
+    flops = flops_per_step(probe_method, views(probe_batch["inputs"]))
     del probe_method
     _, method, views = api.build_components(config, train)  # fresh weights for the run
     loader = (

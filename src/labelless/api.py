@@ -19,7 +19,10 @@ import torch
 from torch import nn
 
 from labelless.config import (
+    BackboneConfig,
+    DataConfig,
     RunConfig,
+    ViewsConfig,
     build_config,
     dump_yaml,
     flags_to_keys,
@@ -64,9 +67,92 @@ def _prepare_run_dir(run_dir: Path, *, resume: bool, overwrite: bool) -> None:
 
 def _eval_split(config: RunConfig, splits: DataSplits) -> Dataset | None:
     if config.data.eval:
-        eval_splits = load_dataset(config.data.eval, load_size=config.data.load_size)
+        eval_splits = load_dataset(config.data.eval, **data_options(config.data))
         return eval_splits.test or eval_splits.train
     return splits.test
+
+
+def build_backbone(
+    config: BackboneConfig, train: Dataset, *, view_size: int | None = None, initialise: bool = True
+) -> nn.Module:
+    """The backbone ``config`` names (default: the modality's, ``DEFAULT_BACKBONE``) for data
+    like ``train``: images set its channels, resolution and normalisation; tables their column
+    layout (numeric count, category cardinalities) and fitted preprocessing, which travel in
+    ``encoder.json``. With ``config.init`` (and ``initialise``) it starts from that encoder.
+    """
+    from labelless.backbones import (
+        DEFAULT_BACKBONE,
+        backbone_modality,
+        create_backbone,
+        list_backbones,
+    )
+
+    modality = train.modality
+    if modality not in DEFAULT_BACKBONE:
+        raise DataError(
+            f"no backbone is registered for {modality!r} data; "
+            f"labelless trains on {sorted(DEFAULT_BACKBONE)}"
+        )
+    name = config.name or DEFAULT_BACKBONE[modality]
+    if backbone_modality(name) != modality:
+        raise ConfigError(
+            f"backbone {name!r} encodes {backbone_modality(name)} data but {train.name!r} is "
+            f"{modality}; drop --backbone for the default ({DEFAULT_BACKBONE[modality]!r}) or pick "
+            f"one of {list_backbones(modality)}"
+        )
+    kwargs = dict(config.kwargs)
+    if config.width is not None:
+        kwargs["width"] = config.width
+    if modality == "image":
+        inputs = {
+            "in_channels": train.in_channels,
+            "input_size": view_size or int(train.meta["image_size"]),
+            "mean": train.meta["mean"],
+            "std": train.meta["std"],
+        }
+    else:
+        inputs = {"in_channels": int(train.samples.shape[1])}
+        if modality == "tabular":
+            kwargs["num_numeric"] = len(train.meta["numeric"])
+            kwargs["cardinalities"] = [int(c) for c in train.meta["cardinalities"]]
+    backbone = create_backbone(name, weights=config.weights, **inputs, **kwargs)
+    if modality != "image":
+        backbone.meta.preprocessing = dict(train.meta.get("preprocessing") or {})
+    if config.init and initialise:
+        start_from_encoder(backbone, config.init)
+    return backbone
+
+
+def build_views(recipe: str, train: Dataset, backbone: nn.Module, views: ViewsConfig | None = None):
+    """The batched view pipeline ``recipe`` for ``train``'s modality: images at the backbone's
+    input size and normalisation; tables with the training rows as the empirical marginals that
+    corruption samples from; series with the recipe's defaults. ``views`` adds config overrides."""
+    views = views or ViewsConfig()
+    if train.modality == "tabular":
+        from labelless.augment.tabular import tabular_views
+
+        reference = train.sample_rows(_TABLE_REFERENCE_ROWS, seed=0)
+        return tabular_views(recipe, reference=reference, meta=train.meta, **views.overrides)
+    if train.modality == "timeseries":
+        from labelless.augment.timeseries import timeseries_views
+
+        return timeseries_views(recipe, **views.overrides)
+    from labelless.augment import view_recipe
+
+    meta = backbone.meta
+    return view_recipe(
+        recipe,
+        size=meta.input_size,
+        mean=meta.mean,
+        std=meta.std,
+        num_local_crops=views.num_local_crops,
+        per_view=views.per_view,
+        **views.overrides,
+    )
+
+
+# Rows of the training table kept on the device as the empirical marginals of corruption views.
+_TABLE_REFERENCE_ROWS = 65_536
 
 
 def build_components(config: RunConfig, train: Dataset, *, initialise: bool = True):
@@ -75,38 +161,21 @@ def build_components(config: RunConfig, train: Dataset, *, initialise: bool = Tr
     With ``backbone.init`` set (and ``initialise``), the backbone starts from that run's encoder;
     a resumed run passes ``initialise=False`` since its checkpoint holds the weights.
     """
-    from labelless.augment import view_recipe
-    from labelless.backbones import create_backbone
-    from labelless.methods import METHODS, create_method
+    from labelless.methods import METHODS, create_method, list_methods
 
-    if train.modality != "image":
-        raise DataError(f"pretraining on {train.modality!r} data is not supported yet; use images")
-    size = config.views.size or int(train.meta["image_size"])
-    mean, std = train.meta["mean"], train.meta["std"]
-    kwargs = dict(config.backbone.kwargs)
-    if config.backbone.width is not None:
-        kwargs["width"] = config.backbone.width
-    backbone = create_backbone(
-        config.backbone.name,
-        in_channels=train.in_channels,
-        weights=config.backbone.weights,
-        input_size=size,
-        mean=mean,
-        std=std,
-        **kwargs,
+    name = config.method.name
+    if name in METHODS and METHODS[name].modality != train.modality:
+        fitting = [m for m in list_methods() if METHODS[m].modality == train.modality]
+        raise ConfigError(
+            f"method {name!r} trains on {METHODS[name].modality} data but {train.name!r} is "
+            f"{train.modality}; pick one of {fitting}"
+        )
+    backbone = build_backbone(
+        config.backbone, train, view_size=config.views.size, initialise=initialise
     )
-    if config.backbone.init and initialise:
-        start_from_encoder(backbone, config.backbone.init)
-    method = create_method(config.method.name, backbone, **config.method.kwargs)
-    recipe = config.views.recipe or METHODS[config.method.name].default_views
-    views = view_recipe(
-        recipe,
-        size=size,
-        mean=mean,
-        std=std,
-        num_local_crops=config.views.num_local_crops,
-        per_view=config.views.per_view,
-        **config.views.overrides,
+    method = create_method(name, backbone, **config.method.kwargs)
+    views = build_views(
+        config.views.recipe or METHODS[name].default_views, train, backbone, config.views
     )
     if any(isinstance(m, nn.Conv2d) for m in backbone.modules()):
         method = method.to(memory_format=torch.channels_last)
@@ -286,6 +355,7 @@ def pretrain(
     if run_config.backbone.init and not resume:  # recorded absolute in config.yaml
         run_config.backbone.init = str(Path(run_config.backbone.init).resolve())
     backbone, ssl_method, views = build_components(run_config, train, initialise=not resume)
+    run_config.backbone.name = backbone.meta.architecture  # the modality's default, when unset
     _prepare_run_dir(run_dir, resume=resume, overwrite=overwrite)
     write_text_atomic(run_dir / "config.yaml", dump_yaml(run_config))
 
@@ -359,7 +429,16 @@ def _load_splits(config: RunConfig) -> DataSplits:
             seed=config.seed,
         )
         return DataSplits(sample)
-    return load_dataset(config.data.name, load_size=config.data.load_size)
+    return load_dataset(config.data.name, **data_options(config.data))
+
+
+def data_options(data: DataConfig) -> dict[str, Any]:
+    """Keyword arguments of ``load_dataset`` from the data section: the image folder load size,
+    and for data files the target column and the loader's own options."""
+    options: dict[str, Any] = {"load_size": data.load_size, **data.options}
+    if data.target is not None:
+        options["target"] = data.target
+    return options
 
 
 def _train_loader(config: RunConfig, train: Dataset, in_memory: bool):

@@ -26,7 +26,12 @@ Opt = typer.Option
 
 @app.command()
 def pretrain(
-    data: Annotated[str | None, Opt(help="built-in dataset name or image folder")] = None,
+    data: Annotated[
+        str | None, Opt(help="built-in dataset, image folder, or a CSV / parquet / .ts file")
+    ] = None,
+    target: Annotated[
+        str | None, Opt(help="tables: the label column (leave out for unlabelled rows)")
+    ] = None,
     method: Annotated[
         str | None, Opt(help="self-supervised method (see `labelless methods`)")
     ] = None,
@@ -68,6 +73,7 @@ def pretrain(
         resume=resume,
         overwrite=overwrite,
         out=out,
+        target=target,
         backbone=backbone,
         width=width,
         weights=weights,
@@ -284,7 +290,10 @@ def semi(
     method: Annotated[
         str | None, Opt(help="fixmatch, flexmatch, freematch, softmatch, mixmatch, ...")
     ] = None,
-    data: Annotated[str | None, Opt(help="built-in dataset name or labelled image folder")] = None,
+    data: Annotated[
+        str | None, Opt(help="built-in dataset, labelled image folder, or a CSV / parquet file")
+    ] = None,
+    target: Annotated[str | None, Opt(help="tables: the label column")] = None,
     labels_per_class: Annotated[int | None, Opt(help="labelled samples kept per class")] = None,
     label_fraction: Annotated[float | None, Opt(help="fraction of each class labelled")] = None,
     known_classes: Annotated[
@@ -331,6 +340,7 @@ def semi(
         mu=mu,
         saa=saa,
         out=out,
+        target=target,
         backbone=backbone,
         width=width,
         init=init,

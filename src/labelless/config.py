@@ -43,7 +43,9 @@ class DataConfig(_Section):
 
 
 class BackboneConfig(_Section):
-    name: str = "resnet18_cifar"
+    name: str | None = Field(
+        None, description="encoder; default: the data's modality's (images: resnet18_cifar)"
+    )
     width: float | None = Field(None, gt=0, description="channel width multiplier (resnet18_cifar)")
     weights: str | None = Field(None, description="local weights file to start from")
     init: str | None = Field(
@@ -275,6 +277,7 @@ def write_text_atomic(path: Path, text: str) -> None:
 # Flag name (CLI and Python keyword) -> dotted config key.
 FLAG_KEYS: dict[str, str] = {
     "data": "data.name",
+    "target": "data.target",
     "method": "method.name",
     "backbone": "backbone.name",
     "width": "backbone.width",

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from labelless.backbones import create_backbone
+from labelless.backbones import DEFAULT_BACKBONE, create_backbone
 from labelless.config import build_config, load_yaml
 from labelless.methods import METHODS, create_method
 
@@ -34,7 +34,7 @@ def test_recipe_builds(path):
     if config.backbone.width is not None:
         kwargs["width"] = config.backbone.width
     backbone = create_backbone(
-        config.backbone.name,
+        config.backbone.name or DEFAULT_BACKBONE["image"],
         in_channels=in_channels,
         input_size=config.views.size,
         mean=[0.5] * in_channels,

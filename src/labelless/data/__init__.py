@@ -11,7 +11,7 @@ from labelless.data.builtin import BUILTINS, BuiltinDataset, register_builtin
 from labelless.data.dataset import UNLABELLED, Dataset, DataSplits, channel_stats
 from labelless.data.folder import image_folder
 from labelless.data.paths import cache_dir, data_root
-from labelless.errors import DataError, unknown_name
+from labelless.errors import ConfigError, DataError, unknown_name
 
 __all__ = [
     "BUILTINS",
@@ -49,6 +49,14 @@ def register_file_loader(
     return add
 
 
+def _no_options(source: str, options: dict[str, Any]) -> None:
+    if options:
+        raise ConfigError(
+            f"loader options {sorted(options)} apply to data files (CSV, parquet, .ts), not to "
+            f"{source!r}: remove data.target / data.options"
+        )
+
+
 def _file_loader(path: Path) -> Callable[..., DataSplits] | None:
     name = path.name.lower()
     matches = [s for s in FILE_LOADERS if name.endswith(s)]
@@ -65,6 +73,7 @@ def load_dataset(source: str | Path, *, load_size: int = 64, **options: Any) -> 
     """
     text = str(source)
     if text in BUILTINS:
+        _no_options(text, options)
         return BUILTINS[text].loader()
     path = Path(text).expanduser()
     loader = _file_loader(path)
@@ -73,6 +82,7 @@ def load_dataset(source: str | Path, *, load_size: int = 64, **options: Any) -> 
             raise DataError(f"data file {text!r} not found; check the path")
         return loader(path, **options)
     if "/" in text or "\\" in text or Path(text).expanduser().exists():
+        _no_options(text, options)
         return DataSplits(image_folder(text, load_size=load_size))
     raise unknown_name(
         "dataset",

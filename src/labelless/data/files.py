@@ -139,7 +139,7 @@ class ImageFiles(torch.utils.data.Dataset):
 
 
 def collate_images(samples: Sequence[FileSample]) -> dict[str, torch.Tensor | int]:
-    """Stack readable samples: ``{"images": uint8 [B, C, S, S], "index": int64 [B],
+    """Stack readable samples: ``{"inputs": uint8 [B, C, S, S], "index": int64 [B],
     "label": int64 [B], "skipped": int}``; ``B`` is the batch size less the unreadable files."""
     keep = [s for s in samples if s.readable]
     if keep:
@@ -147,7 +147,7 @@ def collate_images(samples: Sequence[FileSample]) -> dict[str, torch.Tensor | in
     else:
         images = torch.empty((0, *samples[0].image.shape), dtype=torch.uint8)
     return {
-        "images": images,
+        "inputs": images,
         "index": torch.tensor([s.index for s in keep], dtype=torch.int64),
         "label": torch.tensor([s.label for s in keep], dtype=torch.int64),
         "skipped": len(samples) - len(keep),

@@ -47,12 +47,16 @@ def embed(
     pretraining resolution and normalisation matters, Corley et al. 2023, "Revisiting pre-trained
     remote sensing model benchmarks"). Runs under ``torch.inference_mode()`` with the encoder in
     eval mode, then restores its train/eval mode. ``device`` defaults to the encoder's.
+    Encoders of tables and time series (``meta.modality``) take their float samples as they are.
     """
     from labelless.augment import EvalTransform
 
     samples = getattr(images, "samples", images)
     if isinstance(samples, np.ndarray):
         samples = torch.from_numpy(samples)
+    modality = getattr(getattr(encoder, "meta", None), "modality", "image")
+    if modality != "image":
+        return _embed_features(encoder, samples, modality, batch_size, device)
     if not isinstance(samples, torch.Tensor) or samples.ndim != 4 or len(samples) == 0:
         shape = tuple(getattr(samples, "shape", ()))
         raise DataError(f"embed() needs images as a non-empty [N, C, H, W] array, got {shape}")
@@ -61,6 +65,26 @@ def embed(
         _meta_value(encoder, mean, "mean"),
         _meta_value(encoder, std, "std"),
     )
+    return _run(encoder, samples, transform, batch_size, device)
+
+
+_FEATURE_DIMS = {"tabular": 2, "timeseries": 3}
+
+
+def _embed_features(encoder, samples, modality: str, batch_size: int, device) -> torch.Tensor:
+    """Tables ``[N, F]`` and series ``[N, C, T]`` are already preprocessed when loaded (the
+    fitted transform travels in ``encoder.meta.preprocessing``): batches go in as float32."""
+    ndim = _FEATURE_DIMS.get(modality)
+    if not isinstance(samples, torch.Tensor) or samples.ndim != ndim or len(samples) == 0:
+        shape = tuple(getattr(samples, "shape", ()))
+        raise DataError(
+            f"embed() needs {modality} samples as a non-empty array with {ndim} dimensions "
+            f"(load them with labelless.data), got shape {shape}"
+        )
+    return _run(encoder, samples, lambda batch: batch.float(), batch_size, device)
+
+
+def _run(encoder: nn.Module, samples: torch.Tensor, transform, batch_size: int, device):
     device = torch.device(device) if device is not None else _default_device(encoder)
     was_training = encoder.training
     encoder.eval()

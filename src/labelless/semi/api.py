@@ -45,39 +45,28 @@ def _config(config, overrides, resume: bool, flags: dict) -> SemiRunConfig:
 
 
 def _backbone(config: SemiRunConfig, train: Dataset, initialise: bool) -> nn.Module:
-    from labelless.api import start_from_encoder
-    from labelless.backbones import create_backbone
+    from labelless.api import build_backbone
 
-    kwargs = dict(config.backbone.kwargs)
-    if config.backbone.width is not None:
-        kwargs["width"] = config.backbone.width
-    backbone = create_backbone(
-        config.backbone.name,
-        in_channels=train.in_channels,
-        weights=config.backbone.weights,
-        input_size=config.views.size or int(train.meta["image_size"]),
-        mean=train.meta["mean"],
-        std=train.meta["std"],
-        **kwargs,
+    return build_backbone(
+        config.backbone, train, view_size=config.views.size, initialise=initialise
     )
-    if config.backbone.init and initialise:
-        start_from_encoder(backbone, config.backbone.init)
-    return backbone
 
 
-def _pipelines(config: SemiRunConfig, backbone: nn.Module) -> dict:
-    from labelless.augment import view_recipe
+def _pipelines(config: SemiRunConfig, train: Dataset, backbone: nn.Module) -> dict:
+    """Weak and strong views (and SAA's naive view) for ``train``'s modality; tables corrupt
+    features from their empirical marginals as the strong view."""
+    from labelless.api import build_views
+    from labelless.config import ViewsConfig
 
-    meta = backbone.meta
-    common = {"size": meta.input_size, "mean": meta.mean, "std": meta.std}
+    def views(recipe: str, overrides: dict) -> object:
+        return build_views(recipe, train, backbone, ViewsConfig(overrides=overrides))
+
     pipelines = {
-        "weak": view_recipe("weak", **common, **config.views.weak),
-        "strong": view_recipe("strong", **common, **config.views.strong),
+        "weak": views("weak", config.views.weak),
+        "strong": views("strong", config.views.strong),
     }
     if config.semi.saa:
-        pipelines["naive"] = view_recipe(
-            "strong", **common, **{**config.views.strong, **config.views.naive}
-        )
+        pipelines["naive"] = views("strong", {**config.views.strong, **config.views.naive})
     return pipelines
 
 
@@ -148,7 +137,9 @@ def semi(
             "--method"
         )
     L.seed_everything(run_config.seed, workers=True, verbose=False)
-    splits = in_memory or load_dataset(run_config.data.name, load_size=run_config.data.load_size)
+    from labelless.api import data_options
+
+    splits = in_memory or load_dataset(run_config.data.name, **data_options(run_config.data))
     train = splits.train
     test = _test_split(run_config, splits)
     split = _split(run_config, train)
@@ -166,7 +157,8 @@ def semi(
         **semi_cfg.kwargs,
     )
     saa = SampleAdaptiveAugmentation(state, semi_cfg.saa_momentum) if semi_cfg.saa else None
-    pipelines = _pipelines(run_config, backbone)
+    pipelines = _pipelines(run_config, train, backbone)
+    run_config.backbone.name = backbone.meta.architecture  # the modality's default, when unset
     shift = None
     if semi_cfg.shift_check and not resume:
         shift = _shift(run_config, backbone, train, split)
@@ -243,7 +235,9 @@ def semi(
 
 def _test_split(config: SemiRunConfig, splits: DataSplits) -> Dataset | None:
     if config.data.eval:
-        other = load_dataset(config.data.eval, load_size=config.data.load_size)
+        from labelless.api import data_options
+
+        other = load_dataset(config.data.eval, **data_options(config.data))
         return other.test or other.train
     return splits.test
 

@@ -94,6 +94,7 @@ class SemiRunConfig(_Section):
 
 SEMI_FLAG_KEYS: dict[str, str] = {
     "data": "data.name",
+    "target": "data.target",
     "method": "semi.method",
     "labels_per_class": "semi.labels_per_class",
     "label_fraction": "semi.label_fraction",

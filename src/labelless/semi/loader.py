@@ -55,7 +55,7 @@ class SemiBatches(torch.utils.data.Dataset):
     def _part(self, order: torch.Tensor, step: int, size: int) -> dict[str, torch.Tensor]:
         index = order[step * size : (step + 1) * size]
         label = self.labels[index]
-        return {"images": self.images[index], "label": label, "index": index}
+        return {"inputs": self.images[index], "label": label, "index": index}
 
     def __getitem__(self, step: int) -> dict[str, dict[str, torch.Tensor]]:
         labelled = self._part(self._order_l, step, self.batch_size)

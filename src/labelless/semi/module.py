@@ -53,6 +53,9 @@ class SemiModule(SSLModule):
             algorithm, None, optim=optim, seed=seed, budget_seconds=budget_seconds, **kwargs
         )
         self.pipelines = pipelines
+        for name, pipeline in pipelines.items():  # tensors they hold follow the module's device
+            if isinstance(pipeline, torch.nn.Module):
+                self.add_module(f"views_{name}", pipeline)
         self.saa = saa
         self.batches = batches
 
@@ -75,9 +78,9 @@ class SemiModule(SSLModule):
 
     def make_views(self, batch: dict) -> tuple[dict, dict]:
         lab, unl = batch["labelled"], batch["unlabelled"]
-        labelled = {**lab, "views": [self._view("weak", lab["images"], lab["index"])]}
+        labelled = {**lab, "views": [self._view("weak", lab["inputs"], lab["index"])]}
         names = self.algorithm.unlabelled_views
-        views = [self._view(name, unl["images"], unl["index"]) for name in names]
+        views = [self._view(name, unl["inputs"], unl["index"]) for name in names]
         return labelled, {**unl, "views": views}
 
     def training_step(self, batch: dict, batch_idx: int):

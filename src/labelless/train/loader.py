@@ -1,4 +1,5 @@
-"""Batches of uint8 images straight from memory: one fancy-index per batch, no per-sample Python."""
+"""Batches straight from memory (uint8 images, float tables or series): one fancy-index per batch,
+no per-sample Python."""
 
 from __future__ import annotations
 
@@ -9,27 +10,27 @@ from torch.utils.data import DataLoader
 from labelless.data import Dataset
 
 
-class InMemoryImages(torch.utils.data.Dataset):
-    """Serves ``{"images": uint8 [B, C, H, W], "index": [B], "label": [B]}`` per batch of indices.
+class InMemorySamples(torch.utils.data.Dataset):
+    """Serves ``{"inputs": samples [B, ...], "index": [B], "label": [B]}`` per batch of indices.
 
     ``__getitems__`` lets the DataLoader fetch a whole batch with one indexing operation; the
     DataLoader (and Lightning's distributed sampler) still decide the order.
     """
 
     def __init__(self, dataset: Dataset) -> None:
-        self.images = torch.from_numpy(np.ascontiguousarray(dataset.samples))
+        self.samples = torch.from_numpy(np.ascontiguousarray(dataset.samples))
         labels = dataset.labels if dataset.labels is not None else np.full(len(dataset), -1)
         self.labels = torch.from_numpy(np.asarray(labels, dtype=np.int64))
 
     def __len__(self) -> int:
-        return len(self.images)
+        return len(self.samples)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         return self.__getitems__([index])
 
     def __getitems__(self, indices: list[int]) -> dict[str, torch.Tensor]:
         index = torch.as_tensor(indices, dtype=torch.long)
-        return {"images": self.images[index], "index": index, "label": self.labels[index]}
+        return {"inputs": self.samples[index], "index": index, "label": self.labels[index]}
 
 
 def _keep_batch(batch):
@@ -43,7 +44,7 @@ def train_loader(dataset: Dataset, batch_size: int, *, seed: int = 0) -> DataLoa
     """
     generator = torch.Generator().manual_seed(seed)
     return DataLoader(
-        InMemoryImages(dataset),
+        InMemorySamples(dataset),
         batch_size=min(batch_size, len(dataset)),
         shuffle=True,
         drop_last=True,

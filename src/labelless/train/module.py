@@ -118,7 +118,7 @@ class SSLModule(L.LightningModule):
         if "views" in batch:  # views made elsewhere (e.g. a per-sample baseline in workers)
             views = batch["views"]
         else:
-            views = self.views(batch["images"], generator=self.generator)
+            views = self.views(batch["inputs"], generator=self.generator)
         out = self.method(views, batch)
         loss = out["loss"]
         if not torch.isfinite(loss):

@@ -96,12 +96,12 @@ def test_mixed_sizes_and_modes_give_uniform_batches_and_drop_corrupt(mixed_folde
     files, labels, _ = scan_folder(mixed_folder)
     loader = file_loader(files, labels, load_size=24, batch_size=7, workers=0, shuffle=False)
     (batch,) = list(loader)
-    assert batch["images"].shape == (6, 3, 24, 24) and batch["images"].dtype == torch.uint8
+    assert batch["inputs"].shape == (6, 3, 24, 24) and batch["inputs"].dtype == torch.uint8
     assert batch["skipped"] == 1
     assert batch["index"].tolist() == [0, 1, 2, 4, 5, 6]  # index 3 is broken.jpg
     assert batch["label"].tolist() == [0, 0, 0, 1, 1, 1]
     # the grayscale files are grey in all three channels, the colour ones are not
-    images = batch["images"].int()
+    images = batch["inputs"].int()
     is_grey = [bool((im[0] == im[1]).all() and (im[1] == im[2]).all()) for im in images]
     assert is_grey == [False, True, False, False, True, False]
     # each image matches the eager folder decoder exactly
@@ -115,7 +115,7 @@ def test_collate_counts_unreadable_and_handles_an_all_bad_batch(tmp_path):
     (tmp_path / "bad.png").write_bytes(b"nope")
     dataset = ImageFiles([tmp_path / "bad.png"] * 3, load_size=5)
     batch = collate_images([dataset[i] for i in range(3)])
-    assert batch["images"].shape == (0, 3, 5, 5) and batch["skipped"] == 3
+    assert batch["inputs"].shape == (0, 3, 5, 5) and batch["skipped"] == 3
     assert batch["label"].shape == (0,)
     with pytest.raises(DataError, match="one label per file"):
         ImageFiles([tmp_path / "bad.png"], [0, 1], load_size=5)
@@ -134,7 +134,7 @@ def test_workers_and_in_process_give_the_same_batches(mixed_folder):
     for epoch0, epoch2 in zip(in_process, two_workers, strict=True):
         assert len(epoch0) == len(epoch2) == 2
         for b0, b2 in zip(epoch0, epoch2, strict=True):
-            assert torch.equal(b0["images"], b2["images"])
+            assert torch.equal(b0["inputs"], b2["inputs"])
             assert torch.equal(b0["index"], b2["index"]) and b0["skipped"] == b2["skipped"]
             assert torch.equal(b0["label"], b2["label"])
     for epoch in in_process:  # 6 of the 7 files drawn per epoch; labels follow the files
