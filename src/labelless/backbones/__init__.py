@@ -24,3 +24,6 @@ __all__ = [
     "resnet18_cifar",
     "save_encoder",
 ]
+from labelless.backbones import tabular as tabular  # registers mlp, ft_transformer
+
+from labelless.backbones import timeseries as timeseries  # noqa: E402  (registers ts_cnn, ts_transformer)

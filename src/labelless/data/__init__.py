@@ -89,3 +89,6 @@ def load_dataset(source: str | Path, *, load_size: int = 64, **options: Any) -> 
         text,
         [*BUILTINS, "<path to an image folder>", *(f"<*{s} file>" for s in FILE_LOADERS)],
     )
+
+
+from labelless.data import tabular as tabular  # noqa: E402  (registers loaders)
