@@ -70,6 +70,7 @@ MAPPED_FIELDS = {
     "randaugment_ops",
     "randaugment_magnitude",
     "randaugment_random_magnitude",
+    "randaugment_exclude",
     "cutout_p",
     "cutout_size",
     "style_standardization",
@@ -122,6 +123,8 @@ def torchvision_pipeline(
     unmapped = [f.name for f in fields(spec) if f.name not in MAPPED_FIELDS]
     if getattr(spec, "style_standardization", False):
         unmapped.append("style_standardization=True (a whole-batch op, no per-sample equivalent)")
+    if getattr(spec, "randaugment_exclude", ()):
+        unmapped.append("randaugment_exclude (v2.RandAugment draws from its whole op table)")
     if unmapped:
         raise ConfigError(
             f"torchvision_pipeline cannot map ViewSpec field(s) {', '.join(unmapped)}: add the "

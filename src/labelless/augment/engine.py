@@ -132,6 +132,7 @@ def draw_view(
             num_ops=spec.randaugment_ops,
             magnitude=spec.randaugment_magnitude,
             random_magnitude=spec.randaugment_random_magnitude,
+            exclude=spec.randaugment_exclude,
             generator=generator,
             device=device,
         )

@@ -138,8 +138,11 @@ def sample_rand_augment(
     random_magnitude: bool = False,
     generator: torch.Generator | None = None,
     device=None,
+    exclude: Sequence[str] = (),
 ) -> RandAugmentDraws:
-    """Draw each sample's ops (uniform over ``RANDAUGMENT_OPS``) and signed magnitudes.
+    """Draw each sample's ops (uniform over ``RANDAUGMENT_OPS`` less ``exclude``) and signed
+    magnitudes. Excluding ops suits data they destroy: on 8 px grayscale digits Solarize and
+    Equalize wipe out the strokes, leaving a strong view whose label cannot be recovered.
 
     The bin is ``magnitude`` for every sample, or uniform in ``[0, magnitude]`` per sample and step
     with ``random_magnitude``; ``magnitude_ranges`` turns it into each op's value.
@@ -151,10 +154,16 @@ def sample_rand_augment(
             f"RandAugment magnitude must be in [0, num_magnitude_bins - 1 = "
             f"{num_magnitude_bins - 1}] with at least 2 bins, got {magnitude}"
         )
+    for name in exclude:
+        if name not in RANDAUGMENT_OPS:
+            raise unknown_name("RandAugment op", name, RANDAUGMENT_OPS)
+    allowed = [i for i, name in enumerate(RANDAUGMENT_OPS) if name not in set(exclude)]
+    if not allowed:
+        raise ConfigError("RandAugment exclude leaves no op to draw: keep at least one")
     device = torch.device(device or "cpu")
     u = _rand((3, num_ops, n), generator, device).double()
-    num_table = len(RANDAUGMENT_OPS)
-    ops = (u[0] * num_table).long().clamp_max(num_table - 1)
+    table = torch.tensor(allowed, device=device)
+    ops = table[(u[0] * len(allowed)).long().clamp_max(len(allowed) - 1)]
     level = magnitude / (num_magnitude_bins - 1)
     level = u[2] * level if random_magnitude else torch.full_like(u[2], level)
     at_zero, at_last, signed = (t.to(device) for t in magnitude_ranges(height, width))

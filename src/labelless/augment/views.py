@@ -67,6 +67,7 @@ class ViewSpec:
     randaugment_ops: int = 0
     randaugment_magnitude: float = 10.0
     randaugment_random_magnitude: bool = True
+    randaugment_exclude: tuple[str, ...] = ()
     cutout_p: float = 0.0
     cutout_size: float = 0.25
     style_standardization: bool = False
@@ -74,6 +75,7 @@ class ViewSpec:
     def __post_init__(self) -> None:
         for name in ("scale", "ratio", "blur_sigma"):
             object.__setattr__(self, name, tuple(float(v) for v in getattr(self, name)))
+        object.__setattr__(self, "randaugment_exclude", tuple(self.randaugment_exclude))
         problems = self._problems()
         if problems:
             raise ConfigError("invalid view spec: " + "; ".join(problems))

@@ -143,6 +143,22 @@ def test_op_choice_is_uniform():
     assert rotations.max() <= 0.3 + 1e-6 and abs(rotations.mean().item() - 0.15) < 0.01
 
 
+def test_excluded_ops_are_never_drawn_and_the_rest_stay_uniform():
+    exclude = ("Solarize", "Equalize", "Posterize")
+    draws = sample_rand_augment(3000, 8, 8, num_ops=2, exclude=exclude, generator=gen(2))
+    counts = torch.bincount(draws.ops.flatten(), minlength=14).double()
+    banned = [RANDAUGMENT_OPS.index(name) for name in exclude]
+    assert counts[banned].sum() == 0
+    kept = counts[[i for i in range(14) if i not in banned]]
+    expected = 6000 / 11
+    chi_square = ((kept - expected) ** 2 / expected).sum().item()
+    assert chi_square < 29.6  # 99.9th percentile of chi-square with 10 degrees of freedom
+    with pytest.raises(ConfigError, match="Solarise"):
+        sample_rand_augment(4, 8, 8, exclude=("Solarise",))
+    with pytest.raises(ConfigError, match="no op"):
+        sample_rand_augment(4, 8, 8, exclude=RANDAUGMENT_OPS)
+
+
 def test_one_channel_colour_is_identity_and_seeds():
     gray = uint8_levels(n=6, c=1)
     assert torch.equal(apply_op(gray, "Color", torch.full((6,), -0.9)), gray)
