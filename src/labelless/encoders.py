@@ -96,7 +96,16 @@ def resolve_preprocessing(
     ``normalize``: ``None`` / ``"encoder"`` (its own statistics), ``"imagenet"``, ``"dataset"``
     (``data_mean`` / ``data_std``, the evaluation data's) or explicit ``"MEAN/STD"`` with
     comma-separated per-channel values (a single value is repeated), e.g. ``"0.5/0.25"``.
+    Tables and series (``meta.modality``) were preprocessed when loaded: no resize or
+    normalisation applies to them, and asking for one is a ConfigError.
     """
+    if getattr(meta, "modality", "image") != "image":
+        if input_size is not None or normalize not in (None, "encoder"):
+            raise ConfigError(
+                f"--input-size and --normalize resize and normalise images; this encoder takes "
+                f"{meta.modality} data: drop them"
+            )
+        return Preprocessing(int(meta.input_size), [], [], "encoder", "encoder")
     channels = meta.in_channels
     if input_size is not None and int(input_size) < 1:
         raise ConfigError(f"--input-size must be a positive integer, got {input_size}")

@@ -49,7 +49,34 @@ def labelled_splits(data: str | Path) -> DataSplits:
     return splits
 
 
+def _table_columns(preprocessing: dict[str, Any]) -> list[str]:
+    return [*preprocessing.get("numeric", []), *preprocessing.get("categorical", [])]
+
+
 def check_channels(model: nn.Module, train: Dataset, data: str | Path) -> None:
+    """The data must be of the encoder's modality and shape (channels; a table's columns)."""
+    modality = getattr(model.meta, "modality", "image")
+    if train.modality != modality:
+        raise DataError(
+            f"the encoder takes {modality} data but {str(data)!r} is {train.modality}: evaluate "
+            "it on data of the kind it was trained on"
+        )
+    if modality == "tabular":
+        columns = _table_columns(model.meta.preprocessing)
+        theirs = _table_columns(train.meta.get("preprocessing") or {})
+        if columns and theirs and columns != theirs:
+            raise DataError(
+                f"the encoder was trained on the columns {columns} but {str(data)!r} has "
+                f"{theirs}: give it a table with the same feature columns"
+            )
+    if modality != "image":
+        features = int(train.samples.shape[1])
+        if features != model.meta.in_channels:
+            raise DataError(
+                f"the encoder takes {model.meta.in_channels} input channels/columns but "
+                f"{str(data)!r} has {features}: evaluate it on data of the kind it was trained on"
+            )
+        return
     if train.in_channels != model.meta.in_channels:
         raise DataError(
             f"the encoder expects {model.meta.in_channels}-channel images but {str(data)!r} has "
@@ -114,7 +141,8 @@ def _load(spec, weights, train: Dataset, data) -> tuple[nn.Module, dict[str, Any
             raise ConfigError("the encoder module has no .meta; build it with create_backbone")
         model, source = spec, {"kind": "module", "name": type(spec).__name__}
     else:
-        model, source = load_any_encoder(spec, weights=weights, in_channels=train.in_channels)
+        channels = train.in_channels if train.modality == "image" else 3
+        model, source = load_any_encoder(spec, weights=weights, in_channels=channels)
     check_channels(model, train, data)
     return model, {**source, **model.meta.to_dict()}
 
