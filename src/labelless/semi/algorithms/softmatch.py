@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from labelless.nn.distributed import all_reduce_mean
+from labelless.nn.distributed import all_reduce_mean, all_reduce_sum
 from labelless.semi.algorithms.base import register_algorithm
 from labelless.semi.algorithms.fixmatch import FixMatch
 from labelless.semi.losses import ema_, softmatch_weights, uniform_alignment
@@ -49,10 +49,23 @@ class SoftMatch(FixMatch):
             ema_(self.class_probs, all_reduce_mean(probs.mean(dim=0)), self.momentum)
             probs = uniform_alignment(probs, self.class_probs)
         confidence, pseudo = probs.max(dim=-1)
-        variance = confidence.var() if len(confidence) > 1 else confidence.new_zeros(())
-        ema_(self.confidence_mean, all_reduce_mean(confidence.mean()), self.momentum)
-        ema_(self.confidence_var, all_reduce_mean(variance), self.momentum)
+        mean, variance = _global_mean_var(confidence)
+        ema_(self.confidence_mean, mean, self.momentum)
+        ema_(self.confidence_var, variance, self.momentum)
         weights = softmatch_weights(
             confidence, self.confidence_mean, self.confidence_var, self.max_weight
         )
         return weights, pseudo
+
+
+def _global_mean_var(values: Tensor) -> tuple[Tensor, Tensor]:
+    """Mean and unbiased variance of ``values [N]`` over the batches of all processes (from
+    all-reduced sums: the mean of per-process variances would miss the spread between them)."""
+    moments = all_reduce_sum(
+        torch.stack([values.new_tensor(len(values)), values.sum(), (values**2).sum()])
+    )
+    count, total, squares = moments.unbind()
+    mean = total / count
+    if count < 2:
+        return mean, values.new_zeros(())
+    return mean, (squares - count * mean**2).clamp_min(0) / (count - 1)
