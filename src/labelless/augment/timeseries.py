@@ -9,10 +9,10 @@ Recipes (``timeseries_views(name, **overrides)``; each returns a list):
 
 | recipe | views | for |
 | --- | --- | --- |
-| ``ts2vec`` | ``[view1 [B,C,L1], view2 [B,C,L2], overlap int64 [B,3]]`` | TS2Vec's contextual consistency |
+| ``ts2vec`` | ``[view1 [B,C,L1], view2 [B,C,L2], overlap int64 [B,3]]`` | TS2Vec |
 | ``tstcc`` | ``[weak, strong]``, both ``[B,C,T]`` | TS-TCC (Eldele et al. 2021) |
-| ``weak`` | ``[jitter + scaling]`` | weak view of semi-supervised training |
-| ``strong`` | ``[segment permutation + jitter]`` | strong view of semi-supervised training |
+| ``weak`` | ``[scaling + jitter]`` | weak view, semi-supervised |
+| ``strong`` | ``[segment permutation + jitter]`` | strong view, semi-supervised |
 | ``forecast`` | ``[x, weak(x), weak(x)]``, aligned | ``ts_forecast`` |
 | ``none`` | ``[x]`` | evaluation |
 

@@ -25,5 +25,4 @@ __all__ = [
     "save_encoder",
 ]
 from labelless.backbones import tabular as tabular  # registers mlp, ft_transformer
-
-from labelless.backbones import timeseries as timeseries  # noqa: E402  (registers ts_cnn, ts_transformer)
+from labelless.backbones import timeseries as timeseries  # registers ts_cnn, ts_transformer

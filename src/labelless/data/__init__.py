@@ -92,3 +92,4 @@ def load_dataset(source: str | Path, *, load_size: int = 64, **options: Any) -> 
 
 
 from labelless.data import tabular as tabular  # noqa: E402  (registers loaders)
+from labelless.data import timeseries as timeseries  # noqa: E402  (registers loaders)

@@ -15,6 +15,9 @@ from labelless.methods import (  # noqa: F401  (registration)
     simclr,
     simsiam,
     swav,
+    ts2vec,
+    ts_forecast,
+    tstcc,
     vicreg,
 )
 from labelless.methods.base import METHODS, Method, create_method, list_methods, register_method

@@ -1,0 +1,516 @@
+"""Time series: numpy arrays, UCR/UEA ``.ts`` files, the bundled UCR/UEA npz sets and forecasting
+CSV (ETT, Weather).
+
+A time-series ``Dataset`` holds ``samples: float32 [N, C, T]``; a series shorter than T is padded
+at the end with NaN and its true length is in ``meta["lengths"]`` (``int64 [N]``; also
+recoverable from the padding with ``labelless.augment.timeseries.series_lengths``). Labels are
+int64 class indices into ``meta["class_names"]``; regression sets carry ``targets`` (float32)
+and no labels.
+
+Built-ins (files under the data root, ``$LABELLESS_DATA``):
+
+- ``ucr:<Name>`` for each bundled UCR/UEA set (``ucr_uea/<Name>.npz``, official train/test).
+- ``etth1``, ``etth2``, ``ettm1``, ``ettm2``, ``weather``: forecasting series as windows of 512
+  steps with stride 64, standardised with the training segment's statistics: the train split
+  holds the windows of the training segment, the test split those of the test segment (the
+  standard splits of ``load_forecasting``). For the full series and the validation segment use
+  ``load_forecasting(name)``.
+"""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from labelless.data import register_file_loader
+from labelless.data.builtin import BuiltinDataset, register_builtin
+from labelless.data.dataset import Dataset, DataSplits
+from labelless.data.paths import data_root
+from labelless.errors import DataError
+
+MODALITY = "timeseries"
+
+
+# ---------------------------------------------------------------------------------------------
+# Arrays
+
+
+def _pad(series: Sequence[np.ndarray], channels: int, length: int) -> np.ndarray:
+    out = np.full((len(series), channels, length), np.nan, dtype=np.float32)
+    for index, values in enumerate(series):
+        out[index, :, : values.shape[-1]] = values
+    return out
+
+
+def _as_series_array(x: Any) -> np.ndarray:
+    """``[N, T]`` / ``[N, C, T]`` arrays, or a list of ``[T]`` / ``[C, T]`` arrays of different
+    lengths (padded with NaN) -> float32 ``[N, C, T]``."""
+    if isinstance(x, np.ndarray) and x.dtype != object:
+        array = x
+    else:
+        try:
+            items = [np.asarray(item, dtype=np.float64) for item in x]
+        except (TypeError, ValueError) as error:
+            raise DataError(
+                f"time series must be numbers ({error}); convert the values to float first"
+            ) from error
+        if not items:
+            raise DataError("no series given: pass at least one series")
+        items = [item.reshape(1, -1) if item.ndim == 1 else item for item in items]
+        if any(item.ndim != 2 for item in items) or len({i.shape[0] for i in items}) != 1:
+            raise DataError(
+                "each series must be [T] or [C, T] with the same channel count C; got shapes "
+                f"{sorted({i.shape for i in items})[:4]}"
+            )
+        return _pad(items, items[0].shape[0], max(i.shape[1] for i in items))
+    if not np.issubdtype(array.dtype, np.number) and array.dtype != bool:
+        raise DataError(
+            f"time series must be numbers, got dtype {array.dtype}; convert the values to float"
+        )
+    if array.ndim == 2:
+        array = array[:, None, :]
+    if array.ndim != 3:
+        raise DataError(
+            f"time series must be [N, T] (univariate) or [N, C, T] (channels first), got shape "
+            f"{array.shape}"
+        )
+    return np.asarray(array, dtype=np.float32)
+
+
+def _valid_lengths(samples: np.ndarray) -> np.ndarray:
+    valid = ~np.isnan(samples).any(axis=1)  # [N, T]
+    steps = np.arange(1, samples.shape[-1] + 1)
+    return (valid * steps).max(axis=1).astype(np.int64)
+
+
+def _check_values(samples: np.ndarray, name: str) -> None:
+    if samples.size == 0 or samples.shape[-1] == 0:
+        raise DataError(f"{name}: the series are empty (shape {samples.shape})")
+    if np.isinf(samples).any():
+        where = np.argwhere(np.isinf(samples))[0]
+        raise DataError(
+            f"{name}: series {where[0]} has an infinite value at channel {where[1]}, step "
+            f"{where[2]}; replace it (NaN marks a missing value)"
+        )
+    empty = np.isnan(samples).all(axis=(1, 2))
+    if empty.any():
+        raise DataError(
+            f"{name}: series {np.flatnonzero(empty)[:5].tolist()} are all NaN; drop them"
+        )
+
+
+def _encode_labels(y: Any, class_names: Sequence[str] | None) -> tuple[np.ndarray, list[str]]:
+    y = np.asarray(y)
+    if y.dtype.kind in "iub":
+        labels = y.astype(np.int64)
+        names = list(class_names) if class_names is not None else None
+        if names is None:
+            names = [str(i) for i in range(int(labels.max()) + 1 if labels.size else 0)]
+        return labels, [str(n) for n in names]
+    if y.dtype.kind == "f" and np.all(np.isnan(y) | (y == np.round(y))):
+        return _encode_labels(np.where(np.isnan(y), -1, y).astype(np.int64), class_names)
+    text = y.astype(str)
+    names = list(class_names) if class_names is not None else sorted(set(text.tolist()))
+    lookup = {str(n): i for i, n in enumerate(names)}
+    unknown = sorted(set(text.tolist()) - set(lookup))
+    if unknown:
+        raise DataError(f"labels {unknown[:5]} are not in class_names {names[:10]}")
+    return np.array([lookup[t] for t in text], dtype=np.int64), [str(n) for n in names]
+
+
+def from_series(
+    x: Any,
+    y: Any = None,
+    *,
+    targets: Any = None,
+    class_names: Sequence[str] | None = None,
+    name: str = "series",
+) -> Dataset:
+    """A time-series ``Dataset`` from numpy: ``x`` is ``[N, T]``, ``[N, C, T]`` (NaN = padding or
+    missing) or a list of ``[T]`` / ``[C, T]`` arrays of different lengths. ``y``: class labels
+    (ints, -1 = unlabelled, or strings, mapped through ``class_names`` or their sorted set);
+    ``targets``: float regression targets."""
+    samples = _as_series_array(x)
+    _check_values(samples, name)
+    meta: dict[str, Any] = {"lengths": _valid_lengths(samples), "channels": samples.shape[1]}
+    labels = None
+    if y is not None:
+        if len(np.asarray(y)) != len(samples):
+            raise DataError(f"{name}: {len(samples)} series but {len(np.asarray(y))} labels")
+        labels, meta["class_names"] = _encode_labels(y, class_names)
+    return Dataset(samples, labels, MODALITY, name, meta, targets)
+
+
+# ---------------------------------------------------------------------------------------------
+# UCR/UEA .ts files (the sktime / aeon text format)
+
+
+def _parse_values(text: str, where: str) -> np.ndarray:
+    cells = [c.strip() for c in text.split(",")]
+    try:
+        return np.array([np.nan if c in ("?", "") else float(c) for c in cells], np.float64)
+    except ValueError as error:
+        raise DataError(f"{where}: {error}; every value must be a number or '?'") from error
+
+
+def _header(lines: list[tuple[int, str]], path: Path) -> tuple[dict[str, list[str]], int]:
+    header: dict[str, list[str]] = {}
+    for position, (number, line) in enumerate(lines):
+        if not line.startswith("@"):
+            raise DataError(f"{path}:{number}: expected a @header line before @data, got data")
+        key, *values = line[1:].split()
+        key = key.lower()
+        if key == "data":
+            return header, position + 1
+        header[key] = values
+    raise DataError(f"{path}: no @data line; this is not a .ts file (see the sktime .ts format)")
+
+
+def _flag(header: dict[str, list[str]], key: str) -> bool:
+    values = header.get(key)
+    return bool(values) and values[0].lower() == "true"
+
+
+def read_ts(path: str | Path) -> tuple[np.ndarray, np.ndarray | None, dict[str, list[str]]]:
+    """Parse a ``.ts`` file: ``(samples float32 [N, C, T] NaN-padded, raw labels (str or float
+    array) or None, header)``. Univariate, multivariate (dimensions separated by ``:``),
+    unequal length and ``?`` missing values; ``@timestamps true`` files are not supported."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError as error:
+        raise DataError(f"cannot read {str(path)!r}: {error}") from error
+    lines = [
+        (n, s.strip())
+        for n, s in enumerate(text.splitlines(), 1)
+        if s.strip() and not s.strip().startswith("#")
+    ]
+    header, start = _header(lines, path)
+    if _flag(header, "timestamps"):
+        raise DataError(f"{path}: @timestamps true is not supported; export without timestamps")
+    labelled = _flag(header, "classlabel") or _flag(header, "targetlabel")
+    series, raw, channels = [], [], None
+    for number, line in lines[start:]:
+        parts = line.split(":")
+        if labelled:
+            if len(parts) < 2:
+                raise DataError(f"{path}:{number}: no label after the last ':'")
+            raw.append(parts.pop().strip())
+        if channels is None:
+            channels = len(parts)
+        elif len(parts) != channels:
+            raise DataError(
+                f"{path}:{number}: {len(parts)} dimensions, earlier lines have {channels}; "
+                "every series needs the same number of ':'-separated dimensions"
+            )
+        dims = [_parse_values(p, f"{path}:{number}") for p in parts]
+        length = max(len(d) for d in dims)
+        values = np.full((channels, length), np.nan)
+        for index, d in enumerate(dims):
+            values[index, : len(d)] = d
+        series.append(values)
+    if not series:
+        raise DataError(f"{path}: no series after @data")
+    samples = _pad(series, channels, max(s.shape[1] for s in series))
+    _check_values(samples, str(path))
+    if not labelled:
+        return samples, None, header
+    if _flag(header, "targetlabel"):
+        try:
+            return samples, np.array(raw, dtype=np.float32), header
+        except ValueError as error:
+            raise DataError(f"{path}: a regression target is not a number: {error}") from error
+    return samples, np.array(raw), header
+
+
+def _class_names(header: dict[str, list[str]], raw: Sequence[np.ndarray]) -> list[str]:
+    declared = header.get("classlabel", [])[1:]
+    names = declared or sorted(set(np.concatenate(raw).tolist()))
+    try:  # numeric labels sort numerically, as in the bundled npz files
+        return sorted(names, key=float)
+    except ValueError:
+        return list(names)
+
+
+def _to_dataset(samples, raw, header, name: str, names: list[str] | None) -> Dataset:
+    lengths = _valid_lengths(samples)
+    meta: dict[str, Any] = {"lengths": lengths, "channels": samples.shape[1]}
+    if raw is None:
+        return Dataset(samples, None, MODALITY, name, meta)
+    if raw.dtype.kind == "f":
+        return Dataset(samples, None, MODALITY, name, meta, targets=raw)
+    labels, meta["class_names"] = _encode_labels(raw, names)
+    return Dataset(samples, labels, MODALITY, name, meta)
+
+
+@register_file_loader(".ts")
+def load_ts(path: str | Path, **options: Any) -> DataSplits:
+    """A ``.ts`` file as a train split; a ``<Name>_TRAIN.ts`` finds ``<Name>_TEST.ts`` next to it
+    as the test split. Both are padded to the same length and share the class names."""
+    if options:
+        raise DataError(f".ts files take no loader options, got {sorted(options)}")
+    path = Path(path)
+    samples, raw, header = read_ts(path)
+    test_path = None
+    if path.stem.upper().endswith("_TRAIN"):
+        candidate = path.with_name(path.stem[: -len("_TRAIN")] + "_TEST" + path.suffix)
+        test_path = candidate if candidate.is_file() else None
+    stem = path.stem[: -len("_TRAIN")] if test_path else path.stem
+    if test_path is None:
+        names = _class_names(header, [raw]) if raw is not None and raw.dtype.kind != "f" else None
+        return DataSplits(_to_dataset(samples, raw, header, stem, names))
+    test_samples, test_raw, _ = read_ts(test_path)
+    if samples.shape[1] != test_samples.shape[1]:
+        raise DataError(f"{path} and {test_path} have different numbers of dimensions")
+    length = max(samples.shape[-1], test_samples.shape[-1])
+    samples, test_samples = (_pad(list(s), s.shape[1], length) for s in (samples, test_samples))
+    names = None
+    if raw is not None and raw.dtype.kind != "f":
+        names = _class_names(header, [raw, test_raw])
+    return DataSplits(
+        _to_dataset(samples, raw, header, f"{stem}/train", names),
+        _to_dataset(test_samples, test_raw, header, f"{stem}/test", names),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# The bundled UCR/UEA sets (ucr_uea/<Name>.npz under the data root)
+
+UCR_SETS = {
+    "ACSF1": "appliance power consumption, 1,460 steps, 10 classes",
+    "ArrowHead": "arrow-head outlines, 251 steps, 3 classes",
+    "BasicMotions": "accelerometer + gyroscope, 6 channels x 100 steps, 4 classes",
+    "Coffee": "coffee spectrograms, 286 steps, 2 classes",
+    "GunPoint": "hand motion, 150 steps, 2 classes",
+    "ItalyPowerDemand": "daily power demand, 24 steps, 2 classes",
+    "JapaneseVowels": "speech LPC, 12 channels x 7-29 steps (unequal), 9 classes",
+    "OSULeaf": "leaf outlines, 427 steps, 6 classes",
+    "PLAID": "appliance current, 100-1,344 steps (unequal), 11 classes",
+    "PickupGestureWiimoteZ": "Wii remote gesture, 29-361 steps (unequal), 10 classes",
+    "PigCVP": "pig central venous pressure, 2,000 steps, 52 classes",
+    "Trace": "nuclear plant transients, 275 steps, 4 classes",
+    "CardanoSentiment": "crypto price + sentiment, 2 channels x 24 steps, regression",
+    "Covid3Month": "Covid deaths, 84 steps, regression",
+    "Tecator": "meat spectra, 100 steps, fat-content regression",
+}
+
+
+def load_ucr(name: str) -> DataSplits:
+    """A bundled UCR/UEA set (official train/test split) from ``<data root>/ucr_uea/<name>.npz``."""
+    path = data_root() / "ucr_uea" / f"{name}.npz"
+    if not path.is_file():
+        raise DataError(
+            f"UCR/UEA set {name!r} not found at {str(path)!r}: set LABELLESS_DATA to the folder "
+            "holding ucr_uea/ (the shared offline data)"
+        )
+    with np.load(path) as d:
+        names = [str(c) for c in d["class_names"]] if "class_names" in d.files else None
+        splits = []
+        for split in ("train", "test"):
+            samples = np.asarray(d[f"X_{split}"], dtype=np.float32)
+            y = d[f"y_{split}"]
+            meta: dict[str, Any] = {
+                "lengths": d[f"len_{split}"].astype(np.int64),
+                "channels": samples.shape[1],
+            }
+            full = f"ucr:{name}/{split}"
+            if names is None:
+                splits.append(Dataset(samples, None, MODALITY, full, meta, targets=y))
+            else:
+                meta["class_names"] = names
+                splits.append(Dataset(samples, y.astype(np.int64), MODALITY, full, meta))
+    return DataSplits(*splits)
+
+
+for _name, _description in UCR_SETS.items():
+    register_builtin(
+        BuiltinDataset(
+            f"ucr:{_name}",
+            f"UCR/UEA {_name}: {_description}",
+            lambda n=_name: load_ucr(n),
+            (f"ucr_uea/{_name}.npz",),
+        )
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Forecasting CSV (date column + numeric columns), ETT and Weather
+
+FORECAST_FILES = {
+    "etth1": "ett/ETTh1.csv.gz",
+    "etth2": "ett/ETTh2.csv.gz",
+    "ettm1": "ett/ETTm1.csv.gz",
+    "ettm2": "ett/ETTm2.csv.gz",
+    "weather": "ett/weather.csv.gz",
+}
+_MONTH_HOURS = 30 * 24
+DATE_COLUMNS = ("date", "time", "timestamp", "datetime")
+
+
+@dataclass
+class ForecastSeries:
+    """One long multivariate series with its standard train/val/test segments.
+
+    ``values: float32 [T, C]`` standardised per column with the training segment's ``mean`` and
+    ``std``; ``borders = (train_end, val_end, test_end)``: train is ``values[:train_end]``, val
+    ``values[train_end:val_end]``, test ``values[val_end:test_end]``."""
+
+    name: str
+    values: np.ndarray
+    columns: list[str]
+    borders: tuple[int, int, int]
+    mean: np.ndarray
+    std: np.ndarray
+
+    def split(self, which: str) -> np.ndarray:
+        """``values`` of the ``"train"``, ``"val"`` or ``"test"`` segment, ``[T_split, C]``."""
+        starts = {"train": 0, "val": self.borders[0], "test": self.borders[1]}
+        if which not in starts:
+            raise DataError(f"unknown split {which!r}; choose train, val or test")
+        end = self.borders[("train", "val", "test").index(which)]
+        return self.values[starts[which] : end]
+
+
+def read_forecast_csv(path: str | Path) -> tuple[np.ndarray, list[str]]:
+    """``(values float64 [T, C], column names)`` of a CSV (or ``.csv.gz``) with a header row; a
+    leading date/time column is dropped. Ragged rows, empty or non-numeric cells raise
+    DataError naming the line and column."""
+    path = Path(path)
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    try:
+        with opener(path, "rt", encoding="latin-1") as handle:
+            lines = handle.read().splitlines()
+    except (OSError, EOFError) as error:
+        raise DataError(f"cannot read {str(path)!r}: {error}; check the file") from error
+    if len(lines) < 2:
+        raise DataError(f"{path}: needs a header row and at least one data row")
+    header = [h.strip() for h in lines[0].split(",")]
+    skip = 1 if header[0].lower() in DATE_COLUMNS else 0
+    rows = []
+    for number, line in enumerate(lines[1:], 2):
+        if not line.strip():
+            continue
+        cells = line.split(",")
+        if len(cells) != len(header):
+            raise DataError(
+                f"{path}:{number}: {len(cells)} fields but the header has {len(header)}; fix "
+                "the ragged row"
+            )
+        rows.append(cells[skip:])
+    try:
+        values = np.array(rows, dtype=np.float64)
+    except ValueError:
+        for number, cells in enumerate(rows, 2):
+            for column, cell in zip(header[skip:], cells, strict=True):
+                try:
+                    float(cell)
+                except ValueError:
+                    raise DataError(
+                        f"{path}:{number}: column {column!r} holds {cell.strip()!r}, not a "
+                        "number; fix or remove that row"
+                    ) from None
+        raise
+    if not np.isfinite(values).all():
+        row, column = np.argwhere(~np.isfinite(values))[0]
+        raise DataError(f"{path}:{row + 2}: column {header[skip + column]!r} is NaN or infinite")
+    return values, header[skip:]
+
+
+def _borders(name: str, length: int, splits: Sequence[float] | None) -> tuple[int, int, int]:
+    key = name.lower()
+    if splits is None and key.startswith(("etth", "ettm")):
+        step = _MONTH_HOURS * (4 if key.startswith("ettm") else 1)
+        borders = (12 * step, 16 * step, 20 * step)
+        if borders[2] > length:
+            raise DataError(f"{name}: {length} rows, the ETT split needs {borders[2]}")
+        return borders
+    train, _, test = splits or (0.7, 0.1, 0.2)
+    train_end = int(length * train)
+    test_start = length - int(length * test)
+    if not 0 < train_end < test_start <= length:
+        raise DataError(f"{name}: splits {splits} leave an empty segment of {length} rows")
+    return train_end, test_start, length
+
+
+def load_forecasting(
+    source: str | Path,
+    *,
+    columns: Sequence[str] | None = None,
+    splits: Sequence[float] | None = None,
+) -> ForecastSeries:
+    """A forecasting series from a built-in name (``etth1``, ``etth2``, ``ettm1``, ``ettm2``,
+    ``weather``) or a CSV path. Standard splits: ETTh 12/4/4 months of hours, ETTm the same
+    months of 15-min steps, anything else 70/10/20 % (``splits`` = fractions train, val, test).
+    Standardised per column with the training segment's mean and std only."""
+    key = str(source).lower()
+    path = data_root() / FORECAST_FILES[key] if key in FORECAST_FILES else Path(source)
+    if not path.is_file():
+        raise DataError(
+            f"forecasting data {str(source)!r} not found at {str(path)!r}: give a CSV path or set "
+            "LABELLESS_DATA to the folder holding ett/"
+        )
+    values, names = read_forecast_csv(path)
+    if columns is not None:
+        missing = [c for c in columns if c not in names]
+        if missing:
+            raise DataError(f"{path}: no columns {missing}; the columns are {names}")
+        values = values[:, [names.index(c) for c in columns]]
+        names = list(columns)
+    name = key if key in FORECAST_FILES else path.name.split(".")[0]
+    borders = _borders(name, len(values), splits)
+    train = values[: borders[0]]
+    mean, std = train.mean(axis=0), train.std(axis=0)
+    std = np.where(std < 1e-8, 1.0, std)
+    scaled = ((values[: borders[2]] - mean) / std).astype(np.float32)
+    return ForecastSeries(name, scaled, names, borders, mean, std)
+
+
+def sliding_windows(values: np.ndarray, window: int, stride: int) -> np.ndarray:
+    """``values [T, C]`` -> ``float32 [N, C, window]``, windows starting every ``stride`` steps."""
+    if len(values) < window:
+        raise DataError(f"a segment of {len(values)} steps is shorter than the window {window}")
+    starts = np.arange(0, len(values) - window + 1, stride)
+    index = starts[:, None] + np.arange(window)
+    return np.ascontiguousarray(values[index].transpose(0, 2, 1), dtype=np.float32)
+
+
+def forecasting_splits(
+    source: str | Path, *, window: int = 512, stride: int = 64, **options: Any
+) -> DataSplits:
+    """``load_forecasting(source, **options)`` as unlabelled windows: train = windows of the
+    training segment, test = windows of the test segment, ``[N, C, window]``."""
+    series = load_forecasting(source, **options)
+    meta = {
+        "columns": series.columns,
+        "mean": series.mean.tolist(),
+        "std": series.std.tolist(),
+        "borders": list(series.borders),
+        "window": window,
+        "stride": stride,
+        "channels": len(series.columns),
+    }
+
+    def windows(split: str) -> Dataset:
+        samples = sliding_windows(series.split(split), window, stride)
+        lengths = np.full(len(samples), window, dtype=np.int64)
+        return Dataset(
+            samples, None, MODALITY, f"{series.name}/{split}", {**meta, "lengths": lengths}
+        )
+
+    return DataSplits(windows("train"), windows("test"))
+
+
+for _name, _file in FORECAST_FILES.items():
+    register_builtin(
+        BuiltinDataset(
+            _name,
+            f"{_name} forecasting series (windows of 512 steps, stride 64; standard splits)",
+            lambda n=_name: forecasting_splits(n),
+            (_file,),
+        )
+    )
