@@ -26,3 +26,4 @@ __all__ = [
 ]
 from labelless.backbones import tabular as tabular  # registers mlp, ft_transformer
 from labelless.backbones import timeseries as timeseries  # registers ts_cnn, ts_transformer
+from labelless.backbones import small_cnn as small_cnn  # registers small_cnn
