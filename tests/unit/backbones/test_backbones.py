@@ -113,7 +113,14 @@ def test_timm_meta_comes_from_pretrained_cfg():
 
 def test_unknown_names_list_the_choices():
     expected = {"resnet18_cifar", "resnet18", "resnet34", "resnet50", "vit_tiny", "vit_small"}
-    assert expected | {"timm:<name>"} == set(list_backbones())
+    assert expected | {"small_cnn", "timm:<name>"} == set(list_backbones("image"))
+    assert {"mlp", "ft_transformer"} == set(list_backbones("tabular"))
+    assert {"ts_cnn", "ts_transformer"} == set(list_backbones("timeseries"))
+    assert set(list_backbones()) == {
+        *list_backbones("image"),
+        *list_backbones("tabular"),
+        *list_backbones("timeseries"),
+    }
     with pytest.raises(ConfigError, match="resnet18_cifar"):
         create_backbone("resnet19")
     with pytest.raises(ConfigError, match=r"timm\.list_models"):
@@ -235,3 +242,21 @@ def test_narrow_resnet_channels_last_odd_batch_backward_does_not_crash():
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0 and "ok" in result.stdout, result.stderr[-500:]
+
+
+def test_small_cnn_shapes_parameters_and_round_trip(tmp_path):
+    model = create_backbone("small_cnn", in_channels=1, width=8)
+    # 3x3 convs without bias + BN: 1*8 + 8*8 + 8*16 + 16*16 + 16*32 filters of 9 weights
+    convs = 9 * (1 * 8 + 8 * 8 + 8 * 16 + 16 * 16 + 16 * 32)
+    norms = 2 * (8 + 8 + 16 + 16 + 32)
+    assert sum(p.numel() for p in model.parameters()) == convs + norms
+    assert model.embed_dim == 32 and model.meta.input_size == 28
+    x = torch.randn(3, 1, 28, 28)
+    assert model(x).shape == (3, 32)
+    assert model(torch.randn(2, 1, 8, 8)).shape == (2, 32)  # any size down to 4 px
+    model.eval()
+    save_encoder(model, tmp_path)
+    again = load_encoder(tmp_path)
+    assert torch.allclose(again(x), model(x), atol=1e-6)
+    with pytest.raises(ConfigError, match="width"):
+        create_backbone("small_cnn", width=2.5)
