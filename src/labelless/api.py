@@ -73,12 +73,18 @@ def _eval_split(config: RunConfig, splits: DataSplits) -> Dataset | None:
 
 
 def build_backbone(
-    config: BackboneConfig, train: Dataset, *, view_size: int | None = None, initialise: bool = True
+    config: BackboneConfig,
+    train: Dataset,
+    *,
+    view_size: int | None = None,
+    initialise: bool = True,
+    default: str | None = None,
 ) -> nn.Module:
-    """The backbone ``config`` names (default: the modality's, ``DEFAULT_BACKBONE``) for data
-    like ``train``: images set its channels, resolution and normalisation; tables their column
-    layout (numeric count, category cardinalities) and fitted preprocessing, which travel in
-    ``encoder.json``. With ``config.init`` (and ``initialise``) it starts from that encoder.
+    """The backbone ``config`` names (else ``default``, e.g. the method's own, else the
+    modality's, ``DEFAULT_BACKBONE``) for data like ``train``: images set its channels,
+    resolution and normalisation; tables their column layout (numeric count, category
+    cardinalities) and fitted preprocessing, which travel in ``encoder.json``. With
+    ``config.init`` (and ``initialise``) it starts from that encoder.
     """
     from labelless.backbones import (
         DEFAULT_BACKBONE,
@@ -93,7 +99,7 @@ def build_backbone(
             f"no backbone is registered for {modality!r} data; "
             f"labelless trains on {sorted(DEFAULT_BACKBONE)}"
         )
-    name = config.name or DEFAULT_BACKBONE[modality]
+    name = config.name or default or DEFAULT_BACKBONE[modality]
     if backbone_modality(name) != modality:
         raise ConfigError(
             f"backbone {name!r} encodes {backbone_modality(name)} data but {train.name!r} is "
@@ -171,7 +177,11 @@ def build_components(config: RunConfig, train: Dataset, *, initialise: bool = Tr
             f"{train.modality}; pick one of {fitting}"
         )
     backbone = build_backbone(
-        config.backbone, train, view_size=config.views.size, initialise=initialise
+        config.backbone,
+        train,
+        view_size=config.views.size,
+        initialise=initialise,
+        default=getattr(METHODS.get(name), "default_backbone", None),
     )
     method = create_method(name, backbone, **config.method.kwargs)
     views = build_views(

@@ -27,6 +27,7 @@ class Method(nn.Module):
     default_views: str = "simclr"
     summary: str = ""
     modality: str = "image"  # the data it trains on: "image", "tabular" or "timeseries"
+    default_backbone: str | None = None  # None: the modality's default backbone
 
     def __init__(self, backbone: nn.Module) -> None:
         super().__init__()
