@@ -158,11 +158,10 @@ def _looks_numeric(values: np.ndarray) -> bool:
     return present > 0 and bad.sum() <= (1.0 - NUMERIC_SHARE) * present
 
 
-def _numeric_column(name: str, values: np.ndarray, declared: bool) -> np.ndarray:
+def _numeric_column(name: str, values: np.ndarray, how: str = "declared numeric") -> np.ndarray:
     numbers, bad = _as_float(values)
     if bad.any():
         rows = np.flatnonzero(bad)
-        how = "declared numeric" if declared else "numeric (its other values are numbers)"
         raise DataError(
             f"column {name!r} is {how} but holds {len(rows)} non-numeric value(s), e.g. "
             f"{str(values[rows[0]]).strip()!r} in data row {rows[0] + 1}; fix the value(s), write "
@@ -240,6 +239,13 @@ class TablePreprocessor:
         """Codes per categorical column, including the reserved 0."""
         return [len(v) + 1 for v in self.vocabularies]
 
+    declared: frozenset[str] = frozenset()  # numeric columns the user named (for messages)
+
+    def _how(self, name: str) -> str:
+        if name in self.declared:
+            return "declared numeric"
+        return "numeric (its other values are numbers)"
+
     @property
     def columns(self) -> list[str]:
         return self.numeric + self.categorical
@@ -249,7 +255,7 @@ class TablePreprocessor:
         strings (None = missing). Missing feature columns raise a DataError."""
         columns = source if isinstance(source, dict) else read_columns(source)
         _require_columns(columns, self.columns, "feature")
-        typed = {n: _numeric_column(n, columns[n], True) for n in self.numeric}
+        typed = {n: _numeric_column(n, columns[n], self._how(n)) for n in self.numeric}
         typed.update({n: _categorical_column(columns[n]) for n in self.categorical})
         return typed
 
@@ -388,7 +394,12 @@ def _target(
     if task == "auto":
         task = _infer_task(values)
     if task == "regression":
-        return task, None, _numeric_column("target", values, True).astype(np.float32), None
+        return (
+            task,
+            None,
+            _numeric_column("target", values, "a regression target").astype(np.float32),
+            None,
+        )
     strings = _categorical_column(values)
     if class_names is None:
         present = sorted({v for v in strings if v is not None})
@@ -526,6 +537,7 @@ def build_splits(
         raise DataError("the table has no feature columns besides the target")
     num, cat = _feature_types(train, features, numeric, categorical)
     preprocessor = TablePreprocessor(num, cat, scaling)
+    preprocessor.declared = frozenset(numeric)
     typed_train = preprocessor.parse(train)
     report = {"policy": missing, "train": _missing_report(typed_train, missing, "training")}
     preprocessor.fit(typed_train)

@@ -12,13 +12,16 @@ from labelless.methods import (  # noqa: F401  (registration)
     moco,
     moco_v3,
     nnclr,
+    scarf,
     simclr,
     simsiam,
     swav,
+    tjepa,
     ts2vec,
     ts_forecast,
     tstcc,
     vicreg,
+    vime,
 )
 from labelless.methods.base import METHODS, Method, create_method, list_methods, register_method
 
