@@ -74,6 +74,9 @@ class TJEPA(Method):
 
     default_views = "tjepa"
     modality = "tabular"
+    default_backbone = "ft_transformer"
+    # What a run should build that backbone with when the config says nothing (2 [REG] tokens).
+    default_backbone_kwargs = {"reg_tokens": 2}  # noqa: RUF012
     summary = "tables: predict target-encoder latents of feature subsets (Thimonier et al. 2024)"
 
     def __init__(
