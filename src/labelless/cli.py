@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import warnings
 from pathlib import Path
 from typing import Annotated
 
@@ -391,8 +392,24 @@ def demo(
     run_demo(out=out, epochs=epochs, console=console)
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """labelless's own warnings as one ``warning:`` line (no source path and line)."""
+    if not str(filename).startswith(_PACKAGE_DIR):
+        _default_showwarning(message, category, filename, lineno, file, line)
+        return
+    Console(stderr=True).print(
+        f"[yellow]warning:[/yellow] {message}", highlight=False, soft_wrap=True
+    )
+
+
+_PACKAGE_DIR = str(Path(__file__).resolve().parent)
+_default_showwarning = warnings.showwarning
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: LabellessError -> one line on stderr and exit code 2."""
+    """Entry point: LabellessError -> one line on stderr and exit code 2; labelless's warnings
+    as ``warning:`` lines."""
+    warnings.showwarning = _show_warning
     try:
         app(args=argv, standalone_mode=False)
     except LabellessError as error:

@@ -9,30 +9,12 @@ from pathlib import Path
 
 import pytest
 
-
-def run_cli(*args: str, cwd: Path | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
-    env = dict(os.environ, COLUMNS="200")
-    return subprocess.run(
-        [sys.executable, "-m", "labelless.cli", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env=env,
-        timeout=timeout,
-    )
-
-
-def _one_line_error(result: subprocess.CompletedProcess) -> str:
-    assert result.returncode == 2, result.stderr + result.stdout
-    lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
-    assert "Traceback" not in result.stderr
-    assert lines and lines[0].startswith("error:")
-    return result.stderr
+from .cli import one_line_error, run_cli
 
 
 def test_missing_data_path(tmp_path):
     out = tmp_path / "run"
-    message = _one_line_error(
+    message = one_line_error(
         run_cli("pretrain", "--data", str(tmp_path / "no_such_folder"), "--out", str(out))
     )
     assert "does not exist" in message and "check the path" in message
@@ -40,7 +22,7 @@ def test_missing_data_path(tmp_path):
 
 
 def test_unknown_method(tmp_path):
-    message = _one_line_error(
+    message = one_line_error(
         run_cli("pretrain", "--method", "simclrr", "--out", str(tmp_path / "run"))
     )
     assert "unknown method 'simclrr'" in message and "simclr" in message and "byol" in message
@@ -49,20 +31,20 @@ def test_unknown_method(tmp_path):
 def test_corrupt_config(tmp_path):
     config = tmp_path / "broken.yaml"
     config.write_text("optim: {lr: [0.1\n")
-    message = _one_line_error(run_cli("pretrain", "--config", str(config)))
+    message = one_line_error(run_cli("pretrain", "--config", str(config)))
     assert "not valid YAML" in message and "fix its syntax" in message
     config.write_text("optim:\n  learning_rate: 0.1\n")
-    message = _one_line_error(run_cli("pretrain", "--config", str(config)))
+    message = one_line_error(run_cli("pretrain", "--config", str(config)))
     assert "optim.learning_rate" in message
 
 
 def test_bad_set_override():
-    message = _one_line_error(run_cli("pretrain", "--set", "optim.lr"))
+    message = one_line_error(run_cli("pretrain", "--set", "optim.lr"))
     assert "key=value" in message
 
 
 def test_evaluate_missing_run(tmp_path):
-    message = _one_line_error(run_cli("evaluate", str(tmp_path / "nothing")))
+    message = one_line_error(run_cli("evaluate", str(tmp_path / "nothing")))
     assert "encoder" in message.lower()
 
 
@@ -142,12 +124,12 @@ def test_init_from_another_architecture(tmp_path):
         create_backbone("resnet18_cifar", in_channels=1, width=0.25, input_size=8), tmp_path / "a"
     )
     out = tmp_path / "run"
-    message = _one_line_error(
+    message = one_line_error(
         run_cli("pretrain", "--init", str(source), "--width", "0.5", "--out", str(out))
     )
     assert "width=0.25" in message and "width=0.5" in message and "drop --init" in message
     assert not out.exists()
-    message = _one_line_error(
+    message = one_line_error(
         run_cli("pretrain", "--init", str(tmp_path / "nothing"), "--out", str(out))
     )
     assert "no encoder.safetensors" in message
@@ -213,9 +195,9 @@ def test_evaluate_verb_on_a_run_an_encoder_file_and_a_bad_path(pretrained, tmp_p
     assert "preprocessing overridden" in result.stdout
     record = json.loads((out / "metrics.json").read_text())
     assert list(record["evaluations"]) == ["digits [dataset-norm]"]
-    message = _one_line_error(run_verb("evaluate", str(tmp_path / "nope"), "--out", str(out)))
+    message = one_line_error(run_verb("evaluate", str(tmp_path / "nope"), "--out", str(out)))
     assert "does not exist" in message and "timm:NAME --weights FILE" in message
-    message = _one_line_error(run_verb("evaluate", weights))
+    message = one_line_error(run_verb("evaluate", weights))
     assert "needs --out DIR" in message
 
 
@@ -227,7 +209,7 @@ def test_compare_report_prune_finetune_select_verbs(pretrained, tmp_path):
     result = run_verb("compare", str(pretrained), str(pretrained), "--out", str(page))
     assert result.returncode == 0, result.stderr[-2000:]
     assert "compared 2 encoders" in result.stdout and page.is_file()
-    message = _one_line_error(run_verb("compare", str(tmp_path), "--out", str(page)))
+    message = one_line_error(run_verb("compare", str(tmp_path), "--out", str(page)))
     assert "no metrics.json" in message
 
     result = run_verb("report", str(pretrained))
@@ -238,7 +220,7 @@ def test_compare_report_prune_finetune_select_verbs(pretrained, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     levels = json.loads((pretrained / "prune.json").read_text())["levels"]
     assert [row["sparsity"] for row in levels] == [0.0, 0.25, 0.5]
-    message = _one_line_error(run_verb("prune", str(pretrained), "--sparsity", "half"))
+    message = one_line_error(run_verb("prune", str(pretrained), "--sparsity", "half"))
     assert "comma-separated" in message
 
     result = run_verb("finetune", str(pretrained), "--epochs", "1")

@@ -3,28 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
-
-def run_cli(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    env = dict(os.environ, COLUMNS="200")
-    return subprocess.run(
-        [sys.executable, "-m", "labelless.cli", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=timeout,
-    )
-
-
-def _one_line_error(result: subprocess.CompletedProcess) -> str:
-    assert result.returncode == 2, result.stderr + result.stdout
-    lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
-    assert "Traceback" not in result.stderr
-    assert lines and lines[0].startswith("error:")
-    return result.stderr
+from .cli import one_line_error, run_cli
 
 
 def test_semi_short_run(tmp_path):
@@ -59,18 +39,16 @@ def test_semi_short_run(tmp_path):
 
 
 def test_semi_user_errors(tmp_path):
-    message = _one_line_error(
-        run_cli("semi", "--method", "fixmatchh", "--out", str(tmp_path / "a"))
-    )
+    message = one_line_error(run_cli("semi", "--method", "fixmatchh", "--out", str(tmp_path / "a")))
     assert "unknown semi-supervised method 'fixmatchh'" in message and "flexmatch" in message
-    message = _one_line_error(
+    message = one_line_error(
         run_cli(
             "semi", "--data", "digits", "--labels-per-class", "1000", "--out", str(tmp_path / "b")
         )
     )
     assert "lower it" in message
     assert not (tmp_path / "b").exists()
-    message = _one_line_error(
+    message = one_line_error(
         run_cli("semi", "--method", "mixmatch", "--saa", "--out", str(tmp_path / "c"))
     )
     assert "FixMatch family" in message
