@@ -290,6 +290,8 @@ def final_metrics(
 
     meta = encoder.meta
     preprocessing = {"input_size": meta.input_size, "mean": meta.mean, "std": meta.std}
+    if meta.modality != "image":
+        preprocessing = {"modality": meta.modality, "as_loaded": True}
 
     def label_free(z: torch.Tensor, split: str) -> dict[str, Any]:
         protocol = {"preprocessing": preprocessing, "split": split}
@@ -298,11 +300,17 @@ def final_metrics(
     if eval_data is None:
         return label_free(embed(encoder, train.sample_rows(25_600)), train.name), None
     test_z = embed(encoder, eval_data.samples)
-    if not (train.has_labels and eval_data.has_labels):
+    regression = train.targets is not None and eval_data.targets is not None
+    if not (train.has_labels and eval_data.has_labels) and not regression:
         return label_free(test_z, eval_data.name), test_z
     train_z = embed(encoder, train.samples)
     if keep is not None:
         keep["train"] = train_z
+    if regression:
+        metrics = label_free(test_z, eval_data.name)
+        ridge = ridge_rmse(train_z, train, test_z, eval_data)
+        metrics["protocol"].update(ridge.pop("protocol"), train_split=train.name)
+        return {**metrics, **ridge}, test_z
     metrics = evaluate_embeddings(
         train_z,
         train.labels,
@@ -315,7 +323,38 @@ def final_metrics(
     metrics["protocol"]["preprocessing"] = preprocessing
     metrics["protocol"]["train_split"] = train.name
     metrics["protocol"]["test_split"] = eval_data.name
+    if meta.modality == "timeseries":  # the UCR protocol of TS2Vec: an RBF SVM on embeddings
+        from labelless.evaluate.timeseries import svm_accuracy
+
+        svm = svm_accuracy(train_z, train.labels, test_z, eval_data.labels, seed=config.seed)
+        metrics["svm_top1"] = svm.accuracy
+        protocol = {**svm.protocol, "C": svm.C, "searched": bool(svm.searched)}
+        protocol["C_grid"] = [c if np.isfinite(c) else "inf" for c in protocol.get("C_grid", [])]
+        protocol["C"] = svm.C if np.isfinite(svm.C) else "inf"  # strict JSON has no Infinity
+        metrics["protocol"]["svm"] = protocol
     return metrics, test_z
+
+
+def ridge_rmse(
+    train_z: torch.Tensor, train: Dataset, test_z: torch.Tensor, test: Dataset
+) -> dict[str, Any]:
+    """Regression on frozen embeddings: ridge on standardised embeddings, the penalty chosen by
+    leave-one-out cross-validation on train (scikit-learn ``RidgeCV``); test RMSE and R^2 over
+    the rows with a known target."""
+    from sklearn.linear_model import RidgeCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    alphas = np.logspace(-3, 3, 13)
+    rows, test_rows = np.isfinite(train.targets), np.isfinite(test.targets)
+    model = make_pipeline(StandardScaler(), RidgeCV(alphas=alphas))
+    model.fit(train_z.numpy()[rows], train.targets[rows])
+    truth = test.targets[test_rows]
+    error = model.predict(test_z.numpy()[test_rows]) - truth
+    rmse = float(np.sqrt(np.mean(error**2)))
+    r2 = 1.0 - float(np.sum(error**2) / max(np.sum((truth - truth.mean()) ** 2), 1e-12))
+    protocol = f"ridge on standardised embeddings, alpha {alphas[0]:g}..{alphas[-1]:g} by LOO CV"
+    return {"ridge_rmse": rmse, "ridge_r2": r2, "protocol": {"regression": protocol}}
 
 
 def pretrain(
