@@ -400,3 +400,20 @@ def mixed_barlow_twins(
     difference0 = all_reduce_sum(residual.T @ s0) / count
     difference1 = all_reduce_sum(residual.T @ s1) / count
     return difference0.pow(2).sum() + difference1.pow(2).sum()
+
+
+# The losses of tables and time series live beside this file (one room per modality) and are
+# re-exported here, so that ``labelless.nn.losses`` names every loss.
+from labelless.nn.losses_tabular import (  # noqa: E402, F401
+    feature_reconstruction_loss,
+    latent_prediction_loss,
+    mask_estimation_loss,
+    scarf_info_nce,
+)
+from labelless.nn.losses_timeseries import (  # noqa: E402, F401
+    forecast_mse,
+    future_prediction_nce,
+    hierarchical_contrastive_loss,
+    instance_contrastive_loss,
+    temporal_contrastive_loss,
+)
