@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from labelless.errors import LabellessError
+from labelless.errors import ConfigError, LabellessError
 
 app = typer.Typer(
     name="labelless",
@@ -364,21 +364,35 @@ def datasets() -> None:
     from labelless.data import BUILTINS, data_root
 
     table = Table(title=f"built-in datasets (data root: {data_root()})")
-    for column in ("name", "available", "description"):
+    for column in ("name", "modality", "available", "description"):
         table.add_column(column)
     for builtin in BUILTINS.values():
-        state = "yes" if builtin.available() else "download"
-        table.add_row(builtin.name, state, builtin.description)
+        if builtin.available():
+            state = "yes"
+        else:
+            state = "download" if builtin.downloads else "no: set LABELLESS_DATA"
+        table.add_row(builtin.name, builtin.modality, state, builtin.description)
     console.print(table)
 
 
 @app.command()
-def methods() -> None:
-    """List the self-supervised methods."""
-    from labelless.methods import list_methods
+def methods(
+    modality: Annotated[
+        str | None, Opt(help="only the methods for image, tabular or timeseries data")
+    ] = None,
+) -> None:
+    """List the self-supervised methods, by the kind of data they train on."""
+    from labelless.methods import METHODS, list_methods
 
-    for name, summary in list_methods().items():
-        console.print(f"[bold]{name:<14}[/bold] {summary}", soft_wrap=True)
+    summaries = list_methods()
+    kinds = sorted({cls.modality for cls in METHODS.values()})
+    if modality is not None and modality not in kinds:
+        raise ConfigError(f"unknown modality {modality!r}; choose one of {', '.join(kinds)}")
+    for kind in [modality] if modality else kinds:
+        console.print(f"[bold]{kind}[/bold]")
+        for name, summary in summaries.items():
+            if METHODS[name].modality == kind:
+                console.print(f"  [bold]{name:<19}[/bold] {summary}", soft_wrap=True)
 
 
 @app.command()

@@ -52,9 +52,14 @@ def test_listings():
     methods = run_cli("methods")
     assert methods.returncode == 0
     assert "simclr" in methods.stdout and "byol" in methods.stdout
+    tables = run_cli("methods", "--modality", "tabular")
+    assert "scarf" in tables.stdout and "simclr" not in tables.stdout
+    assert "choose one of image, tabular, timeseries" in one_line_error(
+        run_cli("methods", "--modality", "audio")
+    )
     datasets = run_cli("datasets")
     assert datasets.returncode == 0
-    for name in ("digits", "mnist", "fashion_mnist", "cifar10"):
+    for name in ("digits", "mnist", "fashion_mnist", "cifar10", "adult", "ucr:GunPoint"):
         assert name in datasets.stdout
 
 

@@ -51,6 +51,8 @@ class BuiltinDataset:
     description: str
     loader: Callable[[], DataSplits]
     files: tuple[str, ...] = ()
+    downloads: bool = False  # True: the loader falls back to the official download when offline
+    modality: str = "image"
 
     def local_files(self) -> list[Path]:
         return [data_root() / f for f in self.files]
@@ -171,18 +173,21 @@ BUILTINS: dict[str, BuiltinDataset] = {
             "MNIST 28x28 digits, 60,000 train + 10,000 test, 10 classes",
             lambda: load_mnist_like("mnist"),
             ("mnist/mnist.npz",),
+            downloads=True,
         ),
         BuiltinDataset(
             "fashion_mnist",
             "Fashion-MNIST 28x28, 60,000 train + 10,000 test",
             lambda: load_mnist_like("fashion_mnist"),
             ("fashion_mnist/fashion_mnist.npz",),
+            downloads=True,
         ),
         BuiltinDataset(
             "cifar10",
             "CIFAR-10 32x32 RGB, 50,000 train + 10,000 test (JPEG q75)",
             load_cifar10,
             ("cifar10_jpeg/cifar10_jpeg.npz",),
+            downloads=True,
         ),
     ]
 }
