@@ -150,8 +150,9 @@ def _dtw_chunk(
 
 
 def _prepare(x: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """``[N, C, T]`` -> ``([N, T, C]`` NaN-padded, valid lengths ``[N])``."""
     x = _as_tensor(x)
-    return torch.nan_to_num(x).transpose(1, 2).contiguous(), series_lengths(x)  # [N, T, C]
+    return x.transpose(1, 2).contiguous(), series_lengths(x)
 
 
 def _pair_distances(
@@ -172,7 +173,8 @@ def _pair_distances(
     for start in range(0, len(order), pairs_per_chunk):
         chunk = order[start : start + pairs_per_chunk]
         rows, cols = int(n[chunk].max()), int(m[chunk].max())
-        x, y = a[pair_a[chunk], :rows], b[pair_b[chunk], :cols]
+        x = torch.nan_to_num(a[pair_a[chunk], :rows])
+        y = torch.nan_to_num(b[pair_b[chunk], :cols])
         out[chunk] = _dtw_chunk(x, y, n[chunk], m[chunk], band[chunk])
     return out
 
@@ -197,32 +199,62 @@ def dtw_distances(
     return out.view(len(a), len(b))
 
 
-def dtw_lower_bounds(
-    query: torch.Tensor, len_q: torch.Tensor, ref: torch.Tensor, len_r: torch.Tensor, window
-) -> torch.Tensor:
-    """Lower bounds ``[Nq, Nr]`` of DTW for 1-NN pruning (inputs ``[N, T, C]``, zero-padded).
-    Equal-length sets: LB_Keogh (Keogh 2002), summed over channels (valid for dependent DTW):
-    the squared distance of each query value to the band envelope of the reference series.
-    Otherwise the cost of the first and last cells, which every warping path contains."""
-    ends_q = query[torch.arange(len(query)), len_q - 1]
-    ends_r = ref[torch.arange(len(ref)), len_r - 1]
-    kim = torch.cdist(query[:, 0], ref[:, 0]) ** 2 + torch.cdist(ends_q, ends_r) ** 2
-    lengths = torch.cat([len_q, len_r]).unique()
-    if len(lengths) > 1 or query.shape[1] != ref.shape[1]:
-        return kim * ((len_q[:, None] + len_r[None]) > 2)
-    length = int(lengths[0])
-    width = int(_band(lengths, lengths, window)[0])
-    series = ref.transpose(1, 2)  # [Nr, C, T]
-    upper = torch.nn.functional.max_pool1d(series, 2 * width + 1, 1, width)[..., :length]
-    lower = -torch.nn.functional.max_pool1d(-series, 2 * width + 1, 1, width)[..., :length]
-    q = query.transpose(1, 2).unsqueeze(1)  # [Nq, 1, C, T]
+def _keogh(query: torch.Tensor, len_q: torch.Tensor, ref: torch.Tensor, width: int):
+    """LB_Keogh ``[Nq, Nr]`` with envelopes of half-width ``width`` over each reference's valid
+    part, summed over the query's valid steps and the channels (inputs ``[N, T, C]``)."""
+    length = max(query.shape[1], ref.shape[1])
+    series = torch.nn.functional.pad(
+        ref.transpose(1, 2), (0, length - ref.shape[1]), value=math.nan
+    )
+    invalid = torch.isnan(series)
+    pool = torch.nn.functional.max_pool1d
+    upper = pool(series.masked_fill(invalid, -math.inf), 2 * width + 1, 1, width)
+    lower = -pool((-series).masked_fill(invalid, -math.inf), 2 * width + 1, 1, width)
+    upper, lower = upper[..., : query.shape[1]], lower[..., : query.shape[1]]
+    q = torch.nan_to_num(query).transpose(1, 2).unsqueeze(1)  # [Nq, 1, C, T]
+    valid = (torch.arange(query.shape[1]) < len_q[:, None]).view(len(query), 1, 1, -1)
     bounds = []
-    for start in range(0, len(query), 64):
-        part = q[start : start + 64]
-        above = (part - upper).clamp(min=0)
-        below = (lower - part).clamp(min=0)
-        bounds.append((above**2 + below**2).sum(dim=(2, 3)))
-    return torch.maximum(torch.cat(bounds), kim)
+    for start in range(0, len(query), 16):
+        part = q[start : start + 16]
+        gap = (part - upper).clamp(min=0) ** 2 + (lower - part).clamp(min=0) ** 2
+        bounds.append(torch.where(valid[start : start + 16], gap, 0.0).sum(dim=(2, 3)))
+    return torch.cat(bounds)
+
+
+def dtw_lower_bounds(
+    query: torch.Tensor,
+    len_q: torch.Tensor,
+    ref: torch.Tensor,
+    len_r: torch.Tensor,
+    window: float | int | None,
+) -> torch.Tensor:
+    """Lower bounds ``[Nq, Nr]`` of DTW for 1-NN pruning (inputs ``[N, T, C]``, NaN-padded).
+
+    LB_Keogh (Keogh 2002), summed over channels (valid for dependent DTW): every query step i is
+    matched to some reference step within the pair's band, so its cost is at least its squared
+    distance to the reference's envelope over that band. Envelopes are computed at a few
+    half-widths (the set's band, then doubling) and each pair uses the narrowest one that
+    covers its own band (a wider envelope gives a smaller, still valid, bound). Combined with
+    the cost of the first and last cells, which every warping path contains."""
+    q0, r0 = torch.nan_to_num(query[:, 0]), torch.nan_to_num(ref[:, 0])
+    ends_q = torch.nan_to_num(query[torch.arange(len(query)), len_q - 1])
+    ends_r = torch.nan_to_num(ref[torch.arange(len(ref)), len_r - 1])
+    kim = torch.cdist(q0, r0) ** 2 + torch.cdist(ends_q, ends_r) ** 2
+    kim = kim * ((len_q[:, None] + len_r[None]) > 2)
+    band = _band(len_q[:, None].expand(-1, len(ref)), len_r[None].expand(len(query), -1), window)
+    width = int(band.min())
+    bounds = torch.zeros_like(kim)
+    covered = torch.zeros_like(kim, dtype=torch.bool)
+    while not covered.all():
+        level = (band <= width) & ~covered
+        if level.any():
+            rows, cols = level.any(dim=1), level.any(dim=0)
+            part = _keogh(query[rows], len_q[rows], ref[cols], width)
+            sub = bounds[rows][:, cols]
+            bounds[rows.nonzero(), cols.nonzero().T] = torch.where(level[rows][:, cols], part, sub)
+            covered |= level
+        width *= 2
+    return torch.maximum(bounds, kim)
 
 
 def dtw_1nn(
