@@ -39,7 +39,7 @@ from labelless.methods import create_method
 DATASETS = ("adult", "california_housing", "covertype")
 # method -> (backbone, backbone options, method options)
 SETUPS = {
-    "scarf": ("mlp", {}, {}),
+    "scarf": ("mlp", {}, {"temperature": 0.2}),
     "vime": ("mlp", {}, {}),
     "tjepa": ("ft_transformer", {"reg_tokens": 2, "depth": 2}, {}),
 }
@@ -116,7 +116,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
     parser.add_argument("--methods", nargs="+", default=["scarf"], choices=list(SETUPS))
-    parser.add_argument("--budget", type=float, default=120.0, help="pretraining seconds")
+    parser.add_argument("--budget", type=float, default=150.0, help="pretraining seconds")
     parser.add_argument("--epochs", type=int, default=100, help="pretraining epochs at most")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--lr", type=float, default=1e-3)
@@ -169,8 +169,11 @@ def run_dataset(name: str, args: argparse.Namespace) -> list[dict]:
             "batch_size": args.batch_size,
             "lr": args.lr,
             **info,
-            "protocol": "heads: AdamW, early stopping on 20% of the labelled train rows, refit "
-            "on all of them; 1% = stratified seeded draw per seed; test scored once",
+            "method_kwargs": SETUPS[label][2] if method_name else {},
+            "protocol": "frozen linear / MLP heads (lr 1e-3, wd 1e-4); finetune: encoder + MLP "
+            "head, lr 1e-4; scratch: same encoder + MLP head from init, lr 1e-3; AdamW, epochs by "
+            "early stopping (val accuracy) on 20% of the labelled train rows, then refit on all "
+            "of them; 1% = stratified seeded draw per seed; test scored once at the end",
             "summary": summarise(results),
             "results": results,
             "seconds": round(time.perf_counter() - start, 1),

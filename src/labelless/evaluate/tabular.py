@@ -4,15 +4,17 @@ Protocols, all on the same labelled training rows (``label_subset``: a seeded, s
 fraction for classification) and scored once on the test rows:
 
 - ``linear`` / ``mlp``: a linear or 1-hidden-layer MLP head on frozen, standardised embeddings;
-- ``finetune``: the encoder and a linear head trained together from the pretrained weights;
-- ``scratch``: the same encoder architecture, freshly initialised, trained with its head (the
-  "MLP from scratch" baseline when the encoder is the ``mlp``);
+- ``finetune``: the encoder and a head (MLP by default) trained together from the pretrained
+  weights, at a lower learning rate (1e-4);
+- ``scratch``: the same encoder architecture and head, freshly initialised, trained together
+  (the "MLP from scratch" baseline when the encoder is the ``mlp``);
 - ``gbdt``: scikit-learn ``HistGradientBoostingClassifier`` / ``Regressor`` on the rows
   (categorical codes as native categories).
 
 Neural protocols share one loop (``fit_supervised``): AdamW, mini-batches, the number of epochs
 chosen by early stopping on a stratified 20% of the labelled training rows, then a refit on all
-of them for that many epochs. Nothing is chosen on the test rows. Metrics: accuracy for
+of them for that many epochs (batches of 256, or fewer rows so that an epoch has ~8 steps on
+small label sets). Nothing is chosen on the test rows. Metrics: accuracy for
 classification, RMSE (in the target's units) for regression. Everything is batched tensor code.
 """
 
@@ -145,7 +147,20 @@ def _score(model: nn.Module, x: torch.Tensor, y: torch.Tensor, task: str, scale:
     return float((out.argmax(1) == y).float().mean())
 
 
-def _train(model, x, y, task, epochs, lr, weight_decay, batch_size, seed, val=None):
+def _val_score(model: nn.Module, x: torch.Tensor, y: torch.Tensor, task: str, select: str):
+    """Higher is better: accuracy, or minus the validation loss (cross-entropy / MSE)."""
+    if select == "accuracy" and task == "classification":
+        return _score(model, x, y, task, 1.0)
+    model.eval()
+    with torch.no_grad():
+        out = model(x)
+    model.train()
+    if task == "regression":
+        return -float(F.mse_loss(out.squeeze(1), y))
+    return -float(F.cross_entropy(out, y))
+
+
+def _train(model, x, y, task, epochs, lr, weight_decay, batch_size, seed, val=None, select="loss"):
     """AdamW for ``epochs`` (with ``val=(x, y)``: early stopping, returns the best epoch)."""
     generator = torch.Generator().manual_seed(seed)
     optimiser = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
@@ -166,8 +181,7 @@ def _train(model, x, y, task, epochs, lr, weight_decay, batch_size, seed, val=No
             loss.backward()
             optimiser.step()
         if val is not None:
-            score = _score(model, *val, task, 1.0)
-            score = -score if task == "regression" else score
+            score = _val_score(model, *val, task, select)
             if score > best:
                 best, best_epoch, best_state, waited = (
                     score,
@@ -198,6 +212,7 @@ def fit_supervised(
     max_steps: int = 4000,
     val_fraction: float = 0.2,
     refit: bool = True,
+    select: str = "accuracy",
     seed: int = 0,
 ) -> dict[str, Any]:
     """Train ``model`` (rows or embeddings -> logits, or one output for regression) and score
@@ -215,7 +230,8 @@ def fit_supervised(
         target = lambda y: torch.as_tensor(np.asarray(y), dtype=torch.long)  # noqa: E731
     initial = copy.deepcopy(model.state_dict())
     fit, val = _validation_split(np.asarray(y_train), task, val_fraction, seed)
-    steps = max(1, len(fit) // min(batch_size, len(fit)))
+    batch_size = min(batch_size, max(16, len(fit) // 8))  # at least ~8 steps per epoch
+    steps = max(1, len(fit) // batch_size)
     epochs = max(5, min(300, max_steps // steps))
     torch.manual_seed(seed)
     best_epoch = _train(
@@ -229,6 +245,7 @@ def fit_supervised(
         batch_size,
         seed,
         val=(x_train[val], target(y_train[val])),
+        select=select,
     )
     if refit:
         model.load_state_dict(initial)
@@ -266,15 +283,21 @@ def evaluate_table(
     seeds: Sequence[int] = (0,),
     protocols: Sequence[str] = PROTOCOLS,
     scratch_encoder: nn.Module | None = None,
-    finetune_lr: float = 1e-3,
+    finetune_lr: float = 1e-4,
+    network_head: str = "mlp",
     max_steps: int = 4000,
+    select: str = "accuracy",
 ) -> list[dict[str, Any]]:
     """Every protocol at every label fraction (each fraction below 1 drawn once per seed).
 
-    ``scratch_encoder``: a freshly initialised encoder for ``scratch`` (default: a copy of
-    ``encoder`` with re-initialised parameters). Returns one dict per (protocol, fraction,
-    seed): ``protocol``, ``fraction``, ``seed``, ``num_labelled``, ``metric`` (``accuracy`` /
-    ``rmse``), ``value``, ``seconds`` and, for neural protocols, ``epochs``.
+    ``finetune`` trains ``encoder`` + a ``network_head`` (``"mlp"``: 256 hidden units, dropout
+    0.1; or ``"linear"``) at ``finetune_lr``; ``scratch`` the same architecture from a fresh
+    initialisation (``scratch_encoder``, default: rebuilt from ``encoder.meta``) + the same head
+    at lr 1e-3. Frozen heads use lr 1e-3, weight decay 1e-4. ``select``: the early-stopping
+    criterion on the validation rows (``"accuracy"``, or ``"loss"``). Returns one dict per
+    (protocol, fraction, seed): ``protocol``, ``fraction``, ``seed``, ``num_labelled``,
+    ``metric`` (``accuracy`` / ``rmse``), ``value``, ``seconds`` and, for neural protocols,
+    ``epochs``.
     """
     unknown = sorted(set(protocols) - set(PROTOCOLS))
     if unknown:
@@ -318,12 +341,13 @@ def evaluate_table(
                         task=task,
                         weight_decay=1e-4,
                         max_steps=max_steps,
+                        select=select,
                         seed=seed,
                     )
                 else:
                     base = encoder if protocol == "finetune" else scratch_encoder
                     base = copy.deepcopy(base if base is not None else _reinitialised(encoder))
-                    model = nn.Sequential(base, head("linear", base.embed_dim, out_dim))
+                    model = nn.Sequential(base, head(network_head, base.embed_dim, out_dim))
                     lr = finetune_lr if protocol == "finetune" else 1e-3
                     result = fit_supervised(
                         model,
@@ -334,6 +358,7 @@ def evaluate_table(
                         task=task,
                         lr=lr,
                         max_steps=max_steps,
+                        select=select,
                         seed=seed,
                     )
                 results.append(
