@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -141,19 +139,8 @@ def test_init_from_another_architecture(tmp_path):
     assert "--init" in run_cli("pretrain", "--help").stdout
 
 
-ONE_THREAD = {"OMP_NUM_THREADS": "1"}  # tiny models; far faster than 2 threads on a busy machine
-
-
 def run_verb(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    env = dict(os.environ, COLUMNS="200", **ONE_THREAD)
-    return subprocess.run(
-        [sys.executable, "-m", "labelless.cli", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env=env,
-        timeout=300,
-    )
+    return run_cli(*args, cwd=cwd, timeout=300, one_thread=True)
 
 
 @pytest.fixture(scope="module")

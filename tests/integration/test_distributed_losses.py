@@ -8,14 +8,8 @@ of the per-process losses must equal the single-process loss. All losses run in 
 
 from __future__ import annotations
 
-import os
-import socket
-import tempfile
-
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 
 from labelless.nn.losses import (
     barlow_twins,
@@ -32,6 +26,8 @@ from labelless.nn.losses import (
     update_correlation,
     vicreg,
 )
+
+from .spawn import run_ranks
 
 pytestmark = pytest.mark.distributed
 
@@ -106,31 +102,16 @@ def _run_case(name: str, inputs: dict[str, torch.Tensor]) -> dict:
     return {"loss": loss.detach(), "grads": grads, "outputs": outputs}
 
 
-def _worker(rank: int, port: int, out_dir: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=WORLD)
-    try:
-        torch.set_num_threads(1)
-        half = BATCH // WORLD
-        inputs = {k: v[rank * half : (rank + 1) * half] for k, v in _inputs().items()}
-        results = {name: _run_case(name, inputs) for name in CASES}  # same order on every rank
-        torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
-    finally:
-        dist.destroy_process_group()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def _rank_results(rank: int) -> dict:
+    half = BATCH // WORLD
+    inputs = {k: v[rank * half : (rank + 1) * half] for k, v in _inputs().items()}
+    return {name: _run_case(name, inputs) for name in CASES}  # same order on every rank
 
 
 @pytest.fixture(scope="module")
 def per_process():
     """Each rank's results, from one spawned job for every loss."""
-    with tempfile.TemporaryDirectory() as out_dir:
-        mp.spawn(_worker, args=(_free_port(), out_dir), nprocs=WORLD, join=True)
-        return [torch.load(os.path.join(out_dir, f"rank{r}.pt")) for r in range(WORLD)]
+    return run_ranks(_rank_results, WORLD)
 
 
 @pytest.mark.parametrize("name", list(CASES))

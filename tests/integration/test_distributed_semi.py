@@ -4,17 +4,13 @@ the concatenated batch."""
 
 from __future__ import annotations
 
-import os
-import socket
-import tempfile
-
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 
 from labelless.semi.algorithms import create_algorithm
 from labelless.semi.state import SampleState
+
+from .spawn import run_ranks
 
 pytestmark = pytest.mark.distributed
 
@@ -72,28 +68,13 @@ def _run(inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
-def _worker(rank: int, port: int, out_dir: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=WORLD)
-    try:
-        half = {k: v[rank * 4 : (rank + 1) * 4] for k, v in _inputs().items()}
-        torch.save(_run(half), os.path.join(out_dir, f"rank{rank}.pt"))
-    finally:
-        dist.destroy_process_group()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def _rank_results(rank: int) -> dict:
+    return _run({k: v[rank * 4 : (rank + 1) * 4] for k, v in _inputs().items()})
 
 
 @pytest.fixture(scope="module")
 def per_process():
-    with tempfile.TemporaryDirectory() as out_dir:
-        mp.spawn(_worker, args=(_free_port(), out_dir), nprocs=WORLD, join=True)
-        return [torch.load(os.path.join(out_dir, f"rank{r}.pt")) for r in range(WORLD)]
+    return run_ranks(_rank_results, WORLD)
 
 
 def test_state_and_statistics_match_one_process(per_process):

@@ -1,0 +1,36 @@
+"""Launching a small gloo job on 127.0.0.1 for the multi-process tests."""
+
+from __future__ import annotations
+
+import os
+import socket
+import tempfile
+from collections.abc import Callable
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _entry(rank: int, port: int, world: int, out_dir: str, work: Callable[[int], object]) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        torch.save(work(rank), os.path.join(out_dir, f"rank{rank}.pt"))
+    finally:
+        dist.destroy_process_group()
+
+
+def run_ranks(work: Callable[[int], object], world: int = 2) -> list:
+    """``work(rank)`` in ``world`` spawned processes of one gloo group; each rank's result.
+    ``work`` must be a module-level function (it is pickled by name)."""
+    with tempfile.TemporaryDirectory() as out_dir:
+        mp.spawn(_entry, args=(free_port(), world, out_dir, work), nprocs=world, join=True)
+        return [torch.load(os.path.join(out_dir, f"rank{r}.pt")) for r in range(world)]
