@@ -79,12 +79,14 @@ def build_backbone(
     view_size: int | None = None,
     initialise: bool = True,
     default: str | None = None,
+    default_kwargs: dict[str, Any] | None = None,
 ) -> nn.Module:
     """The backbone ``config`` names (else ``default``, e.g. the method's own, else the
     modality's, ``DEFAULT_BACKBONE``) for data like ``train``: images set its channels,
     resolution and normalisation; tables their column layout (numeric count, category
-    cardinalities) and fitted preprocessing, which travel in ``encoder.json``. With
-    ``config.init`` (and ``initialise``) it starts from that encoder.
+    cardinalities) and fitted preprocessing, which travel in ``encoder.json``. ``default_kwargs``
+    are options for the ``default`` backbone, used when it is the one built (config options
+    win). With ``config.init`` (and ``initialise``) it starts from that encoder.
     """
     from labelless.backbones import (
         DEFAULT_BACKBONE,
@@ -107,6 +109,8 @@ def build_backbone(
             f"one of {list_backbones(modality)}"
         )
     kwargs = dict(config.kwargs)
+    if name == default and not config.name:
+        kwargs = {**(default_kwargs or {}), **kwargs}
     if config.width is not None:
         kwargs["width"] = config.width
     if modality == "image":
@@ -182,6 +186,7 @@ def build_components(config: RunConfig, train: Dataset, *, initialise: bool = Tr
         view_size=config.views.size,
         initialise=initialise,
         default=getattr(METHODS.get(name), "default_backbone", None),
+        default_kwargs=getattr(METHODS.get(name), "default_backbone_kwargs", None),
     )
     method = create_method(name, backbone, **config.method.kwargs)
     views = build_views(
