@@ -28,6 +28,7 @@ class Method(nn.Module):
     summary: str = ""
     modality: str = "image"  # the data it trains on: "image", "tabular" or "timeseries"
     default_backbone: str | None = None  # None: the modality's default backbone
+    default_backbone_kwargs: dict[str, Any] | None = None  # its options when it is the one built
 
     def __init__(self, backbone: nn.Module) -> None:
         super().__init__()
