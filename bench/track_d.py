@@ -124,6 +124,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-steps", type=int, default=3000, help="supervised steps at most")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--no-baselines", action="store_true")
+    parser.add_argument(
+        "--repeat-full", action="store_true", help="repeat the 100%% runs for every seed too"
+    )
     parser.add_argument("--no-record", action="store_true", help="do not append to results")
     return parser.parse_args(argv)
 
@@ -160,6 +163,7 @@ def run_dataset(name: str, args: argparse.Namespace) -> list[dict]:
             seeds=args.seeds,
             protocols=protocols,
             max_steps=args.max_steps,
+            repeat_full=args.repeat_full,
         )
         line = {
             **common,
@@ -174,6 +178,7 @@ def run_dataset(name: str, args: argparse.Namespace) -> list[dict]:
             "head, lr 1e-4; scratch: same encoder + MLP head from init, lr 1e-3; AdamW, epochs by "
             "early stopping (val accuracy) on 20% of the labelled train rows, then refit on all "
             "of them; 1% = stratified seeded draw per seed; test scored once at the end",
+            "repeat_full": args.repeat_full,
             "summary": summarise(results),
             "results": results,
             "seconds": round(time.perf_counter() - start, 1),

@@ -287,8 +287,10 @@ def evaluate_table(
     network_head: str = "mlp",
     max_steps: int = 4000,
     select: str = "accuracy",
+    repeat_full: bool = False,
 ) -> list[dict[str, Any]]:
-    """Every protocol at every label fraction (each fraction below 1 drawn once per seed).
+    """Every protocol at every label fraction (each fraction below 1 drawn once per seed; with
+    ``repeat_full`` the 100% runs repeat too, with each seed's training randomness).
 
     ``finetune`` trains ``encoder`` + a ``network_head`` (``"mlp"``: 256 hidden units, dropout
     0.1; or ``"linear"``) at ``finetune_lr``; ``scratch`` the same architecture from a fresh
@@ -314,7 +316,7 @@ def evaluate_table(
         z_train, z_test = embed_rows(encoder, train.samples), embed_rows(encoder, x_test)
     results = []
     for fraction in fractions:
-        for seed in seeds if fraction < 1.0 else seeds[:1]:
+        for seed in seeds if fraction < 1.0 or repeat_full else seeds[:1]:
             rows = label_subset(y_train, fraction, seed, task)
             for protocol in protocols:
                 start = time.perf_counter()
