@@ -95,6 +95,19 @@ def pretrain(x: np.ndarray, args: argparse.Namespace, seed: int, budget_s: float
     return encoder, random_init, info
 
 
+def save(record: dict, args: argparse.Namespace) -> None:
+    """Stamp the machine and code on ``record`` and append it (unless ``--no-save``)."""
+    record.update(
+        {
+            "peak_rss_mb": round(peak_rss_mb(), 1),
+            "load_average_1min": round(os.getloadavg()[0], 2),
+            **environment(),
+        }
+    )
+    if not args.no_save:
+        append_result("track_e", record)
+
+
 def classification(name: str, args: argparse.Namespace) -> list[dict]:
     splits = load_dataset(f"ucr:{name}")
     train, test = splits.train, splits.test
@@ -144,6 +157,7 @@ def classification(name: str, args: argparse.Namespace) -> list[dict]:
                 "final_encoder": True,
             },
         }
+        save(record, args)
         records.append(record)
         print(
             f"{name:>22} seed {seed}: ts2vec {ours.accuracy:.4f} (random init "
@@ -216,6 +230,7 @@ def forecasting(name: str, args: argparse.Namespace) -> list[dict]:
                     "scale": "standardised with train mean/std",
                 },
             }
+            save(record, args)
             records.append(record)
             print(
                 f"{name} H={horizon:>3}: MSE {record['ts2vec_mse']:.3f} MAE "
@@ -278,17 +293,9 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
             }
         )
     total = time.perf_counter() - start
-    for record in records:
-        record.update(
-            {
-                "total_wall_s": round(total, 1),
-                "peak_rss_mb": round(peak_rss_mb(), 1),
-                "load_average_1min": round(os.getloadavg()[0], 2),
-                **environment(),
-            }
-        )
-        if not args.no_save:
-            append_result("track_e", record)
+    if accuracy:
+        records[-1]["total_wall_s"] = round(total, 1)
+        save(records[-1], args)
     print(f"total {total / 60:.1f} min", flush=True)
     return records
 
