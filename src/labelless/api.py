@@ -568,6 +568,7 @@ def evaluate(
     normalize: str | None = None,
     seed: int = 0,
     out: str | Path | None = None,
+    data_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Every frozen-embedding metric (kNN, linear probe, few-shot, k-means, retrieval, RankMe and
     other label-free measures) of ``encoder`` on a labelled dataset's train -> test splits.
@@ -578,6 +579,8 @@ def evaluate(
     (``"imagenet"``, ``"dataset"``, ``"MEAN/STD"``) override it; the protocol records which.
     The metrics are added to the run directory's ``metrics.json`` (under ``evaluations``), or
     written to ``out/metrics.json``; a module without ``out`` is only evaluated.
+    ``data_options`` go to the loader of a data file (``{"target": "y", "test": 0.25}``).
+    Tables and series add their own protocols (``suite.modality_protocols``).
     """
     from labelless.suite import evaluate_encoder
 
@@ -593,6 +596,7 @@ def evaluate(
         seed=seed,
         out=out,
         write=write,
+        data_options=data_options,
     )
     return metrics
 

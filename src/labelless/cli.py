@@ -119,6 +119,10 @@ def evaluate(
         typer.Argument(help="run directory, encoder.safetensors, or timm:NAME (with --weights)"),
     ],
     data: Annotated[str, Opt(help="labelled dataset with train and test splits")] = "digits",
+    target: Annotated[str | None, Opt(help="tables: the label column of a CSV / parquet")] = None,
+    test_fraction: Annotated[
+        float | None, Opt(help="data files without a test split: the share held out (seeded)")
+    ] = None,
     weights: Annotated[str | None, Opt(help="local weights file for a timm:NAME encoder")] = None,
     k: Annotated[int, Opt(help="neighbours for kNN")] = 200,
     temperature: Annotated[float, Opt(help="kNN temperature")] = 0.1,
@@ -138,6 +142,7 @@ def evaluate(
     measures, at its pretraining resolution and normalisation; writes metrics.json."""
     from labelless.suite import evaluate_encoder
 
+    options = {"target": target, "test": test_fraction}
     metrics, path = evaluate_encoder(
         encoder,
         data,
@@ -148,6 +153,7 @@ def evaluate(
         normalize=normalize,
         seed=seed,
         out=out,
+        data_options={key: value for key, value in options.items() if value is not None},
     )
     _print_metrics(metrics)
     preprocessing = metrics["protocol"]["preprocessing"]

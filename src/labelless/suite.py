@@ -39,8 +39,13 @@ def data_label(data: str | Path) -> str:
     return Path(str(data)).name or str(data)
 
 
-def labelled_splits(data: str | Path) -> DataSplits:
-    splits = load_dataset(data)
+def labelled_splits(data: str | Path, **options: Any) -> DataSplits:
+    """Train and test splits with labels (or, for regression tables, targets); ``options`` go to
+    the loader of a data file (e.g. ``target="label", test=0.25`` for a CSV)."""
+    splits = load_dataset(data, **options)
+    targets = splits.test is not None and splits.train.targets is not None
+    if targets and splits.test.targets is not None:
+        return splits
     if splits.test is None or not splits.train.has_labels or not splits.test.has_labels:
         raise DataError(
             f"this needs labelled train and test splits; {str(data)!r} has none: use a built-in "
@@ -147,6 +152,36 @@ def _load(spec, weights, train: Dataset, data) -> tuple[nn.Module, dict[str, Any
     return model, {**source, **model.meta.to_dict()}
 
 
+def modality_protocols(model, train: Dataset, test: Dataset, train_z, test_z, seed: int) -> dict:
+    """The protocols of each modality beyond kNN / linear: ridge RMSE for regression targets,
+    TS2Vec's RBF SVM for series, and for tables the linear and MLP heads at 100% and 1% of the
+    labels (``evaluate.tabular.evaluate_table``); their settings under ``modality_protocol``."""
+    modality = getattr(model.meta, "modality", "image")
+    out: dict[str, Any] = {}
+    if train.targets is not None and test.targets is not None:
+        from labelless.api import ridge_rmse
+
+        out = ridge_rmse(train_z, train, test_z, test)
+        out["modality_protocol"] = out.pop("protocol")
+    if modality == "timeseries" and train.has_labels:
+        from labelless.evaluate.timeseries import svm_accuracy
+
+        svm = svm_accuracy(train_z, train.labels, test_z, test.labels, seed=seed)
+        out["svm_top1"] = svm.accuracy
+        out["modality_protocol"] = {"svm": {"C": str(svm.C), "searched": bool(svm.searched)}}
+    if modality == "tabular":
+        from labelless.evaluate.tabular import evaluate_table
+
+        rows = evaluate_table(model, train, test, protocols=("linear", "mlp"), seeds=(seed,))
+        for row in rows:
+            out[f"{row['protocol']}_{row['metric']}_{row['fraction']:g}"] = row["value"]
+        out["modality_protocol"] = {
+            "tables": "linear and MLP heads on frozen embeddings, label fractions 1 and 0.01 "
+            "(stratified, seeded; evaluate.tabular.evaluate_table)"
+        }
+    return out
+
+
 def embed_with(model: nn.Module, images: np.ndarray, pre: Preprocessing) -> torch.Tensor:
     from labelless.evaluate import embed
 
@@ -165,6 +200,7 @@ def evaluate_encoder(
     seed: int = 0,
     out: str | Path | None = None,
     write: bool = True,
+    data_options: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], Path | None]:
     """Every frozen-embedding metric of the encoder ``spec`` on ``data`` (train -> test), with
     the preprocessing protocol; returns ``(metrics, metrics.json written or None)``.
@@ -175,7 +211,7 @@ def evaluate_encoder(
     from labelless.evaluate.protocol import evaluate_embeddings
 
     target = resolve_target(spec, out, "evaluate") if write else None
-    splits = labelled_splits(data)
+    splits = labelled_splits(data, **(data_options or {}))
     train, test = splits.train, splits.test
     model, source = _load(spec, weights, train, data)
     metrics_path = target.directory / "metrics.json" if target else None
@@ -192,9 +228,14 @@ def evaluate_encoder(
         normalize=normalize,
     )
     train_z, test_z = embed_with(model, train.samples, pre), embed_with(model, test.samples, pre)
-    metrics = evaluate_embeddings(
-        train_z, train.labels, test_z, test.labels, k=k, temperature=temperature, seed=seed
-    )
+    if train.has_labels:
+        metrics = evaluate_embeddings(
+            train_z, train.labels, test_z, test.labels, k=k, temperature=temperature, seed=seed
+        )
+    else:
+        metrics = {"protocol": {}}
+    metrics.update(modality_protocols(model, train, test, train_z, test_z, seed))
+    metrics["protocol"].update(metrics.pop("modality_protocol", {}))
     metrics["protocol"].update(
         preprocessing=pre.protocol(),
         data=data_label(data),

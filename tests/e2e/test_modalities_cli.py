@@ -62,6 +62,22 @@ def test_pretrain_a_table_from_csv(table, tmp_path):
     assert metrics["knn_top1"] > 0.8  # two well-separated classes, even after 3 epochs
     config = (out / "config.yaml").read_text()
     assert "name: mlp" in config and "target: diagnosis" in config
+    evaluated = run_cli(
+        "evaluate",
+        str(out),
+        "--data",
+        str(table),
+        "--target",
+        "diagnosis",
+        "--test-fraction",
+        "0.25",
+        one_thread=True,
+    )
+    assert evaluated.returncode == 0, evaluated.stderr
+    record = json.loads((out / "metrics.json").read_text())["evaluations"]
+    (evaluation,) = record.values()
+    assert evaluation["linear_accuracy_1"] > 0.8 and "mlp_accuracy_0.01" in evaluation
+    assert "tables" in evaluation["protocol"]
 
 
 def test_semi_supervised_table(table, tmp_path):
