@@ -35,3 +35,15 @@ def people():
         "pet": rng.choice(["cat", "dog"], n),
         "label": rng.choice(["yes", "no"], n),
     }
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Table models are tiny: one thread is fastest, and two OpenMP threads on a busy 2-core
+    machine slow the learning test from ~3 s to minutes. Restored afterwards."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
