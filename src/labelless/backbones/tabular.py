@@ -70,8 +70,18 @@ class TabularMLP(nn.Module):
     ReLU (-> dropout) of width ``hidden_dim`` (SCARF's encoder: 4 x 256, Bahri et al. 2022).
     The output of the last block is the embedding."""
 
-    def __init__(self, in_channels, *, num_numeric, cardinalities, hidden_dim, depth,
-                 cat_embed_dim, dropout, norm) -> None:  # fmt: skip
+    def __init__(
+        self,
+        in_channels,
+        *,
+        num_numeric,
+        cardinalities,
+        hidden_dim,
+        depth,
+        cat_embed_dim,
+        dropout,
+        norm,
+    ) -> None:
         super().__init__()
         if depth < 1 or hidden_dim < 1:
             raise ConfigError(f"depth and hidden_dim must be positive, got {depth}, {hidden_dim}")
@@ -167,8 +177,20 @@ class FTTransformer(nn.Module):
     ``K`` kept feature columns ``keep [B, K]`` (all F when None), which T-JEPA masks with.
     """
 
-    def __init__(self, in_channels, *, num_numeric, cardinalities, dim, depth, heads,
-                 ffn_factor, dropout, reg_tokens, pool) -> None:  # fmt: skip
+    def __init__(
+        self,
+        in_channels,
+        *,
+        num_numeric,
+        cardinalities,
+        dim,
+        depth,
+        heads,
+        ffn_factor,
+        dropout,
+        reg_tokens,
+        pool,
+    ) -> None:
         super().__init__()
         if dim % heads or depth < 1 or reg_tokens < 0 or pool not in ("cls", "mean"):
             raise ConfigError(
