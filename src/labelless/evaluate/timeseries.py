@@ -75,7 +75,7 @@ def svm_accuracy(train_z: Any, train_y: Any, test_z: Any, test_y: Any, seed: int
     """TS2Vec's SVM protocol on embeddings ``[N, D]`` (see the module docstring)."""
     import warnings
 
-    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.exceptions import ConvergenceWarning, FitFailedWarning
     from sklearn.model_selection import GridSearchCV, StratifiedKFold
     from sklearn.svm import SVC
 
@@ -87,6 +87,8 @@ def svm_accuracy(train_z: Any, train_y: Any, test_z: Any, test_y: Any, seed: int
     svc = SVC(kernel="rbf", gamma="scale", max_iter=SVM_MAX_ITER)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
+        warnings.simplefilter("ignore", FitFailedWarning)  # C = inf diverging: scored NaN
+        warnings.filterwarnings("ignore", "One or more of the test scores are non-finite")
         if searched:
             grid = GridSearchCV(
                 svc,
