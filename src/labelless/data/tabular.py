@@ -394,18 +394,21 @@ for _builtin in (
         "UCI Adult income, 32,561 train + 16,281 test rows, 6 numeric + 8 categorical, 2 classes",
         load_adult,
         ("adult/adult.data.gz", "adult/adult.test.gz"),
+        modality="tabular",
     ),
     BuiltinDataset(
         "california_housing",
         "California housing, 20,640 rows (80/20 split), 9 numeric + 1 categorical, regression",
         load_california_housing,
         ("california_housing/housing.csv.gz",),
+        modality="tabular",
     ),
     BuiltinDataset(
         "covertype",
         "Covertype 100k sample (80/20 split), 10 numeric + 2 categorical, 7 classes",
         load_covertype,
         ("covertype_sample/covertype_100k.csv.gz",),
+        modality="tabular",
     ),
 ):
     register_builtin(_builtin)
