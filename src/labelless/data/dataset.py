@@ -82,8 +82,23 @@ class Dataset:
         labels = None if self.labels is None else self.labels[index]
         targets = None if self.targets is None else self.targets[index]
         return Dataset(
-            self.samples[index], labels, self.modality, name or self.name, dict(self.meta), targets
+            self.samples[index],
+            labels,
+            self.modality,
+            name or self.name,
+            self._meta_at(index),
+            targets,
         )
+
+    def _meta_at(self, index: np.ndarray) -> dict[str, Any]:
+        """``meta`` for a subset: per-sample arrays (e.g. series ``lengths``) follow ``index``."""
+        count = len(self)
+        return {
+            key: value[index]
+            if isinstance(value, np.ndarray) and value.shape[:1] == (count,)
+            else value
+            for key, value in self.meta.items()
+        }
 
     def sample_rows(self, count: int, seed: int = 0) -> np.ndarray:
         """At most ``count`` samples, a fixed seeded random subset when there are more (never the

@@ -334,6 +334,7 @@ for _name, _description in UCR_SETS.items():
             f"UCR/UEA {_name}: {_description}",
             lambda n=_name: load_ucr(n),
             (f"ucr_uea/{_name}.npz",),
+            modality="timeseries",
         )
     )
 
@@ -512,5 +513,6 @@ for _name, _file in FORECAST_FILES.items():
             f"{_name} forecasting series (windows of 512 steps, stride 64; standard splits)",
             lambda n=_name: forecasting_splits(n),
             (_file,),
+            modality="timeseries",
         )
     )

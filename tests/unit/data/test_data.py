@@ -100,3 +100,15 @@ def test_real_mnist_and_cifar10(data_root, monkeypatch, tmp_path):
     assert (tmp_path / "decoded" / "cifar10_train_uint8.npy").exists()
     cached = load_dataset("cifar10")  # second load reads the cache
     assert np.array_equal(cached.train.samples[:10], cifar.train.samples[:10])
+
+
+def test_subset_carries_labels_targets_and_per_sample_meta():
+    from labelless.data.timeseries import from_series
+
+    series = [np.arange(n, dtype=np.float32) for n in (3, 5, 4, 2)]
+    data = from_series(series, targets=np.array([0.5, 1.5, 2.5, 3.5]))
+    part = data.subset(np.array([3, 1]))
+    assert part.meta["lengths"].tolist() == [2, 5]  # per-sample meta follows the index
+    assert part.targets.tolist() == [3.5, 1.5]
+    assert np.isnan(part.samples[0, 0, 2:]).all() and part.samples[1, 0, 4] == 4
+    assert part.meta["channels"] == data.meta["channels"]  # the rest is shared as it is
