@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from labelless.errors import ConfigError
 from labelless.methods.base import Method, register_method
-from labelless.nn.ema import EMA
+from labelless.nn.ema import EMA, linear_momentum
 from labelless.nn.masking import (
     MaskedTokenPredictor,
     gather_tokens,
@@ -21,11 +21,6 @@ from labelless.nn.masking import (
 )
 
 LOSSES = ("mse", "smooth_l1")
-
-
-def linear_momentum(progress: float, start: float, end: float) -> float:
-    """I-JEPA's target momentum: linear from ``start`` to ``end`` over training (sec. 4)."""
-    return start + (end - start) * min(max(progress, 0.0), 1.0)
 
 
 def prediction_loss(prediction: Tensor, target: Tensor, loss: str = "mse") -> Tensor:

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from labelless.errors import ConfigError
 from labelless.methods.base import Method, register_method
-from labelless.nn.ema import EMA
+from labelless.nn.ema import EMA, linear_momentum
 from labelless.nn.losses_tabular import latent_prediction_loss
 from labelless.nn.masking import MaskedTokenPredictor, gather_tokens
 
@@ -151,6 +151,5 @@ class TJEPA(Method):
         return {"loss": loss, "embedding": embedding}
 
     def on_step_end(self, progress: float) -> None:
-        low, high = self.momentum
-        self.current_momentum = low + (high - low) * min(max(progress, 0.0), 1.0)
+        self.current_momentum = linear_momentum(progress, *self.momentum)
         self.target.update(self.backbone, self.current_momentum)

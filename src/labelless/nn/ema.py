@@ -16,6 +16,12 @@ def cosine_momentum(progress: float, start: float, end: float = 1.0) -> float:
     return end - (end - start) * (math.cos(math.pi * progress) + 1.0) / 2.0
 
 
+def linear_momentum(progress: float, start: float, end: float) -> float:
+    """A target momentum linear from ``start`` to ``end`` over training (I-JEPA sec. 4, T-JEPA);
+    ``progress`` is clamped to [0, 1]."""
+    return start + (end - start) * min(max(progress, 0.0), 1.0)
+
+
 class EMA(nn.Module):
     """A frozen copy of ``online`` updated as ``target = m * target + (1 - m) * online``.
 

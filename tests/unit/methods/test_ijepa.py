@@ -11,7 +11,8 @@ import torch.nn.functional as F
 from labelless.backbones import create_backbone
 from labelless.errors import ConfigError
 from labelless.methods import create_method
-from labelless.methods.ijepa import linear_momentum, prediction_loss
+from labelless.methods.ijepa import prediction_loss
+from labelless.nn.ema import linear_momentum
 from labelless.nn.masking import block_index, block_size, sample_block_masks
 
 TINY = {"depth": 1, "embed_dim": 24, "num_heads": 2}
