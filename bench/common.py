@@ -53,6 +53,7 @@ def environment() -> dict:
         "cpu": cpu_model(),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
+        "load_average_1min": round(os.getloadavg()[0], 2),
     }
 
 

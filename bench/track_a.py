@@ -6,6 +6,11 @@ images/s, and model FLOP utilisation against a float32 matmul ceiling measured i
 
     LABELLESS_DATA=../shared/data .venv/bin/python bench/track_a.py --budget 900
     LABELLESS_DATA=../shared/data .venv/bin/python bench/track_a.py --budget 180 --per-sample-aug
+    LABELLESS_DATA=../shared/data .venv/bin/python bench/track_a.py --config configs/cifar10/byol.yaml
+
+``--config`` runs a shipped recipe (``configs/cifar10/<method>.yaml``: its method, backbone,
+views, optimiser and budget) under the track's fixed terms (threads, seed, evaluation); a
+``--budget`` given on the command line replaces the recipe's ``trainer.max_time``.
 
 ``--per-sample-aug`` makes the views with a torchvision v2 pipeline (the same ViewSpec
 parameters) per sample in DataLoader workers, the way the anchor libraries do, as the baseline.
@@ -34,7 +39,7 @@ from common import (
 )
 
 from labelless import api
-from labelless.config import build_config
+from labelless.config import build_config, load_yaml
 from labelless.data import load_dataset
 from labelless.train.callbacks import RankMeMonitor, Throughput
 from labelless.train.loader import train_loader
@@ -44,10 +49,13 @@ from labelless.train.trainer import build_trainer
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", help="a track-A recipe (configs/cifar10/<method>.yaml)")
     parser.add_argument("--method", default="simclr")
     parser.add_argument("--width", type=float, default=0.25)
     parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--budget", type=float, default=900.0, help="training seconds")
+    parser.add_argument(
+        "--budget", type=float, default=None, help="training seconds (default 900, or the recipe's)"
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--optimizer", default="lars")
     parser.add_argument("--lr", type=float, default=1.0)
@@ -68,6 +76,10 @@ MAX_EPOCHS = 10_000
 
 
 def run_config(args: argparse.Namespace):
+    if args.config:
+        return recipe_config(args)
+    if args.budget is None:
+        args.budget = 900.0
     return build_config(
         {
             "data": {"name": "cifar10"},
@@ -92,6 +104,25 @@ def run_config(args: argparse.Namespace):
             "out": args.out,
         }
     )
+
+
+def recipe_config(args: argparse.Namespace):
+    """A shipped recipe under the track's terms; the recipe's own budget unless --budget is given."""
+    data = load_yaml(args.config)
+    trainer = data.setdefault("trainer", {})
+    if args.budget is not None:
+        trainer["max_time"] = args.budget
+    trainer.update({"max_epochs": MAX_EPOCHS, "threads": args.threads, "progress_bar": False})
+    data.setdefault("monitor", {})["every_n_epochs"] = 10**6
+    data.update({"seed": args.seed, "out": args.out})
+    config = build_config(data, source=args.config)
+    if config.data.name != "cifar10":
+        raise SystemExit(f"{args.config}: track A trains on cifar10, not {config.data.name}")
+    args.method, args.width = config.method.name, config.backbone.width
+    args.batch_size, args.budget = config.optim.batch_size, config.trainer.max_time
+    args.optimizer, args.lr = config.optim.name, config.optim.lr
+    args.weight_decay, args.warmup_epochs = config.optim.weight_decay, config.optim.warmup_epochs
+    return config
 
 
 class PerSampleViews(torch.utils.data.Dataset):
@@ -189,8 +220,11 @@ def main(argv=None) -> dict:
         "dataset": "cifar10",
         "train_split": "train (50,000, labels unused)",
         "eval_split": "test (10,000)",
-        "backbone": "resnet18_cifar",
+        "backbone": config.backbone.name,
+        "backbone_kwargs": config.backbone.kwargs,
         "width": args.width,
+        "recipe": args.config,
+        "method_kwargs": config.method.kwargs,
         "method": args.method,
         "batch_size": args.batch_size,
         "optimizer": args.optimizer,
@@ -212,7 +246,7 @@ def main(argv=None) -> dict:
         "achieved_gflops": round(achieved, 2),
         "matmul_ceiling_gflops": round(ceiling, 2),
         "mfu": round(achieved / ceiling, 4),
-        "channels_last": True,
+        "channels_last": config.backbone.name.startswith("resnet"),
         "precision": "float32",
         "seed": args.seed,
     }
