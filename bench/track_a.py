@@ -6,7 +6,7 @@ images/s, and model FLOP utilisation against a float32 matmul ceiling measured i
 
     LABELLESS_DATA=../shared/data .venv/bin/python bench/track_a.py --budget 900
     LABELLESS_DATA=../shared/data .venv/bin/python bench/track_a.py --budget 180 --per-sample-aug
-    LABELLESS_DATA=../shared/data .venv/bin/python bench/track_a.py --config configs/cifar10/byol.yaml
+  LABELLESS_DATA=../shared/data .venv/bin/python bench/track_a.py --config configs/cifar10/dcl.yaml
 
 ``--config`` runs a shipped recipe (``configs/cifar10/<method>.yaml``: its method, backbone,
 views, optimiser and budget) under the track's fixed terms (threads, seed, evaluation); a
@@ -67,6 +67,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--per-sample-aug", action="store_true")
     parser.add_argument("--workers", type=int, default=2, help="workers for --per-sample-aug")
     parser.add_argument("--no-eval", action="store_true", help="throughput only")
+    parser.add_argument(
+        "--random-init",
+        action="store_true",
+        help="no training: evaluate the freshly initialised encoder (the floor a run must beat)",
+    )
     parser.add_argument("--out", default="runs/bench-track-a")
     return parser.parse_args(argv)
 
@@ -107,7 +112,7 @@ def run_config(args: argparse.Namespace):
 
 
 def recipe_config(args: argparse.Namespace):
-    """A shipped recipe under the track's terms; the recipe's own budget unless --budget is given."""
+    """A shipped recipe under the track's terms (its own budget unless --budget is given)."""
     data = load_yaml(args.config)
     trainer = data.setdefault("trainer", {})
     if args.budget is not None:
@@ -179,6 +184,35 @@ def flops_per_step(method, batch_views) -> float:
     return float(counter.get_total_flops())
 
 
+def random_init_floor(args, config, train, test, ceiling: float) -> dict:
+    """The same evaluation on the encoder at initialisation (seeded), recorded as its own line."""
+    torch.manual_seed(args.seed)
+    _, method, _ = api.build_components(config, train)
+    metrics, _ = api.final_metrics(config, method.backbone, train, test)
+    record = {
+        "track": "A",
+        "dataset": "cifar10",
+        "eval_split": "test (10,000)",
+        "backbone": config.backbone.name,
+        "backbone_kwargs": config.backbone.kwargs,
+        "width": config.backbone.width,
+        "method": "random_init",
+        "recipe": args.config,
+        "steps": 0,
+        "epochs_done": 0.0,
+        "matmul_ceiling_gflops": round(ceiling, 2),
+        "seed": args.seed,
+        **{key: metrics[key] for key in ("knn_top1", "linear_top1", "rankme")},
+        "protocol": metrics["protocol"],
+    }
+    record.update(environment())
+    record["peak_rss_mb"] = round(peak_rss_mb(), 1)
+    path = append_result("track_a", record)
+    print({k: v for k, v in record.items() if k != "protocol"})
+    print(f"appended to {path}")
+    return record
+
+
 def main(argv=None) -> dict:
     args = parse_args(argv)
     if not data_available():
@@ -188,6 +222,8 @@ def main(argv=None) -> dict:
     splits = load_dataset("cifar10")
     train, test = splits.train, splits.test
     config = run_config(args)
+    if args.random_init:
+        return random_init_floor(args, config, train, test, ceiling)
     _, probe_method, views = api.build_components(config, train)
     probe_batch = next(iter(train_loader(train, args.batch_size)))
     flops = flops_per_step(probe_method, views(probe_batch["inputs"]))
