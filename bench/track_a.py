@@ -6,7 +6,7 @@ images/s, and model FLOP utilisation against a float32 matmul ceiling measured i
 
     LABELLESS_DATA=../shared/data .venv/bin/python bench/track_a.py --budget 900
     LABELLESS_DATA=../shared/data .venv/bin/python bench/track_a.py --budget 180 --per-sample-aug
-  LABELLESS_DATA=../shared/data .venv/bin/python bench/track_a.py --config configs/cifar10/dcl.yaml
+    .venv/bin/python bench/track_a.py --config configs/cifar10/dcl.yaml  # LABELLESS_DATA as above
 
 ``--config`` runs a shipped recipe (``configs/cifar10/<method>.yaml``: its method, backbone,
 views, optimiser and budget) under the track's fixed terms (threads, seed, evaluation); a
@@ -205,8 +205,14 @@ def random_init_floor(args, config, train, test, ceiling: float) -> dict:
         **{key: metrics[key] for key in ("knn_top1", "linear_top1", "rankme")},
         "protocol": metrics["protocol"],
     }
+    return _save(record)
+
+
+def _save(record: dict) -> dict:
+    """Add the machine, code and memory fields, append the line to track_a.jsonl, print it."""
     record.update(environment())
     record["peak_rss_mb"] = round(peak_rss_mb(), 1)
+    record["peak_rss_children_mb"] = round(peak_rss_mb(children=True), 1)
     path = append_result("track_a", record)
     print({k: v for k, v in record.items() if k != "protocol"})
     print(f"appended to {path}")
@@ -290,13 +296,7 @@ def main(argv=None) -> dict:
         metrics, _ = api.final_metrics(config, method.backbone, train, test)
         record.update({key: metrics[key] for key in ("knn_top1", "linear_top1", "rankme")})
         record["protocol"] = metrics["protocol"]
-    record.update(environment())
-    record["peak_rss_mb"] = round(peak_rss_mb(), 1)
-    record["peak_rss_children_mb"] = round(peak_rss_mb(children=True), 1)
-    path = append_result("track_a", record)
-    print({k: v for k, v in record.items() if k != "protocol"})
-    print(f"appended to {path}")
-    return record
+    return _save(record)
 
 
 if __name__ == "__main__":
