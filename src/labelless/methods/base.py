@@ -46,6 +46,11 @@ class Method(nn.Module):
     def on_step_end(self, progress: float) -> None:
         """Hook for EMA targets and other schedules; most methods need nothing here."""
 
+    def constant_lr_parameters(self) -> list[nn.Parameter]:
+        """Parameters trained at the base learning rate throughout: the schedule (warm-up,
+        decay) leaves them alone. Most methods have none."""
+        return []
+
 
 def register_method(name: str) -> Callable[[type[Method]], type[Method]]:
     """Class decorator adding a method to the registry under ``name``."""

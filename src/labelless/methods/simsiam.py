@@ -27,6 +27,7 @@ class SimSiam(Method):
         proj_hidden_dim: int = 2048,
         proj_dim: int = 2048,
         pred_hidden_dim: int = 512,
+        constant_predictor_lr: bool = True,
     ) -> None:
         super().__init__(backbone)
         # Projector: 3 layers, BatchNorm on every layer including the output (sec. 3, "Projection").
@@ -35,6 +36,12 @@ class SimSiam(Method):
         )
         # Predictor: a bottleneck, BatchNorm on the hidden layer only (sec. 3, "Prediction").
         self.predictor = mlp([proj_dim, pred_hidden_dim, proj_dim], norm="bn")
+        # The predictor's learning rate is not decayed in the paper's baseline (sec. 4.2, Table 1:
+        # "lr w/o decay" 68.1 vs 67.7 with decay): it has to keep adapting to the latest features.
+        self.constant_predictor_lr = constant_predictor_lr
+
+    def constant_lr_parameters(self) -> list[nn.Parameter]:
+        return list(self.predictor.parameters()) if self.constant_predictor_lr else []
 
     def forward(self, views, batch):
         features = [self.backbone(view) for view in views[:2]]

@@ -110,7 +110,7 @@ class SSLModule(L.LightningModule):
         )
         lr = self.optim["lr"] * self.lr_multiplier()
         for group in self.trainer.optimizers[0].param_groups:
-            group["lr"] = lr
+            group["lr"] = self.optim["lr"] if group.get("constant_lr") else lr
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int):
         if len(batch["index"]) < 2:  # a lazy batch whose files were all unreadable

@@ -62,16 +62,32 @@ class LARS(torch.optim.Optimizer):
 
 
 def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Two groups: weights of linear/conv layers (decayed), and biases + norm weights (not)."""
-    decay, no_decay = [], []
+    """Weights of linear/conv layers (decayed), and biases + norm weights (not).
+
+    Parameters the model lists in ``constant_lr_parameters()`` (e.g. SimSiam's predictor) go to
+    groups of their own marked ``constant_lr=True``: the schedule leaves their learning rate at
+    the base value.
+    """
+    listed = getattr(model, "constant_lr_parameters", None)
+    constant = {id(p) for p in listed()} if callable(listed) else set()
+    buckets: dict[tuple[bool, bool], list] = {}
     for param in model.parameters():
         if not param.requires_grad:
             continue
-        (no_decay if param.ndim <= 1 else decay).append(param)
-    return [
-        {"params": decay, "weight_decay": weight_decay},
-        {"params": no_decay, "weight_decay": 0.0, "lars": False},
-    ]
+        buckets.setdefault((param.ndim <= 1, id(param) in constant), []).append(param)
+    groups = []
+    for is_constant in (False, True):
+        for no_decay in (False, True):
+            params = buckets.get((no_decay, is_constant), [])
+            if is_constant and not params:
+                continue
+            group = {"params": params, "weight_decay": 0.0 if no_decay else weight_decay}
+            if no_decay:
+                group["lars"] = False
+            if is_constant:
+                group["constant_lr"] = True
+            groups.append(group)
+    return groups
 
 
 def build_optimizer(

@@ -43,7 +43,21 @@ class Recorder(BYOL):
         self.seen.append(progress)
 
 
-def _fit(tmp_path, *, budget: float, max_epochs: int, seconds_per_step: float = 1.0):
+class ConstantPredictorLR(Recorder):
+    """BYOL whose predictor trains at the base learning rate (as SimSiam's does)."""
+
+    def constant_lr_parameters(self) -> list[nn.Parameter]:
+        return list(self.predictor.parameters())
+
+
+def _fit(
+    tmp_path,
+    *,
+    budget: float,
+    max_epochs: int,
+    seconds_per_step: float = 1.0,
+    method_cls: type[Recorder] = Recorder,
+):
     time = FakeTime()
 
     def views(images, generator=None):  # the step's work takes one fake second
@@ -51,7 +65,7 @@ def _fit(tmp_path, *, budget: float, max_epochs: int, seconds_per_step: float = 
         x = images.float() / 255
         return [x, x.flip(-1)]
 
-    method = Recorder(TinyBackbone(), proj_hidden_dim=16, proj_dim=8, pred_hidden_dim=16)
+    method = method_cls(TinyBackbone(), proj_hidden_dim=16, proj_dim=8, pred_hidden_dim=16)
     optim = OptimConfig(name="sgd", lr=0.1, warmup_epochs=1, min_lr_ratio=0.05).model_dump()
     module = SSLModule(method, views, optim=optim, budget_seconds=budget, time_fn=time)
     images = np.random.default_rng(0).integers(0, 256, (32, 4, 4, 1), dtype=np.uint8)
@@ -61,11 +75,13 @@ def _fit(tmp_path, *, budget: float, max_epochs: int, seconds_per_step: float = 
     )
     trainer = build_trainer(cfg, tmp_path, [])
     lrs: list[float] = []
+    module.group_lrs = []
     original = module.on_train_batch_start
 
     def record_lr(batch, batch_idx):
         original(batch, batch_idx)
         lrs.append(trainer.optimizers[0].param_groups[0]["lr"])
+        module.group_lrs.append([group["lr"] for group in trainer.optimizers[0].param_groups])
 
     module.on_train_batch_start = record_lr
     trainer.fit(module, loader)
@@ -81,6 +97,19 @@ def test_budget_stops_after_the_annealed_step(tmp_path):
     assert lrs[-1] == pytest.approx(0.1 * 0.05)  # and the LR at its minimum
     assert module.clock.summary()["ended_by"] == "budget"
     assert trainer.current_epoch < 1000
+
+
+def test_constant_lr_parameters_keep_the_base_lr(tmp_path):
+    _, module, method, lrs, _ = _fit(
+        tmp_path, budget=1000.0, max_epochs=3, method_cls=ConstantPredictorLR
+    )
+    groups = module.trainer.optimizers[0].param_groups
+    constant = [i for i, group in enumerate(groups) if group.get("constant_lr")]
+    assert len(constant) == 2  # the predictor's weights and its biases / norm weights
+    in_constant = {id(p) for i in constant for p in groups[i]["params"]}
+    assert in_constant == {id(p) for p in method.predictor.parameters()}
+    assert lrs[0] == 0.0 and lrs[-1] == pytest.approx(0.1 * 0.05)  # the rest follow the schedule
+    assert all(step[i] == 0.1 for step in module.group_lrs for i in constant)
 
 
 def test_max_epochs_before_the_budget(tmp_path):
