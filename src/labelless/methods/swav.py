@@ -23,7 +23,9 @@ class SwAV(Method):
     the batch, no gradient); each global crop's code is predicted by every other crop, global or
     local, and the cross-entropies are averaged over those pairs. The prototypes take no gradient
     during the first ``freeze_prototypes_steps`` optimiser steps (the paper freezes them for the
-    first epoch so that a random start cannot be collapsed into a few clusters).
+    first epoch so that a random start cannot be collapsed into a few clusters), or, when
+    ``freeze_prototypes_fraction`` is set, during that fraction of the run's progress: a budget
+    run of a few hundred steps would otherwise spend most of them against fixed prototypes.
     """
 
     default_views = "swav"
@@ -40,19 +42,28 @@ class SwAV(Method):
         epsilon: float = 0.05,
         sinkhorn_iterations: int = 3,
         freeze_prototypes_steps: int = 313,
+        freeze_prototypes_fraction: float | None = None,
         num_global_crops: int = 2,
     ) -> None:
         super().__init__(backbone)
         if num_global_crops < 1 or num_prototypes < 1:
             raise ConfigError("swav needs num_global_crops >= 1 and num_prototypes >= 1")
+        if freeze_prototypes_fraction is not None and not 0 <= freeze_prototypes_fraction < 1:
+            raise ConfigError(
+                "swav freeze_prototypes_fraction must be in [0, 1) (a fraction of the run), "
+                f"got {freeze_prototypes_fraction}"
+            )
         self.projector = mlp([self.embed_dim, proj_hidden_dim, proj_dim], norm="bn")
         self.prototypes = nn.Linear(proj_dim, num_prototypes, bias=False)
         self.temperature = temperature
         self.epsilon = epsilon
         self.sinkhorn_iterations = sinkhorn_iterations
         self.freeze_prototypes_steps = freeze_prototypes_steps
+        self.freeze_prototypes_fraction = freeze_prototypes_fraction
         self.num_global_crops = num_global_crops
         self.register_buffer("step", torch.zeros((), dtype=torch.long))
+        # Run progress after the last step (0 before the first); a buffer, so resuming keeps it.
+        self.register_buffer("progress", torch.zeros(()))
         self._normalise_prototypes()
 
     @torch.no_grad()
@@ -60,11 +71,17 @@ class SwAV(Method):
         weight = self.prototypes.weight
         weight.copy_(F.normalize(weight, dim=1))
 
+    @property
+    def prototypes_frozen(self) -> bool:
+        if self.freeze_prototypes_fraction is not None:
+            return bool(self.progress < self.freeze_prototypes_fraction)
+        return bool(self.step < self.freeze_prototypes_steps)
+
     def _scores(self, features: torch.Tensor) -> torch.Tensor:
         """Cosine scores of projected ``features [B, D]`` against the prototypes: ``[B, K]``."""
         z = F.normalize(self.projector(features), dim=1)
         prototypes = self.prototypes.weight
-        if self.step < self.freeze_prototypes_steps:
+        if self.prototypes_frozen:
             prototypes = prototypes.detach()
         return z @ prototypes.T
 
@@ -93,3 +110,4 @@ class SwAV(Method):
 
     def on_step_end(self, progress: float) -> None:
         self.step += 1
+        self.progress.fill_(progress)

@@ -77,6 +77,23 @@ def test_prototypes_are_frozen_for_the_first_steps():
     assert "step" in method.state_dict()
 
 
+def test_budget_runs_freeze_the_prototypes_for_a_fraction_of_the_run():
+    # steps 0..3 of a 4-step run: progress after each step 0, 1/3, 2/3, 1
+    method = _swav(freeze_prototypes_steps=10_000, freeze_prototypes_fraction=0.3)
+    frozen = []
+    for step in range(4):
+        method.zero_grad()
+        method(_multi_crop(), {})["loss"].backward()
+        frozen.append(method.prototypes.weight.grad is None)
+        method.on_step_end(progress=step / 3)
+    assert frozen == [True, True, False, False]  # the fraction wins over the step count
+    restored = _swav(freeze_prototypes_fraction=0.3)
+    restored.load_state_dict(method.state_dict())  # progress is a buffer: resume stays unfrozen
+    assert not restored.prototypes_frozen
+    with pytest.raises(ConfigError, match="freeze_prototypes_fraction"):
+        _swav(freeze_prototypes_fraction=1.5)
+
+
 def test_needs_more_views_than_global_crops():
     with pytest.raises(ConfigError, match="swav"):
         _swav()([torch.randn(4, 1, 8, 8)] * 2, {})
