@@ -34,27 +34,32 @@ def digits():
     return load_dataset("digits")
 
 
+def _fresh_copy(encoder):
+    """A freshly initialised copy of ``encoder``'s architecture (same kwargs, input size, mean
+    and std; seed 0)."""
+    from labelless.backbones import create_backbone
+
+    meta = encoder.meta
+    torch.manual_seed(0)
+    return create_backbone(
+        meta.architecture,
+        in_channels=meta.in_channels,
+        input_size=meta.input_size,
+        mean=meta.mean,
+        std=meta.std,
+        **meta.kwargs,
+    )
+
+
 @pytest.fixture
 def random_init_knn(digits):
     """``random_init_knn(encoder, k)``: kNN top-1 on digits of a freshly initialised copy of
     ``encoder``'s architecture (same kwargs, input size, mean and std; seed 0): the floor a
     pretrained encoder must beat."""
-    import torch
-
-    from labelless.backbones import create_backbone
     from labelless.evaluate import embed, knn_accuracy
 
     def floor(encoder, k: int) -> float:
-        meta = encoder.meta
-        torch.manual_seed(0)
-        random_init = create_backbone(
-            meta.architecture,
-            in_channels=meta.in_channels,
-            input_size=meta.input_size,
-            mean=meta.mean,
-            std=meta.std,
-            **meta.kwargs,
-        )
+        random_init = _fresh_copy(encoder)
         train, test = digits.train, digits.test
         return knn_accuracy(
             embed(random_init, train.samples),
@@ -66,3 +71,12 @@ def random_init_knn(digits):
         )
 
     return floor
+
+
+@pytest.fixture
+def random_init_rankme(digits):
+    """``random_init_rankme(encoder)``: RankMe of the same fresh copy's embeddings of the digits
+    test split (the split a digits run's final ``rankme`` is measured on)."""
+    from labelless.evaluate import embed, rankme
+
+    return lambda encoder: rankme(embed(_fresh_copy(encoder), digits.test.samples))
