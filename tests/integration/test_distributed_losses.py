@@ -21,6 +21,7 @@ from labelless.nn.losses import (
     mixed_barlow_twins,
     moco_v3,
     sinkhorn,
+    sinkhorn_with_queue,
     swav,
     update_center,
     update_correlation,
@@ -39,6 +40,13 @@ def _swapped_prediction(scores0, scores1):
     codes0, codes1 = sinkhorn(scores0), sinkhorn(scores1)
     loss = (swav(scores1, codes0) + swav(scores0, codes1)) / 2
     return loss, {"codes0": codes0, "codes1": codes1}
+
+
+def _swav_with_queue(scores0, scores1):
+    # The queue's scores: the same rows on every process (a gathered queue), 6 of them.
+    queued = torch.randn(6, scores0.shape[1], generator=torch.Generator().manual_seed(1)) * 0.5
+    codes0 = sinkhorn_with_queue(scores0, queued)
+    return swav(scores1, codes0), {"codes0": codes0}
 
 
 def _dino_step(student, teacher):
@@ -67,6 +75,7 @@ CASES = {
     "barlow_twins": (("z0", "z1"), lambda z0, z1: (barlow_twins(z0, z1, lambd=0.1), {})),
     "vicreg": (("z0", "z1"), lambda z0, z1: (vicreg(z0, z1), {})),
     "swav": (("scores0", "scores1"), _swapped_prediction),
+    "swav_queue": (("scores0", "scores1"), _swav_with_queue),
     "dino": (("student", "teacher"), _dino_step),
     "moco_v3": (("z0", "z1"), lambda q, k: (moco_v3(q, k, 0.2), {})),
     "directpred": (("z0", "z1"), _directpred_step),

@@ -9,8 +9,9 @@ from torch import nn
 
 from labelless.errors import ConfigError
 from labelless.methods.base import Method, register_method
+from labelless.methods.queue import EmbeddingQueue
 from labelless.nn.heads import mlp
-from labelless.nn.losses import sinkhorn, swav
+from labelless.nn.losses import sinkhorn, sinkhorn_with_queue, swav
 
 
 @register_method("swav")
@@ -44,6 +45,8 @@ class SwAV(Method):
         freeze_prototypes_steps: int = 313,
         freeze_prototypes_fraction: float | None = None,
         num_global_crops: int = 2,
+        queue_size: int = 0,
+        queue_start_fraction: float = 0.1,
     ) -> None:
         super().__init__(backbone)
         if num_global_crops < 1 or num_prototypes < 1:
@@ -61,6 +64,14 @@ class SwAV(Method):
         self.freeze_prototypes_steps = freeze_prototypes_steps
         self.freeze_prototypes_fraction = freeze_prototypes_fraction
         self.num_global_crops = num_global_crops
+        if queue_size < 0 or not 0 <= queue_start_fraction <= 1:
+            raise ConfigError(
+                "swav needs queue_size >= 0 (0: no queue) and queue_start_fraction in [0, 1], "
+                f"got {queue_size} and {queue_start_fraction}"
+            )
+        self.queue_start_fraction = queue_start_fraction
+        queues = num_global_crops if queue_size else 0
+        self.queues = nn.ModuleList(EmbeddingQueue(queue_size, proj_dim) for _ in range(queues))
         self.register_buffer("step", torch.zeros((), dtype=torch.long))
         # Run progress after the last step (0 before the first); a buffer, so resuming keeps it.
         self.register_buffer("progress", torch.zeros(()))
@@ -77,13 +88,27 @@ class SwAV(Method):
             return bool(self.progress < self.freeze_prototypes_fraction)
         return bool(self.step < self.freeze_prototypes_steps)
 
-    def _scores(self, features: torch.Tensor) -> torch.Tensor:
-        """Cosine scores of projected ``features [B, D]`` against the prototypes: ``[B, K]``."""
-        z = F.normalize(self.projector(features), dim=1)
+    def _project(self, features: torch.Tensor) -> torch.Tensor:
+        """Backbone ``features [B, E]`` -> L2-normalised projections ``[B, D]``."""
+        return F.normalize(self.projector(features), dim=1)
+
+    def _scores(self, z: torch.Tensor) -> torch.Tensor:
+        """Cosine scores of normalised projections ``z [B, D]`` with the prototypes: ``[B, K]``."""
         prototypes = self.prototypes.weight
         if self.prototypes_frozen:
             prototypes = prototypes.detach()
         return z @ prototypes.T
+
+    def _codes(self, scores: torch.Tensor, crop: int) -> torch.Tensor:
+        """Sinkhorn codes of global crop ``crop``'s scores, with its queue once it is in use."""
+        if not self.queues or self.progress < self.queue_start_fraction:
+            return sinkhorn(scores, self.epsilon, self.sinkhorn_iterations)
+        queued = self.queues[crop].filled()
+        if len(queued) == 0:
+            return sinkhorn(scores, self.epsilon, self.sinkhorn_iterations)
+        with torch.no_grad():
+            queued_scores = queued.to(scores.dtype) @ self.prototypes.weight.T
+        return sinkhorn_with_queue(scores, queued_scores, self.epsilon, self.sinkhorn_iterations)
 
     def forward(self, views, batch):
         if len(views) <= self.num_global_crops:
@@ -94,11 +119,12 @@ class SwAV(Method):
         if self.training:
             self._normalise_prototypes()  # rows back on the unit sphere after the last step
         features = [self.backbone(view) for view in views]
-        scores = [self._scores(f) for f in features]
-        codes = [
-            sinkhorn(scores[i], self.epsilon, self.sinkhorn_iterations)
-            for i in range(self.num_global_crops)
-        ]
+        projections = [self._project(f) for f in features]
+        scores = [self._scores(z) for z in projections]
+        codes = [self._codes(scores[i], i) for i in range(self.num_global_crops)]
+        if self.training:
+            for queue, z in zip(self.queues, projections, strict=False):
+                queue.push(z)
         losses = [
             swav(scores[j], codes[i], self.temperature)
             for i in range(self.num_global_crops)

@@ -245,6 +245,21 @@ def sinkhorn(scores: torch.Tensor, epsilon: float = 0.05, iterations: int = 3) -
         return torch.exp(log_q + math.log(count)).T.to(scores.dtype)
 
 
+def sinkhorn_with_queue(
+    scores: torch.Tensor, queued: torch.Tensor, epsilon: float = 0.05, iterations: int = 3
+) -> torch.Tensor:
+    """Sinkhorn codes of ``scores: [B, K]`` when earlier samples' scores ``queued: [Q, K]`` join
+    the equipartition (SwAV's queue for small batches, Caron et al. 2020, sec. 4 / appendix A):
+    ``sinkhorn(cat(scores, queued))`` restricted to the batch's B rows.
+
+    ``queued`` is the same on every process (a gathered queue); each process takes its own
+    ``Q // world_size`` slice, so over all processes every queued row counts once.
+    """
+    share = queued.shape[0] // world_size()
+    part = queued[rank() * share : (rank() + 1) * share].to(scores.dtype)
+    return sinkhorn(torch.cat([scores, part]), epsilon, iterations)[: scores.shape[0]]
+
+
 def swav(scores: torch.Tensor, codes: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
     """SwAV's prediction loss (Caron et al. 2020, eq. 2): the cross-entropy
 

@@ -43,7 +43,7 @@ def test_loss_is_the_swapped_prediction_over_all_other_crops():
     views = _multi_crop()
     with torch.no_grad():
         out = method(views, {})
-        scores = [method._scores(method.backbone(v)) for v in views]
+        scores = [method._scores(method._project(method.backbone(v))) for v in views]
     codes = [sinkhorn(scores[i], 0.05, 3) for i in range(2)]
     pairs = [(i, j) for i in range(2) for j in range(4) if j != i]
     expected = sum(swav(scores[j], codes[i], 0.1) for i, j in pairs) / len(pairs)
@@ -92,6 +92,38 @@ def test_budget_runs_freeze_the_prototypes_for_a_fraction_of_the_run():
     assert not restored.prototypes_frozen
     with pytest.raises(ConfigError, match="freeze_prototypes_fraction"):
         _swav(freeze_prototypes_fraction=1.5)
+
+
+def test_queue_joins_the_codes_from_its_start_fraction():
+    method = _swav(freeze_prototypes_steps=0, queue_size=12, queue_start_fraction=0.5)
+    @torch.no_grad()
+    def by_hand(views, use_queue):
+        z = [method._project(method.backbone(v)) for v in views]
+        scores = [method._scores(zi) for zi in z]
+        codes = []
+        for i in range(2):
+            if use_queue:  # the queued samples share the equipartition; only the batch's rows
+                queued = method.queues[i].filled() @ method.prototypes.weight.T
+                codes.append(sinkhorn(torch.cat([scores[i], queued]))[: len(scores[i])])
+            else:
+                codes.append(sinkhorn(scores[i]))
+        losses = [swav(scores[j], codes[i]) for i in range(2) for j in range(4) if j != i]
+        return torch.stack(losses).mean(), z
+
+    views = _multi_crop()
+    plain, z = by_hand(views, use_queue=False)
+    assert torch.allclose(method(views, {})["loss"], plain, atol=1e-6)  # before the start: no queue
+    assert int(method.queues[0].count) == 6  # but it is filled from the first step
+    assert torch.allclose(method.queues[1].filled(), z[1], atol=1e-6)
+    method.on_step_end(progress=0.6)
+    views = _multi_crop()  # new samples: the queue holds the previous batch
+    queued, _ = by_hand(views, use_queue=True)
+    plain, _ = by_hand(views, use_queue=False)
+    got = method(views, {})["loss"]
+    assert torch.allclose(got, queued, atol=1e-6) and not torch.allclose(got, plain, atol=1e-4)
+    assert "queues.0.rows" in method.state_dict()  # checkpoints carry the queue
+    with pytest.raises(ConfigError, match="queue_size"):
+        _swav(queue_size=-1)
 
 
 def test_needs_more_views_than_global_crops():
