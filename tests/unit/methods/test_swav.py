@@ -96,6 +96,7 @@ def test_budget_runs_freeze_the_prototypes_for_a_fraction_of_the_run():
 
 def test_queue_joins_the_codes_from_its_start_fraction():
     method = _swav(freeze_prototypes_steps=0, queue_size=12, queue_start_fraction=0.5)
+
     @torch.no_grad()
     def by_hand(views, use_queue):
         z = [method._project(method.backbone(v)) for v in views]
