@@ -101,9 +101,8 @@ class SwAV(Method):
 
     def _codes(self, scores: torch.Tensor, crop: int) -> torch.Tensor:
         """Sinkhorn codes of global crop ``crop``'s scores, with its queue once it is in use."""
-        if not self.queues or self.progress < self.queue_start_fraction:
-            return sinkhorn(scores, self.epsilon, self.sinkhorn_iterations)
-        queued = self.queues[crop].filled()
+        in_use = self.queues and self.progress >= self.queue_start_fraction
+        queued = self.queues[crop].filled() if in_use else scores[:0]
         if len(queued) == 0:
             return sinkhorn(scores, self.epsilon, self.sinkhorn_iterations)
         with torch.no_grad():
