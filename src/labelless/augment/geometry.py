@@ -61,7 +61,7 @@ def inverse_affine_matrices(
     translate: Values,
     scale: Values,
     shear: Values,
-    center: Sequence[float] | None = None,
+    center: Sequence[float] | Tensor | None = None,
     n: int,
     device=None,
 ) -> Tensor:
@@ -70,7 +70,8 @@ def inverse_affine_matrices(
     Forward map ``M = T C R S Sh_y Sh_x C^-1``: rotation by ``angle`` degrees (clockwise on
     screen), uniform ``scale``, shears ``(sx, sy)`` in degrees, then translation ``(tx, ty)``
     pixels, all about ``center``. Coordinates have their origin at the image centre (``center``,
-    if given, is in pixels from the top-left corner, as in torchvision) and y pointing down.
+    if given, is in pixels from the top-left corner, as in torchvision, or per sample ``[n, 2]``)
+    and y pointing down.
     """
     angle = torch.deg2rad(_batch_values(angle, n, device))
     shear_x, shear_y = torch.deg2rad(_batch_values(shear, n, device, 2)).unbind(1)
@@ -78,7 +79,11 @@ def inverse_affine_matrices(
     scale = _batch_values(scale, n, device)
     if (scale <= 0).any():
         raise ConfigError("affine scale must be > 0")
-    cx, cy = (0.0, 0.0) if center is None else (center[0] - width / 2, center[1] - height / 2)
+    if center is None:
+        cx, cy = 0.0, 0.0
+    else:
+        half = torch.tensor([width / 2, height / 2], dtype=torch.float64, device=device)
+        cx, cy = (_batch_values(center, n, device, 2) - half).unbind(1)
 
     # forward rotation-shear [[a, b], [c, d]] (determinant 1); its inverse is [[d, -b], [-c, a]]
     a = torch.cos(angle - shear_y) / torch.cos(shear_y)
@@ -89,6 +94,19 @@ def inverse_affine_matrices(
     m02 = cx - m00 * (cx + tx) - m01 * (cy + ty)
     m12 = cy - m10 * (cx + tx) - m11 * (cy + ty)
     return torch.stack([torch.stack([m00, m01, m02], 1), torch.stack([m10, m11, m12], 1)], 1)
+
+
+def _affine_grid(theta: Tensor, height: int, width: int) -> Tensor:
+    """``F.affine_grid(theta, [n, _, height, width], align_corners=False)`` by broadcasting:
+    three multiply-adds per coordinate instead of a batched matmul of ``[H * W, 3]`` rows
+    (which is slow on the CPU for small images)."""
+    xs = torch.arange(width, dtype=theta.dtype, device=theta.device).mul_(2 / width)
+    ys = torch.arange(height, dtype=theta.dtype, device=theta.device).mul_(2 / height)
+    xs, ys = xs.add_(1 / width - 1).view(1, 1, width), ys.add_(1 / height - 1).view(1, height, 1)
+    coefficients = theta.view(-1, 2, 3, 1, 1)
+    gx = coefficients[:, 0, 0] * xs + coefficients[:, 0, 1] * ys + coefficients[:, 0, 2]
+    gy = coefficients[:, 1, 0] * xs + coefficients[:, 1, 1] * ys + coefficients[:, 1, 2]
+    return torch.stack([gx, gy], dim=-1)
 
 
 def warp_affine(
@@ -106,12 +124,12 @@ def warp_affine(
     """
     if interpolation not in INTERPOLATIONS:
         raise ConfigError(f"interpolation must be one of {INTERPOLATIONS}, got {interpolation!r}")
-    n, c, height, width = images.shape
+    c, height, width = images.shape[1:]
     # pixel coordinates x = u * w / 2 (u the normalised coordinate of align_corners=False)
     to_pixels = torch.tensor([width / 2, height / 2, 1.0], dtype=torch.float64)
     from_pixels = torch.tensor([2 / width, 2 / height], dtype=torch.float64).view(2, 1)
     theta = matrices.double() * to_pixels.to(matrices.device) * from_pixels.to(matrices.device)
-    grid = F.affine_grid(theta.to(images.dtype), [n, c + 1, height, width], align_corners=False)
+    grid = _affine_grid(theta.to(images.dtype), height, width)
     ones = torch.ones_like(images[:, :1])
     sampled = F.grid_sample(
         torch.cat([images, ones], dim=1),

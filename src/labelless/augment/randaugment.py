@@ -22,7 +22,15 @@ from torch import Tensor
 
 from labelless.augment.colour import adjust_brightness, adjust_contrast, adjust_saturation
 from labelless.augment.common import _per_sample, _rand
-from labelless.augment.geometry import rotate, shear_x, shear_y, translate_x, translate_y
+from labelless.augment.geometry import (
+    inverse_affine_matrices,
+    rotate,
+    shear_x,
+    shear_y,
+    translate_x,
+    translate_y,
+    warp_affine,
+)
 from labelless.augment.pixel import adjust_sharpness, autocontrast, equalize, posterize
 from labelless.errors import ConfigError, unknown_name
 
@@ -66,6 +74,35 @@ _APPLY: dict[str, Callable[[Tensor, Tensor, Fill, str], Tensor]] = {
     "AutoContrast": lambda x, m, fill, interp: autocontrast(x),
     "Equalize": lambda x, m, fill, interp: equalize(x),
 }
+
+
+WARPS = ("ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate")
+
+
+def warp_matrices(ops: Tensor, magnitudes: Tensor, height: int, width: int) -> Tensor:
+    """Output -> input maps ``[k, 2, 3]`` of the warps ``ops [k]`` (indices into
+    ``RANDAUGMENT_OPS``, all in ``WARPS``) at ``magnitudes [k]``, as ``apply_op`` would warp: one
+    matrix computation for all of them, so that a step warps its samples in one call."""
+    m = magnitudes.double()
+    is_op = {name: ops == RANDAUGMENT_OPS.index(name) for name in WARPS}
+    zero = torch.zeros_like(m)
+    shear = torch.rad2deg(torch.atan(m))
+    shears = torch.stack([is_op["ShearX"] * shear, is_op["ShearY"] * shear], 1)
+    translate = torch.stack([is_op["TranslateX"] * m.trunc(), is_op["TranslateY"] * m.trunc()], 1)
+    # shears turn about the top-left corner, the rest about the centre
+    about_corner = (is_op["ShearX"] | is_op["ShearY"]).unsqueeze(1)
+    middle = torch.tensor([width / 2, height / 2], dtype=torch.float64, device=m.device)
+    return inverse_affine_matrices(
+        height,
+        width,
+        angle=torch.where(is_op["Rotate"], -m, zero),
+        translate=translate,
+        scale=1.0,
+        shear=shears,
+        center=torch.where(about_corner, 0.0, middle),
+        n=len(m),
+        device=m.device,
+    )
 
 
 def apply_op(
@@ -181,27 +218,33 @@ def apply_rand_augment(
     fill: Fill = 0.5,
     interpolation: str = "nearest",
 ) -> Tensor:
-    """Apply drawn ops step by step; each op runs once per step on the samples that drew it."""
+    """Apply drawn ops step by step; each op runs once per step on the samples that drew it,
+    and the five warps of a step run together in one ``warp_affine`` (each sample with its own
+    op's map)."""
     out = images.clone()
+    n, height, width = images.shape[0], images.shape[-2], images.shape[-1]
     magnitudes = draws.magnitudes.to(images.device)
     for step_ops, step_magnitudes in zip(draws.ops.tolist(), magnitudes, strict=True):
+        warp_rows = []
         for k in sorted(set(step_ops)):
             name = RANDAUGMENT_OPS[k]
-            if name == "Identity":
+            rows = torch.tensor([i for i, op in enumerate(step_ops) if op == k], device=out.device)
+            if name in WARPS:
+                warp_rows.append(rows)
+            elif name == "Identity":
                 continue
-            local = [i for i, op in enumerate(step_ops) if op == k]
-            if len(local) == len(step_ops):
-                out = apply_op(out, name, step_magnitudes, fill=fill, interpolation=interpolation)
-                continue
-            subset = torch.tensor(local, device=images.device)
-            result = apply_op(
-                out.index_select(0, subset),
-                name,
-                step_magnitudes.index_select(0, subset),
-                fill=fill,
-                interpolation=interpolation,
-            )
-            out.index_copy_(0, subset, result)
+            elif len(rows) == n:
+                out = apply_op(out, name, step_magnitudes, fill=fill)
+            else:
+                subset = out.index_select(0, rows)
+                result = apply_op(subset, name, step_magnitudes[rows], fill=fill)
+                out.index_copy_(0, rows, result)
+        if warp_rows:
+            rows = torch.cat(warp_rows)
+            ops = torch.tensor(step_ops, device=out.device)[rows]
+            maps = warp_matrices(ops, step_magnitudes[rows], height, width)
+            result = warp_affine(out[rows], maps, fill=fill, interpolation=interpolation)
+            out.index_copy_(0, rows, result)
     return out
 
 
