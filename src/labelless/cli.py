@@ -441,13 +441,25 @@ def main(argv: list[str] | None = None) -> int:
         Console(stderr=True).print("aborted")
         return 130
     except Exception as error:  # click usage errors carry their own exit code
-        import click
-
-        if isinstance(error, click.ClickException):
+        if isinstance(error, _click_errors()):
             error.show()
             return error.exit_code
         raise
     return 0
+
+
+def _click_errors() -> tuple[type[Exception], ...]:
+    """Click's usage-error base class: click's own, and the copy that typer >= 0.2x vendors as
+    ``typer._click`` (whose errors are not ``click.ClickException``)."""
+    import importlib
+
+    found = []
+    for module in ("click.exceptions", "typer._click.exceptions"):
+        try:
+            found.append(importlib.import_module(module).ClickException)
+        except (ImportError, AttributeError):
+            continue
+    return tuple(found)
 
 
 if __name__ == "__main__":
