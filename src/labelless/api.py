@@ -383,6 +383,21 @@ def pretrain(
     pretraining on new data. Precedence: defaults < ``config`` < ``overrides``
     (``"optim.lr=0.1"``) < keywords. With ``resume=True`` the run's own ``config.yaml`` is the base.
     """
+    in_memory = data if isinstance(data, (Dataset, DataSplits)) else None
+    if isinstance(in_memory, Dataset):
+        in_memory = DataSplits(in_memory)
+    name = f"<in-memory {in_memory.train.name}>" if in_memory is not None else data
+    # Everything that can fail on user input happens before the run directory is touched, and
+    # the config and the data are checked before Lightning is imported (5 s on a small CPU), so
+    # that a typo fails at once. Data loading draws from explicit seeds, not the global RNG.
+    run_config = _resolve_run_config(
+        config, overrides, resume, {**flags, "data": name, "method": method}
+    )
+    run_dir = Path(run_config.out)
+    splits = in_memory or _load_splits(run_config)
+    train = splits.train
+    eval_data = _eval_split(run_config, splits)
+
     import lightning as L
 
     from labelless.backbones import save_encoder
@@ -393,19 +408,7 @@ def pretrain(
     from labelless.train.module import SSLModule
     from labelless.train.trainer import build_trainer
 
-    in_memory = data if isinstance(data, (Dataset, DataSplits)) else None
-    if isinstance(in_memory, Dataset):
-        in_memory = DataSplits(in_memory)
-    name = f"<in-memory {in_memory.train.name}>" if in_memory is not None else data
-    run_config = _resolve_run_config(
-        config, overrides, resume, {**flags, "data": name, "method": method}
-    )
-    run_dir = Path(run_config.out)
     L.seed_everything(run_config.seed, workers=True, verbose=False)
-    # Everything that can fail on user input happens before the run directory is touched.
-    splits = in_memory or _load_splits(run_config)
-    train = splits.train
-    eval_data = _eval_split(run_config, splits)
     if run_config.backbone.init and not resume:  # recorded absolute in config.yaml
         run_config.backbone.init = str(Path(run_config.backbone.init).resolve())
     backbone, ssl_method, views = build_components(run_config, train, initialise=not resume)

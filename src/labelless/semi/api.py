@@ -107,19 +107,6 @@ def semi(
     ``backbone``, ``width``, ``init``, ``view_size``, ``out``, ``seed``, ...). The reported
     ``test_top1`` is the EMA model's accuracy on the test split at the end of training.
     """
-    import lightning as L
-
-    from labelless.backbones import save_encoder
-    from labelless.semi.algorithms import create_algorithm
-    from labelless.semi.evaluation import final_metrics, save_classifier, write_semi_report
-    from labelless.semi.loader import SemiBatches, semi_loader
-    from labelless.semi.module import SemiModule
-    from labelless.semi.saa import SampleAdaptiveAugmentation
-    from labelless.semi.state import SampleState
-    from labelless.train.callbacks import AtomicLastCheckpoint, Throughput
-    from labelless.train.logs import merge_previous, set_aside
-    from labelless.train.trainer import build_trainer
-
     in_memory = DataSplits(data) if isinstance(data, Dataset) else data
     in_memory = in_memory if isinstance(in_memory, DataSplits) else None
     name = f"<in-memory {in_memory.train.name}>" if in_memory is not None else data
@@ -136,15 +123,31 @@ def semi(
             f"iomatch, dac); {run_config.semi.method!r} is not one of them: drop --saa or change "
             "--method"
         )
-    L.seed_everything(run_config.seed, workers=True, verbose=False)
     from labelless.api import data_options
 
+    # the config, the data and the label split are checked before Lightning is imported (5 s on
+    # a small CPU), so that a mistake fails at once; they draw from explicit seeds
     splits = in_memory or load_dataset(run_config.data.name, **data_options(run_config.data))
     train = splits.train
     test = _test_split(run_config, splits)
     split = _split(run_config, train)
     if run_config.backbone.init and not resume:
         run_config.backbone.init = str(Path(run_config.backbone.init).resolve())
+
+    import lightning as L
+
+    from labelless.backbones import save_encoder
+    from labelless.semi.algorithms import create_algorithm
+    from labelless.semi.evaluation import final_metrics, save_classifier, write_semi_report
+    from labelless.semi.loader import SemiBatches, semi_loader
+    from labelless.semi.module import SemiModule
+    from labelless.semi.saa import SampleAdaptiveAugmentation
+    from labelless.semi.state import SampleState
+    from labelless.train.callbacks import AtomicLastCheckpoint, Throughput
+    from labelless.train.logs import merge_previous, set_aside
+    from labelless.train.trainer import build_trainer
+
+    L.seed_everything(run_config.seed, workers=True, verbose=False)
     backbone = _backbone(run_config, train, initialise=not resume)
     state = SampleState(len(train), torch.from_numpy(split.unlabelled))
     semi_cfg = run_config.semi
