@@ -15,6 +15,7 @@ from labelless.errors import ConfigError
 
 RECIPE = Path(__file__).parents[2] / "configs" / "semi" / "digits_fixmatch.yaml"
 QUICK = ["report=false", "trainer.progress_bar=false"]
+NO_THRESHOLD = "semi.kwargs={}"  # the recipe's FixMatch threshold, which supervised does not take
 
 
 def _run(tmp_path, method, *extra, name=None, **flags):
@@ -29,7 +30,7 @@ def _run(tmp_path, method, *extra, name=None, **flags):
 
 @pytest.mark.slow
 def test_fixmatch_beats_supervised_on_digits_with_two_labels_per_class(tmp_path):
-    supervised = _run(tmp_path, "supervised")
+    supervised = _run(tmp_path, "supervised", NO_THRESHOLD)
     fixmatch = _run(tmp_path, "fixmatch")
     floor, ours = supervised.metrics["test_top1"], fixmatch.metrics["test_top1"]
     print(f"digits, 2 labels/class: supervised {floor:.3f}, fixmatch {ours:.3f}")
@@ -46,8 +47,8 @@ def test_fixmatch_beats_supervised_on_digits_with_two_labels_per_class(tmp_path)
     assert mask[-1] > mask[0] and min(pseudo[-20:]) > 0.5
     assert (fixmatch.run_dir / "encoder.safetensors").is_file()
     assert (fixmatch.run_dir / "classifier.safetensors").is_file()
-    if ours < floor + 0.10:  # the target; seed 0 measured 0.831 vs 0.744 (+8.7 points)
-        pytest.xfail(f"fixmatch {ours:.3f} is not 10 points above supervised {floor:.3f} yet")
+    # seeds 0 / 1 / 2 measured +12.2 / +11.1 / +23.3 points (the recipe's comment)
+    assert ours >= floor + 0.10, f"fixmatch {ours:.3f} vs supervised {floor:.3f}"
 
 
 def test_flexmatch_sample_state_travels_in_the_checkpoint_and_resumes(tmp_path):
@@ -86,12 +87,13 @@ def test_init_from_an_exported_encoder_and_mismatch(tmp_path):
 
     source = tmp_path / "pretrained"
     save_encoder(create_backbone("resnet18_cifar", in_channels=1, width=0.25), source)
-    result = _run(tmp_path, "supervised", "trainer.max_epochs=1", init=str(source))
+    result = _run(tmp_path, "supervised", NO_THRESHOLD, "trainer.max_epochs=1", init=str(source))
     assert result.metrics["training"]["init"] == str(source.resolve())
     with pytest.raises(ConfigError, match="--init"):
         _run(
             tmp_path,
             "supervised",
+            NO_THRESHOLD,
             "trainer.max_epochs=1",
             init=str(source),
             width=0.5,
