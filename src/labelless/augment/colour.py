@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from labelless.augment.common import _per_sample, _rand, on_subset
+from labelless.augment.common import _per_sample, _rand, on_subset, select
 from labelless.errors import ConfigError
 
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)
@@ -80,10 +80,10 @@ def adjust_hue(images: Tensor, shift: Tensor | float) -> Tensor:
     low = torch.minimum(torch.minimum(r, g), b)
     chroma = value - low
     # hue in sextants, before the wrap to 0..6: R max (g - b) / c, G max 2 + ..., B max 4 + ...
-    sextant = torch.where(
+    sextant = select(
         value == g, torch.sub(b, r).add_(chroma, alpha=2), torch.sub(r, g).add_(chroma, alpha=4)
     )
-    sextant = torch.where(value == r, torch.sub(g, b), sextant).div_(chroma.clamp_min(1e-12))
+    sextant = select(value == r, torch.sub(g, b), sextant).div_(chroma.clamp_min(1e-12))
     shift = shift.view(-1, 1, 1) if isinstance(shift, Tensor) else shift
     sextant = sextant.add_(6.0 * shift).remainder_(6.0).unsqueeze(1)
     centres = torch.tensor([3.0, 5.0, 1.0], device=images.device, dtype=images.dtype)
@@ -281,7 +281,7 @@ def apply_solarize(images: Tensor, selected: Tensor, threshold: float = 0.5) -> 
     """Invert pixels ``>= threshold`` (``x -> 1 - x``) of the ``selected [N]`` samples, in place."""
 
     def invert_bright(x: Tensor, _) -> Tensor:
-        return torch.where(x >= threshold, 1.0 - x, x)
+        return select(x >= threshold, 1.0 - x, x)
 
     return on_subset(images, selected, invert_bright)
 

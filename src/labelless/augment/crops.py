@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from labelless.augment.common import _per_sample, _rand
+from labelless.augment.common import _per_sample, _rand, select
 from labelless.errors import ConfigError
 
 PAD_MODES = ("reflect", "replicate", "circular", "constant")
@@ -65,7 +65,7 @@ def apply_cutout(
     cols = torch.arange(width, device=images.device).view(1, 1, 1, width)
     inside = (rows >= top) & (rows < bottom) & (cols >= left) & (cols < right)
     fill_t = torch.as_tensor(fill, dtype=images.dtype, device=images.device).view(1, -1, 1, 1)
-    return torch.where(inside & _per_sample(selected.to(images.device)), fill_t, images)
+    return select(inside & _per_sample(selected.to(images.device)), fill_t, images)
 
 
 def cutout(

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from labelless.augment.common import _per_sample, _rand
+from labelless.augment.common import _per_sample, _rand, select
 from labelless.augment.crops import (  # noqa: F401 (re-exported: they lived here)
     PAD_MODES,
     apply_cutout,
@@ -141,7 +141,7 @@ def warp_affine(
     out, mask = sampled[:, :c], sampled[:, c:]
     fill_t = torch.as_tensor(fill, dtype=images.dtype, device=images.device).view(1, -1, 1, 1)
     if interpolation == "nearest":
-        return torch.where(mask < 0.5, fill_t, out)
+        return select(mask < 0.5, fill_t, out)
     return (out - fill_t) * mask + fill_t
 
 

@@ -82,9 +82,9 @@ def equalize(images: Tensor) -> Tensor:
     step = (height * width - hist.gather(1, brightest)).div(255, rounding_mode="floor")
     below = hist.cumsum(dim=1) - hist  # pixels strictly below each level: cdf[v - 1]
     lut = (below + step // 2).div(step.clamp_min(1), rounding_mode="floor").clamp_(0, 255)
-    equalized = lut.gather(1, levels)
-    out = torch.where(step > 0, equalized, levels)
-    return _from_levels(out.view(n, c, height, width), images.dtype)
+    identity = torch.arange(256, device=images.device)
+    lut = torch.where(step > 0, lut, identity)  # [N * C, 256]: cheaper than a per-pixel where
+    return _from_levels(lut.gather(1, levels).view(n, c, height, width), images.dtype)
 
 
 def autocontrast(images: Tensor) -> Tensor:

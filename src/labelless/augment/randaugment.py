@@ -20,8 +20,14 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from labelless.augment.colour import adjust_brightness, adjust_contrast, adjust_saturation
-from labelless.augment.common import _per_sample, _rand
+from labelless.augment.colour import (
+    adjust_brightness,
+    adjust_contrast,
+    adjust_saturation,
+    mean_grey,
+    rgb_to_grayscale,
+)
+from labelless.augment.common import _per_sample, _rand, select
 from labelless.augment.geometry import (
     inverse_affine_matrices,
     rotate,
@@ -55,7 +61,7 @@ Fill = float | Sequence[float]
 
 def solarize_at(images: Tensor, threshold: Tensor | float) -> Tensor:
     """Invert pixels ``>= threshold`` (``x -> 1 - x``); ``threshold`` a float or per-sample [N]."""
-    return torch.where(images >= _per_sample(threshold), 1.0 - images, images)
+    return select(images >= _per_sample(threshold), 1.0 - images, images)
 
 
 _APPLY: dict[str, Callable[[Tensor, Tensor, Fill, str], Tensor]] = {
@@ -81,8 +87,9 @@ WARPS = ("ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate")
 
 def warp_matrices(ops: Tensor, magnitudes: Tensor, height: int, width: int) -> Tensor:
     """Output -> input maps ``[k, 2, 3]`` of the warps ``ops [k]`` (indices into
-    ``RANDAUGMENT_OPS``, all in ``WARPS``) at ``magnitudes [k]``, as ``apply_op`` would warp: one
-    matrix computation for all of them, so that a step warps its samples in one call."""
+    ``RANDAUGMENT_OPS``) at ``magnitudes [k]``, as ``apply_op`` would warp (the identity for ops
+    not in ``WARPS``): one matrix computation for all of them, so that a step warps its samples
+    in one call."""
     m = magnitudes.double()
     is_op = {name: ops == RANDAUGMENT_OPS.index(name) for name in WARPS}
     zero = torch.zeros_like(m)
@@ -103,6 +110,33 @@ def warp_matrices(ops: Tensor, magnitudes: Tensor, height: int, width: int) -> T
         n=len(m),
         device=m.device,
     )
+
+
+_BLENDS = ("Brightness", "Color", "Contrast")
+_BLEND_INDICES = tuple(RANDAUGMENT_OPS.index(name) for name in _BLENDS)
+_WARP_INDICES = tuple(RANDAUGMENT_OPS.index(name) for name in WARPS)
+
+
+def blend_ops(images: Tensor, ops: Tensor, magnitudes: Tensor) -> Tensor:
+    """Brightness, Color and Contrast (``ops [k]``, each sample its own) in one pass.
+
+    All three are ``clamp(f x + (1 - f) other, 0, 1)`` with ``f = 1 + m``: ``other`` is 0 for
+    brightness, the grayscale image for colour and the mean grey level for contrast, so each
+    sample's result equals ``adjust_brightness`` / ``adjust_saturation`` / ``adjust_contrast``
+    exactly. Colour rows need RGB (C == 3).
+    """
+    factor = _per_sample(1.0 + magnitudes.to(images))
+    colour = _per_sample(ops == RANDAUGMENT_OPS.index("Color"))
+    contrast = _per_sample(ops == RANDAUGMENT_OPS.index("Contrast"))
+    grey = rgb_to_grayscale(images) if images.shape[1] == 3 else None
+    mean = _per_sample(mean_grey(images, grey))
+    zero = torch.zeros((), dtype=images.dtype, device=images.device)
+    other = (
+        torch.where(contrast, mean, zero)
+        if grey is None
+        else torch.where(colour, grey, torch.where(contrast, mean, zero))
+    )
+    return (factor * images + (1.0 - factor) * other).clamp_(0.0, 1.0)
 
 
 def apply_op(
@@ -218,31 +252,45 @@ def apply_rand_augment(
     fill: Fill = 0.5,
     interpolation: str = "nearest",
 ) -> Tensor:
-    """Apply drawn ops step by step; each op runs once per step on the samples that drew it,
-    and the five warps of a step run together in one ``warp_affine`` (each sample with its own
-    op's map)."""
+    """Apply drawn ops step by step; each op runs once per step on the samples that drew it.
+
+    Two groups run as one call each: the five warps of a step (one ``warp_affine``, each sample
+    with its own op's map) and the three blends with a reference image (``blend_ops``:
+    brightness, colour, contrast). Each sample's result is the same as ``apply_op`` one op at a
+    time, bit for bit.
+    """
     out = images.clone()
-    n, height, width = images.shape[0], images.shape[-2], images.shape[-1]
+    height, width = images.shape[-2:]
     magnitudes = draws.magnitudes.to(images.device)
-    for step_ops, step_magnitudes in zip(draws.ops.tolist(), magnitudes, strict=True):
-        warp_rows = []
-        for k in sorted(set(step_ops)):
-            name = RANDAUGMENT_OPS[k]
-            rows = torch.tensor([i for i, op in enumerate(step_ops) if op == k], device=out.device)
-            if name in WARPS:
-                warp_rows.append(rows)
-            elif name == "Identity":
+    ops = draws.ops.to(images.device)
+    groups = {k: "warp" for k in _WARP_INDICES} | {k: "blend" for k in _BLEND_INDICES}
+    if images.shape[1] != 3:  # colour (saturation) needs RGB: an identity otherwise
+        groups[RANDAUGMENT_OPS.index("Color")] = "identity"
+    # every step's warp maps in one computation (identity rows for the other ops)
+    steps, n = ops.shape
+    all_maps = warp_matrices(ops.flatten(), magnitudes.flatten(), height, width)
+    all_maps = all_maps.view(steps, n, 2, 3)
+    for step_ops, step_magnitudes, step_maps in zip(ops, magnitudes, all_maps, strict=True):
+        # the samples of each op, in sample order: one sort instead of a scan per op
+        order = torch.argsort(step_ops, stable=True)
+        counts = torch.bincount(step_ops, minlength=len(RANDAUGMENT_OPS)).tolist()
+        grouped: dict[str, list[Tensor]] = {"warp": [], "blend": []}
+        for k, rows in enumerate(order.split(counts)):
+            name, kind = RANDAUGMENT_OPS[k], groups.get(k, "single")
+            if len(rows) == 0 or name == "Identity" or kind == "identity":
                 continue
-            elif len(rows) == n:
-                out = apply_op(out, name, step_magnitudes, fill=fill)
-            else:
-                subset = out.index_select(0, rows)
-                result = apply_op(subset, name, step_magnitudes[rows], fill=fill)
-                out.index_copy_(0, rows, result)
-        if warp_rows:
-            rows = torch.cat(warp_rows)
-            ops = torch.tensor(step_ops, device=out.device)[rows]
-            maps = warp_matrices(ops, step_magnitudes[rows], height, width)
+            if kind in grouped:
+                grouped[kind].append(rows)
+                continue
+            result = apply_op(out.index_select(0, rows), name, step_magnitudes[rows], fill=fill)
+            out.index_copy_(0, rows, result)
+        if grouped["blend"]:
+            rows = torch.cat(grouped["blend"])
+            result = blend_ops(out.index_select(0, rows), step_ops[rows], step_magnitudes[rows])
+            out.index_copy_(0, rows, result)
+        if grouped["warp"]:
+            rows = torch.cat(grouped["warp"])
+            maps = step_maps[rows]
             result = warp_affine(out[rows], maps, fill=fill, interpolation=interpolation)
             out.index_copy_(0, rows, result)
     return out

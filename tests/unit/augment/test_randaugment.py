@@ -13,6 +13,7 @@ from labelless.augment.randaugment import (
     RANDAUGMENT_OPS,
     apply_op,
     apply_rand_augment,
+    blend_ops,
     magnitude_ranges,
     rand_augment,
     sample_rand_augment,
@@ -84,6 +85,17 @@ def test_batched_equals_each_sample_alone(random_magnitude, channels):
         images, num_ops=3, magnitude=20, generator=gen(), random_magnitude=random_magnitude
     )
     assert torch.equal(same, out)
+
+
+def test_blend_ops_equal_each_op_alone():
+    images = uint8_levels(n=9)
+    names = ["Brightness", "Color", "Contrast"] * 3
+    ops = torch.tensor([RANDAUGMENT_OPS.index(name) for name in names])
+    magnitudes = torch.tensor([-0.9, -0.5, 0.0, 0.3, 0.9, -0.2, 0.7, 0.1, -0.8])
+    out = blend_ops(images, ops, magnitudes)
+    for i, name in enumerate(names):
+        alone = apply_op(images[i : i + 1], name, magnitudes[i : i + 1])
+        assert torch.equal(out[i : i + 1], alone), name
 
 
 def torchvision_op(image: torch.Tensor, name: str, magnitude: float) -> torch.Tensor:
