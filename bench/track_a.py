@@ -39,6 +39,7 @@ from common import (
 )
 
 from labelless import api
+from labelless.backbones import save_encoder
 from labelless.config import build_config, load_yaml
 from labelless.data import load_dataset
 from labelless.train.callbacks import RankMeMonitor, Throughput
@@ -254,6 +255,7 @@ def main(argv=None) -> dict:
     )
     trainer.fit(module, loader)
     schedule = module.clock.summary()
+    save_encoder(method.backbone, run_dir)  # for `bench/track_b.py --init RUN_DIR`
 
     ceiling = max(ceiling, matmul_ceiling_gflops())  # measured before and after training
     achieved = flops * throughput.steps / max(throughput.seconds, 1e-9) / 1e9
