@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from labelless.augment.common import _per_sample, _rand, select
+from labelless.augment.common import _rand
 from labelless.errors import ConfigError
 
 PAD_MODES = ("reflect", "replicate", "circular", "constant")
@@ -58,14 +58,21 @@ def apply_cutout(
     images: Tensor, boxes: Tensor, selected: Tensor, fill: float | Sequence[float] = 0.5
 ) -> Tensor:
     """Set each ``selected [N]`` sample's square ``boxes [N, 4]`` (``sample_cutout_boxes``) to
-    ``fill``. Masks come from comparing broadcast row/column ranges with each sample's bounds."""
+    ``fill``. The mask is the outer product of each sample's row range ``[N, H]`` and column
+    range ``[N, W]`` (0/1 floats), blended in with ``lerp`` (exact at weights 0 and 1): no
+    pixel-sized boolean work."""
     n, _, height, width = images.shape
-    top, left, bottom, right = (b.view(n, 1, 1, 1) for b in boxes.to(images.device).unbind(1))
-    rows = torch.arange(height, device=images.device).view(1, 1, height, 1)
-    cols = torch.arange(width, device=images.device).view(1, 1, 1, width)
-    inside = (rows >= top) & (rows < bottom) & (cols >= left) & (cols < right)
-    fill_t = torch.as_tensor(fill, dtype=images.dtype, device=images.device).view(1, -1, 1, 1)
-    return select(inside & _per_sample(selected.to(images.device)), fill_t, images)
+    device = images.device
+    top, left, bottom, right = (b.view(n, 1) for b in boxes.to(device).unbind(1))
+    rows = torch.arange(height, device=device)
+    cols = torch.arange(width, device=device)
+    in_rows = (rows >= top) & (rows < bottom) & selected.to(device).view(n, 1)
+    in_cols = (cols >= left) & (cols < right)
+    inside = in_rows.to(images.dtype).view(n, 1, height, 1) * in_cols.to(images.dtype).view(
+        n, 1, 1, width
+    )
+    fill_t = torch.as_tensor(fill, dtype=images.dtype, device=device).view(1, -1, 1, 1)
+    return torch.lerp(images, fill_t, inside)
 
 
 def cutout(

@@ -69,15 +69,15 @@ def posterize(images: Tensor, bits: int | Tensor) -> Tensor:
 def equalize(images: Tensor) -> Tensor:
     """Histogram equalisation of each image and channel over 256 levels, as PIL and torchvision.
 
-    One 256-bin histogram per (image, channel), counted with ``scatter_add_``. The lookup table
-    spreads the cumulative counts below each level over 0..255 using ``step = (pixels - count of
-    the brightest level present) // 255``: ``lut[v] = (cdf[v - 1] + step // 2) // step``,
-    ``lut[0] = 0``. Channels with ``step == 0`` (almost constant) are left unchanged.
+    One 256-bin histogram per (image, channel), all counted by one ``bincount``. The lookup
+    table spreads the cumulative counts below each level over 0..255 using ``step = (pixels -
+    count of the brightest level present) // 255``: ``lut[v] = (cdf[v - 1] + step // 2) //
+    step``, ``lut[0] = 0``. Channels with ``step == 0`` (almost constant) are left unchanged.
     """
     n, c, height, width = images.shape
     levels = _to_levels(images).view(n * c, height * width)
-    hist = torch.zeros(n * c, 256, dtype=torch.long, device=images.device)
-    hist.scatter_add_(1, levels, torch.ones_like(levels))
+    planes = torch.arange(0, n * c * 256, 256, device=images.device).view(n * c, 1)
+    hist = torch.bincount((levels + planes).view(-1), minlength=n * c * 256).view(n * c, 256)
     brightest = levels.amax(dim=1, keepdim=True)
     step = (height * width - hist.gather(1, brightest)).div(255, rounding_mode="floor")
     below = hist.cumsum(dim=1) - hist  # pixels strictly below each level: cdf[v - 1]
