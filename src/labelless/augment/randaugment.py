@@ -130,12 +130,9 @@ def blend_ops(images: Tensor, ops: Tensor, magnitudes: Tensor) -> Tensor:
     contrast = _per_sample(ops == RANDAUGMENT_OPS.index("Contrast"))
     grey = rgb_to_grayscale(images) if images.shape[1] == 3 else None
     mean = _per_sample(mean_grey(images, grey))
-    zero = torch.zeros((), dtype=images.dtype, device=images.device)
-    other = (
-        torch.where(contrast, mean, zero)
-        if grey is None
-        else torch.where(colour, grey, torch.where(contrast, mean, zero))
-    )
+    other = select(contrast, mean, torch.zeros_like(mean))
+    if grey is not None:
+        other = select(colour, grey, other)  # pixel-sized: lerp, not where
     return (factor * images + (1.0 - factor) * other).clamp_(0.0, 1.0)
 
 
