@@ -75,6 +75,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--mu", type=int, default=7)
     parser.add_argument("--lr", type=float, default=0.03)
     parser.add_argument("--ema-momentum", type=float, default=0.999)
+    parser.add_argument(
+        "--threshold", type=float, default=None, help="confidence threshold (default: the paper's)"
+    )
     parser.add_argument("--saa", action="store_true", help="SAA on the FixMatch family")
     parser.add_argument("--init", default=None, help="pretrained encoder (track-A run dir)")
     parser.add_argument("--threads", type=int, default=2)
@@ -104,6 +107,9 @@ def run_config(args: argparse.Namespace, method: str) -> dict:
             "mu": args.mu,
             "ema_momentum": args.ema_momentum,
             "saa": args.saa and method != "supervised",
+            "kwargs": {"threshold": args.threshold}
+            if args.threshold is not None and method != "supervised"
+            else {},
         },
         "views": {"weak": flip, "strong": flip},
         "optim": {
@@ -142,6 +148,7 @@ def record(args, method: str, result, seconds: float) -> dict:
         "batch_size": args.batch_size,
         "mu": args.mu,
         "lr": args.lr,
+        "threshold": args.threshold if method != "supervised" else None,
         "budget_seconds": args.budget,
         "epochs": training["epochs_done"],
         "steps": training["steps"],

@@ -78,3 +78,52 @@ def test_unknown_algorithm_and_option_are_config_errors():
         create_algorithm("nope", TinyEncoder(), 3, state)
     with pytest.raises(ConfigError, match="invalid options"):
         create_algorithm("fixmatch", TinyEncoder(), 3, state, bogus=1)
+
+
+TARGET_VIEW_ALGORITHMS = sorted(name for name, cls in ALGORITHMS.items() if cls.target_views)
+
+
+def test_weak_view_is_a_target_of_the_fixmatch_family():
+    assert {"fixmatch", "flexmatch", "freematch", "softmatch", "iomatch", "dac"} <= set(
+        TARGET_VIEW_ALGORITHMS
+    )
+
+
+@pytest.mark.parametrize("name", TARGET_VIEW_ALGORITHMS)
+def test_separate_target_forward_keeps_loss_and_gradient(name, tiny_batches):
+    """Without BatchNorm the grad-free forward of the weak view changes nothing: the same loss
+    and the same gradient as one concatenated forward (the paper's form)."""
+    labelled, unlabelled = tiny_batches(batch=4, mu=2, classes=3, num_views=2)
+    results = []
+    for separate in (True, False):
+        torch.manual_seed(0)
+        state = SampleState(12, torch.arange(4, 12))
+        algorithm = create_algorithm(
+            name, TinyEncoder(), 3, state, separate_targets=separate, threshold=0.3
+        )
+        out = algorithm(labelled, unlabelled, 0.5)
+        params = list(algorithm.model.parameters())
+        grads = torch.autograd.grad(out["loss"], params, allow_unused=True)
+        results.append((out["loss"].detach(), grads))
+    (loss_a, grads_a), (loss_b, grads_b) = results
+    torch.testing.assert_close(loss_a, loss_b)
+    for a, b in zip(grads_a, grads_b, strict=True):
+        assert (a is None) == (b is None)
+        if a is not None:
+            torch.testing.assert_close(a, b)
+
+
+def test_forward_all_target_views_carry_no_graph_and_own_batchnorm_batch(tiny_batches):
+    labelled, unlabelled = tiny_batches(batch=4, mu=2, classes=3, num_views=2)
+    encoder = TinyEncoder()
+    encoder.net.append(torch.nn.BatchNorm1d(8))
+    algorithm = create_algorithm("fixmatch", encoder, 3, SampleState(12, torch.arange(4, 12)))
+    logits_l, logits_w, logits_s = algorithm.forward_all(labelled, unlabelled)
+    assert logits_l.requires_grad and logits_s.requires_grad and not logits_w.requires_grad
+    # Train-mode BatchNorm: the trained views form one batch, the weak view its own.
+    trained = algorithm.model(torch.cat([labelled["views"][0], unlabelled["views"][1]]))
+    torch.testing.assert_close(torch.cat([logits_l, logits_s]), trained)
+    torch.testing.assert_close(logits_w, algorithm.model(unlabelled["views"][0]))
+    algorithm.separate_targets = False
+    _, logits_w, _ = algorithm.forward_all(labelled, unlabelled)
+    assert logits_w.requires_grad

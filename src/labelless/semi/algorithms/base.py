@@ -48,9 +48,17 @@ class SemiAlgorithm(nn.Module):
     ``unlabelled_views`` names the views made of each unlabelled batch (empty: the algorithm
     uses labels only); ``fixmatch_family`` marks algorithms that SAA can extend (they return
     per-sample unlabelled losses under ``"unsup_per_sample"``).
+
+    ``separate_targets`` (default True): ``forward_all`` runs the ``target_views`` (the weak
+    view of the FixMatch family) in a second forward without autograd instead of inside the
+    concatenated training batch: the backward pass then skips them (a FixMatch step at mu 3 is
+    about 30% cheaper on a CPU) and their BatchNorm batch statistics come from their own batch.
+    False: one forward over every view, as in Sohn et al. 2020.
     """
 
     unlabelled_views: tuple[str, ...] = ("weak", "strong")
+    #: Unlabelled views whose outputs the algorithm only reads as targets (detached).
+    target_views: tuple[str, ...] = ()
     fixmatch_family: bool = False
     open_set: bool = False
     summary: str = ""
@@ -64,6 +72,7 @@ class SemiAlgorithm(nn.Module):
         *,
         ema_momentum: float = 0.999,
         unsup_weight: float = 1.0,
+        separate_targets: bool = True,
     ) -> None:
         super().__init__()
         if not hasattr(backbone, "embed_dim"):
@@ -76,6 +85,7 @@ class SemiAlgorithm(nn.Module):
         self.state = state
         self.ema_momentum = float(ema_momentum)
         self.unsup_weight = float(unsup_weight)
+        self.separate_targets = bool(separate_targets)
         self.register_buffer("ema_updates", torch.zeros((), dtype=torch.long))
 
     def build_model(self, backbone: nn.Module) -> nn.Module:
@@ -123,15 +133,28 @@ class SemiAlgorithm(nn.Module):
     # Helpers shared by the algorithms -------------------------------------------------------
 
     def forward_all(self, labelled: dict, unlabelled: dict, model=None) -> tuple[Tensor, ...]:
-        """One forward over the labelled weak view and every unlabelled view, concatenated (one
-        BatchNorm batch, as FixMatch does); returns ``(labelled_logits, *unlabelled_logits)``."""
+        """The labelled weak view and every unlabelled view through ``model``; returns
+        ``(labelled_logits, *unlabelled_logits)`` in that order.
+
+        The trained views go through one concatenated forward (one BatchNorm batch, as FixMatch
+        does); with ``separate_targets`` the ``target_views`` go through a second one under
+        ``torch.no_grad()`` (their outputs carry no graph), else they join the first."""
         model = model or self.model
         views = [labelled["views"][0], *unlabelled["views"]]
-        sizes = [len(v) for v in views]
-        outputs = model(torch.cat(views))
-        if isinstance(outputs, tuple):  # models with extra heads return tuples
-            return tuple(zip(*[o.split(sizes) for o in outputs], strict=True))
-        return tuple(outputs.split(sizes))
+        targets = set()
+        if self.separate_targets and len(unlabelled["views"]) == len(self.unlabelled_views):
+            names = self.unlabelled_views
+            targets = {1 + i for i, name in enumerate(names) if name in self.target_views}
+        trained = [i for i in range(len(views)) if i not in targets]
+        outputs: list = [None] * len(views)
+        for i, out in zip(trained, _forward_views(model, [views[i] for i in trained])):
+            outputs[i] = out
+        if targets:
+            order = sorted(targets)
+            with torch.no_grad():
+                for i, out in zip(order, _forward_views(model, [views[i] for i in order])):
+                    outputs[i] = out
+        return tuple(outputs)
 
     def supervised_loss(self, logits: Tensor, labelled: dict) -> Tensor:
         return cross_entropy(logits, labelled["label"]).mean()
@@ -214,3 +237,13 @@ def create_algorithm(
 
 def list_algorithms() -> dict[str, str]:
     return {name: ALGORITHMS[name].summary for name in sorted(ALGORITHMS)}
+
+
+def _forward_views(model: nn.Module, views: list[Tensor]) -> list:
+    """``model`` over the views concatenated, its output split back per view (a tuple of
+    tensors per view for models with extra heads)."""
+    sizes = [len(v) for v in views]
+    outputs = model(torch.cat(views))
+    if isinstance(outputs, tuple):
+        return list(zip(*[o.split(sizes) for o in outputs], strict=True))
+    return list(outputs.split(sizes))

@@ -53,6 +53,7 @@ class DAC(SemiAlgorithm):
     """
 
     open_set = True
+    target_views = ("weak",)  # read detached: forward_all skips its backward
     fixmatch_family = True
     summary = "disagreement of diverse heads marks outliers (Kong et al. 2025)"
 

@@ -21,6 +21,7 @@ class FixMatch(SemiAlgorithm):
     SoftMatch) change the threshold / weights through ``weights``.
     """
 
+    target_views = ("weak",)  # read detached: forward_all skips its backward
     fixmatch_family = True
     summary = "confident weak-view pseudo-labels supervise the strong view (Sohn et al. 2020)"
 

@@ -64,6 +64,7 @@ class IOMatch(SemiAlgorithm):
     """
 
     open_set = True
+    target_views = ("weak",)  # read detached: forward_all skips its backward
     fixmatch_family = True
     summary = "open-set targets from multi-binary classifiers (Li et al. 2023)"
 
