@@ -146,15 +146,15 @@ class SemiAlgorithm(nn.Module):
             names = self.unlabelled_views
             targets = {1 + i for i, name in enumerate(names) if name in self.target_views}
         trained = [i for i in range(len(views)) if i not in targets]
-        outputs: list = [None] * len(views)
-        for i, out in zip(trained, _forward_views(model, [views[i] for i in trained])):
-            outputs[i] = out
+        outputs = dict(
+            zip(trained, _forward_views(model, [views[i] for i in trained]), strict=True)
+        )
         if targets:
             order = sorted(targets)
             with torch.no_grad():
-                for i, out in zip(order, _forward_views(model, [views[i] for i in order])):
-                    outputs[i] = out
-        return tuple(outputs)
+                found = _forward_views(model, [views[i] for i in order])
+            outputs.update(zip(order, found, strict=True))
+        return tuple(outputs[i] for i in range(len(views)))
 
     def supervised_loss(self, logits: Tensor, labelled: dict) -> Tensor:
         return cross_entropy(logits, labelled["label"]).mean()
