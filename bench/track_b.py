@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import append_result, environment, peak_rss_mb
+from common import append_result, environment, git_commit, peak_rss_mb
 
 import labelless
 
@@ -172,9 +172,10 @@ def main(argv=None) -> list[dict]:
     torch.set_num_threads(args.threads)
     rows = []
     for method in args.methods:
+        commit = git_commit()  # the code the run starts from (commits may land during it)
         start = time.perf_counter()
         result = labelless.semi(config=run_config(args, method), overwrite=True)
-        row = record(args, method, result, time.perf_counter() - start)
+        row = {**record(args, method, result, time.perf_counter() - start), "commit": commit}
         rows.append(row)
         print(
             f"{args.dataset} {method}: test top-1 (EMA, final) {row['test_top1']:.4f} after "
