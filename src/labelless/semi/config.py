@@ -59,8 +59,9 @@ class SemiViewsConfig(_Section):
     weak: dict[str, Any] = Field(default_factory=dict, description="ViewSpec fields, weak view")
     strong: dict[str, Any] = Field(default_factory=dict, description="ViewSpec fields, strong")
     naive: dict[str, Any] = Field(
-        default_factory=lambda: {"randaugment_ops": 3, "randaugment_random_magnitude": False},
-        description="SAA: ViewSpec fields of naive samples' strong view (on top of strong)",
+        default_factory=dict,
+        description="SAA: ViewSpec fields (on top of strong) of the two draws that are half-mixed "
+        "into a naive sample's strong view",
     )
 
 

@@ -16,7 +16,7 @@ import torch
 from labelless.augment.views import ViewPipeline
 from labelless.errors import TrainingError
 from labelless.semi.algorithms.base import SemiAlgorithm
-from labelless.semi.saa import SampleAdaptiveAugmentation
+from labelless.semi.saa import SampleAdaptiveAugmentation, half_mix
 from labelless.train.module import SSLModule
 
 #: Columns of logs/metrics.csv written per step (the report's semi-supervised curves).
@@ -72,8 +72,11 @@ class SemiModule(SSLModule):
             return self.pipelines[name](images, generator=self.generator)[0]
         naive = self.saa.naive(index).to(images.device)
         out = self.pipelines["strong"](images, generator=self.generator)[0]
-        if bool(naive.any()):  # naive samples: the more diverse augmentation
-            out[naive] = self.pipelines["naive"](images[naive], generator=self.generator)[0]
+        if bool(naive.any()):  # naive samples: two strong draws, half of one on the other
+            chosen = images[naive]
+            first = self.pipelines["naive"](chosen, generator=self.generator)[0]
+            second = self.pipelines["naive"](chosen, generator=self.generator)[0]
+            out[naive] = half_mix(first, second, self.generator)
         return out
 
     def make_views(self, batch: dict) -> tuple[dict, dict]:

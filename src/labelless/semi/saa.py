@@ -9,9 +9,15 @@ loss and augments them more diversely. Here:
   per-visit unlabelled loss (cross-entropy of the strong view against its pseudo-label, kept in
   ``SampleState``); at each epoch end the samples seen so far are split in two by Otsu's
   threshold on the historical losses, and the low-loss side is naive;
-- sample augmentation: a naive sample's strong view comes from the ``naive`` pipeline (the
-  strong recipe with more RandAugment ops at full magnitude and a larger cutout by default)
-  instead of the ``strong`` one.
+- sample augmentation: a naive sample's strong view is ``half_mix`` of two independent draws of
+  the ``naive`` pipeline (the strong recipe, plus ``views.naive`` on top): the left or the top
+  half (a fair coin per sample) of the second draw pasted onto the first, as the authors' code
+  (GuanGui-nju/SAA) does.
+
+Historical-loss momentum: 0.7 of the old value by default (``semi.saa_momentum``); the authors'
+code keeps almost only the latest loss (0.001 of the old value), which ``saa_momentum: 0.001``
+reproduces. It also starts selecting only after 400 iterations of its outer loop; here selection
+starts at the first epoch end.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from labelless.augment.common import select
 from labelless.semi.state import SampleState
 
 LOSS, SEEN, NAIVE = "saa_loss", "saa_seen", "saa_naive"
@@ -42,6 +49,28 @@ def otsu_threshold(values: Tensor, bins: int = 256) -> float:
     between = w0 * w1 * (mean0 - mean1) ** 2
     cut = int(between.argmax())
     return float(low + (cut + 1) * (high - low) / bins)
+
+
+def half_mix(first: Tensor, second: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """SAA's augmentation of naive samples: per sample, the left or the top half (a fair coin)
+    of ``second`` pasted onto ``first`` (both ``[N, C, H, W]``, e.g. two independent strong views
+    of the same images). Other shapes ``[N, ..., L]`` take the first half of the last axis from
+    ``second``. One batched selection, no per-sample loop."""
+    if first.shape != second.shape:
+        raise ValueError(
+            f"half_mix needs two views of one shape, got {first.shape} and {second.shape}"
+        )
+    device = first.device
+    if first.ndim == 4:
+        n, _, h, w = first.shape
+        left = (torch.rand(n, generator=generator, device=device) < 0.5).view(n, 1, 1, 1)
+        cols = (torch.arange(w, device=device) < w // 2).view(1, 1, 1, w)
+        rows = (torch.arange(h, device=device) < h // 2).view(1, 1, h, 1)
+        mask = (left & cols) | (~left & rows)  # [N, 1, H, W]
+    else:
+        length = first.shape[-1]
+        mask = torch.arange(length, device=device) < length // 2
+    return select(mask, second, first)
 
 
 class SampleAdaptiveAugmentation:
