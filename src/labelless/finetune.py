@@ -36,12 +36,23 @@ class FinetuneSettings:
     seed: int = 0
 
     def check(self) -> None:
-        if self.epochs < 1 or self.batch_size < 1:
-            raise ConfigError("--epochs and --batch-size must be positive integers")
-        if not 0.0 < self.val_fraction < 1.0:
-            raise ConfigError(f"--val-fraction must be in (0, 1), got {self.val_fraction}")
-        if self.lr <= 0 or not 0.0 < self.encoder_lr_scale <= 1.0:
-            raise ConfigError("--lr must be > 0 and --encoder-lr-scale in (0, 1]")
+        """Every setting in range, else a ConfigError naming the option and a valid value."""
+        from labelless.evaluate.checks import check_fraction, check_int, check_positive
+
+        check_int("--epochs", self.epochs, 1, 5)
+        check_int("--batch-size", self.batch_size, 2, 128)  # batch norm needs two samples
+        check_positive("--lr", self.lr, 1e-3)
+        if not isinstance(self.encoder_lr_scale, (int, float)) or not (
+            0.0 < self.encoder_lr_scale <= 1.0
+        ):
+            raise ConfigError(
+                f"--encoder-lr-scale must be in (0, 1], got {self.encoder_lr_scale!r}: e.g. 0.1 "
+                "(the encoder trains at a tenth of the head's learning rate)"
+            )
+        if not isinstance(self.weight_decay, (int, float)) or not self.weight_decay >= 0:
+            raise ConfigError(f"--weight-decay must be >= 0, got {self.weight_decay!r}: e.g. 0.05")
+        check_fraction("--val-fraction", self.val_fraction, 0.1)
+        check_int("--seed", self.seed, 0, 0)
 
 
 def _accuracy(model: nn.Module, transform, images: np.ndarray, labels: np.ndarray) -> float:

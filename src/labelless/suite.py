@@ -46,12 +46,37 @@ def labelled_splits(data: str | Path, **options: Any) -> DataSplits:
     targets = splits.test is not None and splits.train.targets is not None
     if targets and splits.test.targets is not None:
         return splits
-    if splits.test is None or not splits.train.has_labels or not splits.test.has_labels:
+    if not splits.train.has_labels:
+        raise DataError(_no_labels_message(data, splits.train))
+    if splits.test is None:
         raise DataError(
-            f"this needs labelled train and test splits; {str(data)!r} has none: use a built-in "
-            "labelled dataset (digits, mnist, fashion_mnist, cifar10)"
+            f"{str(data)!r} has no test split to score on: for a data file hold out a share "
+            "with --test-fraction 0.2, or evaluate on a dataset with train and test splits "
+            "(a built-in one such as digits)"
+        )
+    if not splits.test.has_labels:
+        raise DataError(
+            f"the test split of {str(data)!r} has no labels: give labelled test data (a CSV "
+            "with the --target column filled in, a labelled image folder) or --test-fraction "
+            "0.2 to hold out labelled rows of train"
         )
     return splits
+
+
+def _no_labels_message(data: str | Path, train: Dataset) -> str:
+    """Why ``data`` has no labels and the ways to give some, by its modality."""
+    if train.modality == "tabular":
+        how = "name its label column with --target COLUMN"
+    elif train.modality == "image":
+        how = (
+            "for an image folder put one sub-folder per class (FOLDER/cat/*.png, FOLDER/dog/*.png)"
+        )
+    else:
+        how = "give a file whose rows carry class labels"
+    return (
+        f"{str(data)!r} has no labels, and this measures accuracy against labels: {how}; or "
+        "measure the encoder without labels (`labelless select RUN --measure rankme`)"
+    )
 
 
 def _table_columns(preprocessing: dict[str, Any]) -> list[str]:
@@ -101,6 +126,8 @@ def resolve_target(spec, out: str | Path | None, verb: str) -> Target:
             f"{text!r} does not exist; pass a run directory, an encoder.safetensors (with "
             "encoder.json beside it) or timm:NAME --weights FILE"
         )
+    if is_path:
+        _check_encoder_path(Path(text))
     if out is not None:
         out = Path(out)
         if out.exists() and not out.is_dir():
@@ -111,6 +138,27 @@ def resolve_target(spec, out: str | Path | None, verb: str) -> Target:
     raise ConfigError(
         f"{verb} of {str(spec)!r} needs --out DIR to write its results into (only a run "
         "directory is written into in place)"
+    )
+
+
+def _check_encoder_path(path: Path) -> None:
+    """``path`` must be a run directory, an encoder folder or an encoder file (.safetensors /
+    encoder.json), else a CheckpointError naming what to pass instead."""
+    from labelless.backbones.io import META_FILE, WEIGHTS_FILE
+
+    if path.is_dir():
+        if is_run_dir(path) or (path / WEIGHTS_FILE).is_file() or (path / META_FILE).is_file():
+            return
+        what = "folder"
+    elif path.suffix in (".safetensors", ".json"):
+        return
+    else:
+        what = "file"
+    raise CheckpointError(
+        f"{str(path)!r} is not a labelless run directory (no config.yaml, {WEIGHTS_FILE} or "
+        f"{META_FILE}) nor an encoder file ({what}): pass the --out folder of a `labelless "
+        f"pretrain` or `labelless semi` run, an {WEIGHTS_FILE} with {META_FILE} beside it, or "
+        "timm:NAME --weights FILE"
     )
 
 
@@ -208,8 +256,11 @@ def evaluate_encoder(
     The metrics go under ``evaluations["<data> [<preprocessing>]"]`` of ``metrics.json`` in the
     run directory (merged with what is there) or in ``out``.
     """
+    from labelless.evaluate.checks import check_int, check_knn_options
     from labelless.evaluate.protocol import evaluate_embeddings
 
+    check_knn_options(k, temperature)
+    check_int("--seed", seed, 0, 0)
     target = resolve_target(spec, out, "evaluate") if write else None
     splits = labelled_splits(data, **(data_options or {}))
     train, test = splits.train, splits.test
@@ -363,6 +414,7 @@ def prune_sweep(
     the train split has at most ``CHEAP_LINEAR_SAMPLES`` samples) accuracy at each, the knee
     (``prune.essential_sparsity``); writes ``prune.json`` and ``figures/prune.png``."""
     from labelless.evaluate import knn_accuracy, linear_probe
+    from labelless.evaluate.checks import check_int, check_knn_options
     from labelless.prune import (
         KNEE_TOLERANCE,
         essential_sparsity,
@@ -373,6 +425,8 @@ def prune_sweep(
     from labelless.report import plots, write_report
 
     levels = parse_sparsities(sparsities)
+    check_knn_options(k, temperature)
+    check_int("--seed", seed, 0, 0)
     target = resolve_target(spec, out, "prune")
     data = _default_data(spec, data)
     splits = labelled_splits(data)

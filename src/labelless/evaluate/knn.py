@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from labelless.errors import DataError
+from labelless.evaluate.checks import check_knn_options
 from labelless.evaluate.neighbours import Backend, top_k_similar
 
 ArrayLike = torch.Tensor | np.ndarray
@@ -62,7 +63,11 @@ def knn_predict(
 
     Returns:
         ``[M]`` int64 predicted labels on the device of ``train_z``.
+
+    Raises:
+        ConfigError: ``k`` < 1 or ``temperature`` <= 0.
     """
+    check_knn_options(k, temperature)
     train = as_float_tensor(train_z, "train embeddings")
     test = as_float_tensor(test_z, "test embeddings").to(train.device)
     labels = as_label_tensor(train_y, len(train), "train labels").to(train.device)

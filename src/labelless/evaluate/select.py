@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from labelless.errors import CheckpointError, ConfigError, DataError, unknown_name
+from labelless.evaluate.checks import check_int
 from labelless.evaluate.embed import embed
 from labelless.evaluate.labelfree import alpha_req, lidar
 from labelless.evaluate.rankme import RANKME_MAX_SAMPLES, rankme
@@ -168,6 +169,9 @@ def rank_runs(
         raise ConfigError("rank_runs needs at least one run directory")
     if split not in ("train", "test"):
         raise ConfigError(f"split must be 'train' or 'test', got {split!r}")
+    if max_samples is not None:  # 0 used to fall back to the default silently
+        check_int("--max-samples (images measured)", max_samples, 2, 1000)
+    check_int("--seed", seed, 0, 0)
     paths = [Path(p) for p in run_dirs]
     configs = [_run_config(p) for p in paths]
     methods = [_method_name(c) for c in configs]
