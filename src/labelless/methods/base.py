@@ -10,6 +10,8 @@ It never imports Lightning, so a 20-line PyTorch loop can train it as well as th
 
 from __future__ import annotations
 
+import inspect
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -50,6 +52,27 @@ class Method(nn.Module):
         """Parameters trained at the base learning rate throughout: the schedule (warm-up,
         decay) leaves them alone. Most methods have none."""
         return []
+
+
+def check_positive_options(section: str, owner: type, **values: float) -> None:
+    """Each of ``values`` (a temperature, a Sinkhorn epsilon: a number that similarities or
+    logits are divided by) must be a finite number > 0.
+
+    ``section`` is where the user sets them (``"method.kwargs"``, ``"semi.kwargs"``) and
+    ``owner`` the class whose constructor takes them: the ConfigError names the key
+    (``method.kwargs.temperature``) and suggests the constructor's default as the fix.
+    """
+    for name, value in values.items():
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if number and math.isfinite(value) and value > 0:
+            continue
+        default = inspect.signature(owner.__init__).parameters.get(name)
+        example = default.default if default is not None else 0.1
+        raise ConfigError(
+            f"{section}.{name} must be a number > 0, got {value!r}: it divides similarities or "
+            f"logits, so 0 or less is undefined; set e.g. --set {section}.{name}={example} "
+            "(the default)"
+        )
 
 
 def register_method(name: str) -> Callable[[type[Method]], type[Method]]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from labelless.methods.base import Method, register_method
+from labelless.methods.base import Method, check_positive_options, register_method
 from labelless.nn.heads import mlp
 from labelless.nn.losses import dcl
 
@@ -28,6 +28,7 @@ class DCL(Method):
         sigma: float = 0.5,
     ) -> None:
         super().__init__(backbone)
+        check_positive_options("method.kwargs", type(self), temperature=temperature)
         self.projector = mlp([self.embed_dim, proj_hidden_dim, proj_dim], norm="bn")
         self.temperature = temperature
         self.sigma = sigma

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from labelless.errors import ConfigError
-from labelless.methods.base import Method, register_method
+from labelless.methods.base import Method, check_positive_options, register_method
 from labelless.nn.ema import EMA, cosine_momentum
 from labelless.nn.heads import mlp
 from labelless.nn.losses import dino, update_center
@@ -92,6 +92,13 @@ class DINO(Method):
         num_global_crops: int = 2,
     ) -> None:
         super().__init__(backbone)
+        check_positive_options(
+            "method.kwargs",
+            type(self),
+            student_temp=student_temp,
+            teacher_temp=teacher_temp,
+            warmup_teacher_temp=warmup_teacher_temp,
+        )
         if num_global_crops < 1:
             raise ConfigError(f"dino needs num_global_crops >= 1, got {num_global_crops}")
         self.head = DINOHead(

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from labelless.methods.base import Method, register_method
+from labelless.methods.base import Method, check_positive_options, register_method
 from labelless.methods.queue import EmbeddingQueue
 from labelless.nn.ema import EMA
 from labelless.nn.heads import mlp
@@ -50,6 +50,7 @@ class MoCoV2(Method):
         symmetric: bool = False,
     ) -> None:
         super().__init__(backbone)
+        check_positive_options("method.kwargs", type(self), temperature=temperature)
         # MoCo v2's head: a 2-layer MLP without BatchNorm (Chen et al. 2020, sec. 2).
         self.projector = mlp([self.embed_dim, proj_hidden_dim, proj_dim], norm="none")
         self.key_encoder = EMA(self._online())

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from labelless.errors import ConfigError
-from labelless.methods.base import Method, register_method
+from labelless.methods.base import Method, check_positive_options, register_method
 from labelless.nn.ema import EMA, cosine_momentum
 from labelless.nn.heads import mlp
 from labelless.nn.losses import moco_v3
@@ -40,6 +40,7 @@ class MoCoV3(Method):
         freeze_patch_embed: bool = False,
     ) -> None:
         super().__init__(backbone)
+        check_positive_options("method.kwargs", type(self), temperature=temperature)
         if freeze_patch_embed:
             if not hasattr(backbone, "patch_embed"):
                 raise ConfigError(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from labelless.methods.base import Method, register_method
+from labelless.methods.base import Method, check_positive_options, register_method
 from labelless.methods.queue import EmbeddingQueue, nearest_neighbours
 from labelless.nn.heads import mlp
 from labelless.nn.losses import info_nce
@@ -31,6 +31,7 @@ class NNCLR(Method):
         queue_size: int = 98304,
     ) -> None:
         super().__init__(backbone)
+        check_positive_options("method.kwargs", type(self), temperature=temperature)
         # Projector 3 layers with BatchNorm on every layer, predictor 2 layers (sec. 4.1).
         self.projector = mlp(
             [self.embed_dim, proj_hidden_dim, proj_hidden_dim, proj_dim], last_norm=True

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from labelless.methods.base import Method, register_method
+from labelless.methods.base import Method, check_positive_options, register_method
 from labelless.nn.heads import mlp
 from labelless.nn.losses_tabular import scarf_info_nce
 
@@ -35,6 +35,7 @@ class SCARF(Method):
         symmetric: bool = False,
     ) -> None:
         super().__init__(backbone)
+        check_positive_options("method.kwargs", type(self), temperature=temperature)
         self.projector = mlp([self.embed_dim, proj_hidden_dim, proj_dim], norm="none")
         self.temperature = temperature
         self.symmetric = symmetric

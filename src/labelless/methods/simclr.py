@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from labelless.methods.base import Method, register_method
+from labelless.methods.base import Method, check_positive_options, register_method
 from labelless.nn.heads import mlp
 from labelless.nn.losses import info_nce
 
@@ -26,6 +26,7 @@ class SimCLR(Method):
         temperature: float = 0.2,
     ) -> None:
         super().__init__(backbone)
+        check_positive_options("method.kwargs", type(self), temperature=temperature)
         self.projector = mlp([self.embed_dim, proj_hidden_dim, proj_dim], norm="bn")
         self.temperature = temperature
 

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from labelless.errors import ConfigError
-from labelless.methods.base import Method, register_method
+from labelless.methods.base import Method, check_positive_options, register_method
 from labelless.methods.queue import EmbeddingQueue
 from labelless.nn.heads import mlp
 from labelless.nn.losses import sinkhorn, sinkhorn_with_queue, swav
@@ -49,6 +49,9 @@ class SwAV(Method):
         queue_start_fraction: float = 0.1,
     ) -> None:
         super().__init__(backbone)
+        check_positive_options(
+            "method.kwargs", type(self), temperature=temperature, epsilon=epsilon
+        )
         if num_global_crops < 1 or num_prototypes < 1:
             raise ConfigError("swav needs num_global_crops >= 1 and num_prototypes >= 1")
         if freeze_prototypes_fraction is not None and not 0 <= freeze_prototypes_fraction < 1:

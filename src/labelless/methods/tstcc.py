@@ -11,7 +11,7 @@ from torch import nn
 
 from labelless.backbones.timeseries import instance_pool, valid_steps
 from labelless.errors import DataError
-from labelless.methods.base import Method, register_method
+from labelless.methods.base import Method, check_positive_options, register_method
 from labelless.nn.heads import mlp
 from labelless.nn.losses import info_nce
 from labelless.nn.losses_timeseries import future_prediction_nce
@@ -63,6 +63,7 @@ class TSTCC(Method):
         lambda_cc: float = 0.7,
     ) -> None:
         super().__init__(backbone)
+        check_positive_options("method.kwargs", type(self), temperature=temperature)
         self.timesteps = timesteps
         self.max_steps = max_steps
         self.temperature = temperature

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from labelless.methods.base import check_positive_options
 from labelless.semi.algorithms.base import SemiAlgorithm, register_algorithm
 from labelless.semi.losses import cross_entropy, linear_rampup, mixup, sharpen
 
@@ -39,6 +40,7 @@ class MixMatch(SemiAlgorithm):
         rampup: float = 0.4,
         **kwargs,
     ):
+        check_positive_options("semi.kwargs", type(self), temperature=temperature)
         super().__init__(backbone, num_classes, state, unsup_weight=unsup_weight, **kwargs)
         self.unlabelled_views = ("weak",) * int(num_views)
         self.temperature, self.alpha, self.rampup = float(temperature), float(alpha), rampup
