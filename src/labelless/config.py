@@ -6,13 +6,21 @@ flags. A YAML file never overrides a flag the user typed.
 
 from __future__ import annotations
 
+import difflib
 import os
 import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from labelless.errors import ConfigError
 
@@ -89,7 +97,9 @@ class OptimConfig(_Section):
     lr: float = Field(0.3, gt=0)
     weight_decay: float = Field(1e-4, ge=0)
     momentum: float = Field(0.9, ge=0, lt=1)
-    batch_size: int = Field(256, gt=0)
+    batch_size: int = Field(
+        256, description="samples per step and process; at least 2 (methods compare samples)"
+    )
     warmup_epochs: float = Field(
         10.0, ge=0, description="linear warm-up; at most half of the (estimated) run"
     )
@@ -109,6 +119,17 @@ class OptimConfig(_Section):
         0.1, ge=0, le=1, description="infinite: final-annealing share of the run after the warm-up"
     )
 
+    @field_validator("batch_size")
+    @classmethod
+    def _two_samples(cls, value: int) -> int:
+        if value < 2:
+            raise ValueError(
+                f"must be at least 2, got {value}: training compares the samples of a batch "
+                "(self-supervised methods contrast them, batch norm needs two), so a batch of one "
+                "trains nothing; use --batch-size 2 or more (e.g. 256)"
+            )
+        return value
+
     @model_validator(mode="after")
     def _phases_fit(self) -> OptimConfig:
         if self.schedule != "infinite":
@@ -126,6 +147,22 @@ class OptimConfig(_Section):
         return self
 
 
+# Lightning's precision settings; bf16 on a CPU without bf16 units is slow (build_trainer warns).
+PRECISIONS = (
+    "32-true",
+    "32",
+    "64-true",
+    "64",
+    "16-mixed",
+    "16",
+    "bf16-mixed",
+    "bf16",
+    "16-true",
+    "bf16-true",
+)
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
+
+
 class TrainerConfig(_Section):
     max_epochs: int = Field(100, gt=0)
     max_time: float | None = Field(
@@ -134,13 +171,45 @@ class TrainerConfig(_Section):
         description="wall-clock budget in seconds: schedules are fitted to it and the run stops, "
         "annealed, when it is spent",
     )
-    accelerator: str = "auto"
-    devices: int | str = "auto"
-    strategy: str = "auto"
+    accelerator: str = Field("auto", description=f"one of {', '.join(ACCELERATORS)}")
+    devices: int | str = Field("auto", description="devices per node: a count, -1 (all) or auto")
+    strategy: str = Field("auto", description="auto, ddp, ddp_spawn, fsdp, ...")
     num_nodes: int = Field(1, gt=0)
-    precision: str = "32-true"
+    precision: str = Field("32-true", description=f"one of {', '.join(PRECISIONS)}")
     threads: int = Field(2, gt=0, description="torch CPU threads")
     progress_bar: bool = True
+    checkpoint_every_n_steps: int | None = Field(
+        None, gt=0, description="also write checkpoints/last.ckpt every N optimiser steps"
+    )
+    checkpoint_every_minutes: float | None = Field(
+        10.0, gt=0, description="also write checkpoints/last.ckpt every N minutes of training"
+    )
+
+    @field_validator("precision", mode="before")
+    @classmethod
+    def _known_precision(cls, value: Any) -> Any:
+        if str(value) not in PRECISIONS:
+            raise ValueError(f"unknown precision {value!r}; choose one of {', '.join(PRECISIONS)}")
+        return str(value)
+
+    @field_validator("accelerator")
+    @classmethod
+    def _known_accelerator(cls, value: str) -> str:
+        if value not in ACCELERATORS:
+            raise ValueError(
+                f"unknown accelerator {value!r}; choose one of {', '.join(ACCELERATORS)}"
+            )
+        return value
+
+    @field_validator("devices", mode="before")
+    @classmethod
+    def _device_count(cls, value: Any) -> Any:
+        text = str(value).strip()
+        if text == "auto":
+            return "auto"
+        if text.lstrip("-").isdigit() and (int(text) >= 1 or int(text) == -1):
+            return int(text)
+        raise ValueError(f"devices must be a count >= 1, -1 (every device) or auto, not {value!r}")
 
 
 class MonitorConfig(_Section):
@@ -171,11 +240,76 @@ class RunConfig(_Section):
     out: str | None = Field(None, description="run directory; default runs/<method>-<data>")
 
 
+# Names people type for a key, by the key they mean (in the same section).
+_KEY_ALIASES = {
+    "learning_rate": "lr",
+    "bs": "batch_size",
+    "batch": "batch_size",
+    "wd": "weight_decay",
+    "epochs": "max_epochs",
+    "optimizer": "name",
+    "method": "name",
+}
+
+
+def _config_model(name: str) -> type[BaseModel] | None:
+    """The config class called ``name`` (``RunConfig``, ``SemiRunConfig``, ...)."""
+    found, todo = None, [_Section]
+    while todo and found is None:
+        cls = todo.pop()
+        found = cls if cls.__name__ == name else None
+        todo += cls.__subclasses__()
+    return found
+
+
+def _section_of(root: type[BaseModel] | None, path: tuple) -> type[BaseModel] | None:
+    """The section class at ``path`` below ``root``, or None (e.g. inside a free-form dict)."""
+    cls = root
+    for part in path:
+        field = cls.model_fields.get(str(part)) if cls is not None else None
+        annotation = field.annotation if field is not None else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return None
+        cls = annotation
+    return cls
+
+
+def _did_you_mean(root: type[BaseModel] | None, loc: tuple) -> str:
+    """`` (did you mean optim.lr?)`` for an unknown key at ``loc``, else the section's keys.
+
+    Tried in turn: a common alias in the same section (``learning_rate`` -> ``lr``), the key or
+    its alias in another section (``optim.epochs`` -> ``trainer.max_epochs``), then the closest
+    name of the section (``difflib``)."""
+    section = _section_of(root, loc[:-1])
+    if section is None:
+        return ""
+    key, names = str(loc[-1]), list(section.model_fields)
+    prefix = "".join(f"{p}." for p in loc[:-1])
+    alias = _KEY_ALIASES.get(key, key)
+    if alias in names:
+        return f" (did you mean {prefix}{alias}?)"
+    for other in root.model_fields if len(loc) == 2 else ():
+        elsewhere = _section_of(root, (other,))
+        if elsewhere is not None and alias in elsewhere.model_fields:
+            return f" (did you mean {other}.{alias}?)"
+    close = difflib.get_close_matches(key, names, n=1, cutoff=0.6)
+    if close:
+        return f" (did you mean {prefix}{close[0]}?)"
+    return f"; valid keys{' of ' + prefix[:-1] if prefix else ''}: {', '.join(names)}"
+
+
 def _validation_message(exc: ValidationError, source: str) -> str:
+    """One line naming each invalid key and why; an unknown key gets a did-you-mean."""
+    root = _config_model(exc.title)
     parts = []
     for err in exc.errors():
         where = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        parts.append(f"{where}: {err['msg']}")
+        message = err["msg"]
+        if err["type"] == "value_error" and "error" in err.get("ctx", {}):
+            message = str(err["ctx"]["error"])  # our own validators' words, without a prefix
+        if err["type"] == "extra_forbidden":
+            message = "unknown key" + _did_you_mean(root, tuple(err["loc"]))
+        parts.append(f"{where}: {message}")
     return f"invalid config in {source}: " + "; ".join(parts)
 
 
@@ -294,6 +428,7 @@ FLAG_KEYS: dict[str, str] = {
     "strategy": "trainer.strategy",
     "num_nodes": "trainer.num_nodes",
     "precision": "trainer.precision",
+    "accelerator": "trainer.accelerator",
     "threads": "trainer.threads",
     "seed": "seed",
     "out": "out",

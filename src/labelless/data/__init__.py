@@ -8,6 +8,7 @@ from typing import Any
 
 from labelless.data.arrays import from_arrays
 from labelless.data.builtin import BUILTINS, BuiltinDataset, register_builtin
+from labelless.data.checks import check_splits, warn_if_batch_exceeds_data
 from labelless.data.dataset import UNLABELLED, Dataset, DataSplits, channel_stats
 from labelless.data.folder import image_folder
 from labelless.data.paths import cache_dir, data_root
@@ -27,6 +28,7 @@ __all__ = [
     "load_dataset",
     "register_builtin",
     "register_file_loader",
+    "warn_if_batch_exceeds_data",
 ]
 
 # File suffix (lower case, e.g. ".csv.gz") -> loader(path, **options) -> DataSplits, added by
@@ -69,9 +71,15 @@ def load_dataset(source: str | Path, *, load_size: int = 64, **options: Any) -> 
     A folder gives a train split only (labels from class subfolders, else unlabelled). A file
     goes to the loader registered for its suffix (tables: ``.csv``, ``.csv.gz``, ``.parquet``;
     time series: see ``labelless.data.timeseries``), with ``options`` (e.g. ``target="income"``)
-    passed to that loader.
+    passed to that loader. Fewer than 2 training samples is a DataError and tiny splits get a
+    warning (``data.checks.check_splits``).
     """
-    text = str(source)
+    splits = _load(str(source), load_size, options)
+    check_splits(splits, str(source))
+    return splits
+
+
+def _load(text: str, load_size: int, options: dict[str, Any]) -> DataSplits:
     if text in BUILTINS:
         _no_options(text, options)
         return BUILTINS[text].loader()
