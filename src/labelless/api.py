@@ -9,7 +9,6 @@ print(result.metrics["knn_top1"], result.run_dir)
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,7 @@ from labelless.config import (
 )
 from labelless.data import Dataset, DataSplits, load_dataset
 from labelless.errors import CheckpointError, ConfigError, DataError
+from labelless.lifecycle import begin, checkpoint_callback, finish, fit, plan_run
 
 
 @dataclass
@@ -44,25 +44,6 @@ class PretrainResult:
 def _default_out(config: RunConfig) -> str:
     data = Path(config.data.name.strip("<>").split()[-1]).name or "data"
     return str(Path("runs") / f"{config.method.name}-{data}")
-
-
-def _prepare_run_dir(run_dir: Path, *, resume: bool, overwrite: bool) -> None:
-    occupied = run_dir.exists() and any(run_dir.iterdir())
-    if resume:
-        if not (run_dir / "checkpoints" / "last.ckpt").is_file():
-            raise CheckpointError(
-                f"cannot resume: {str(run_dir / 'checkpoints' / 'last.ckpt')!r} does not exist; "
-                "start the run without --resume, or point --out at the run to continue"
-            )
-        return
-    if occupied and not overwrite:
-        raise ConfigError(
-            f"run directory {str(run_dir)!r} already holds a run: pass --resume to continue it, "
-            "--overwrite to replace it, or choose another --out"
-        )
-    if occupied:
-        shutil.rmtree(run_dir)
-    (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
 
 
 def _eval_split(config: RunConfig, splits: DataSplits) -> Dataset | None:
@@ -237,12 +218,10 @@ def start_from_encoder(backbone: nn.Module, source: str | Path) -> Path:
     return weights.resolve()
 
 
-def _callbacks(
-    config: RunConfig, run_dir: Path, backbone: nn.Module, eval_data: Dataset | None, train: Dataset
-):
-    from labelless.train.callbacks import AtomicLastCheckpoint, KNNMonitor, RankMeMonitor
+def _callbacks(config: RunConfig, backbone: nn.Module, eval_data: Dataset | None, train: Dataset):
+    from labelless.train.callbacks import KNNMonitor, RankMeMonitor
 
-    callbacks = [AtomicLastCheckpoint(run_dir / "checkpoints")]
+    callbacks = []
     if config.monitor.rankme:
         callbacks.append(RankMeMonitor())
     if config.monitor.rankme_plateau_patience is not None:
@@ -393,18 +372,21 @@ def pretrain(
     run_config = _resolve_run_config(
         config, overrides, resume, {**flags, "data": name, "method": method}
     )
-    run_dir = Path(run_config.out)
+    session = plan_run(
+        run_config.out,
+        command="pretrain",
+        resume=resume,
+        overwrite=overwrite,
+        data_paths=() if in_memory is not None else (run_config.data.name, run_config.data.eval),
+    )
+    run_dir = session.path
     splits = in_memory or _load_splits(run_config)
     train = splits.train
     eval_data = _eval_split(run_config, splits)
 
     import lightning as L
 
-    from labelless.backbones import save_encoder
-    from labelless.report import write_report
-    from labelless.suite import report_inputs
     from labelless.train.callbacks import Throughput
-    from labelless.train.logs import merge_previous, set_aside
     from labelless.train.module import SSLModule
     from labelless.train.trainer import build_trainer
 
@@ -413,8 +395,6 @@ def pretrain(
         run_config.backbone.init = str(Path(run_config.backbone.init).resolve())
     backbone, ssl_method, views = build_components(run_config, train, initialise=not resume)
     run_config.backbone.name = backbone.meta.architecture  # the modality's default, when unset
-    _prepare_run_dir(run_dir, resume=resume, overwrite=overwrite)
-    write_text_atomic(run_dir / "config.yaml", dump_yaml(run_config))
 
     module = SSLModule(
         ssl_method,
@@ -424,47 +404,71 @@ def pretrain(
         budget_seconds=run_config.trainer.max_time,
     )
     throughput = Throughput()
-    callbacks = [throughput, *_callbacks(run_config, run_dir, backbone, eval_data, train)]
+    callbacks = [
+        throughput,
+        checkpoint_callback(session, run_config.trainer),
+        *_callbacks(run_config, backbone, eval_data, train),
+    ]
     trainer = build_trainer(run_config.trainer, run_dir, callbacks)
     loader = _train_loader(run_config, train, in_memory is not None)
-    ckpt = str(run_dir / "checkpoints" / "last.ckpt") if resume else None
-    if resume:
-        set_aside(run_dir / "logs")
-    trainer.fit(module, loader, ckpt_path=ckpt, weights_only=True)
-    if trainer.is_global_zero:
-        merge_previous(run_dir / "logs")
-
-    backbone = ssl_method.backbone.to(memory_format=torch.contiguous_format)
-    metrics: dict[str, Any] = {}
-    if trainer.is_global_zero:
-        save_encoder(backbone, run_dir)
-        kept: dict[str, torch.Tensor] = {}
-        metrics, test_z = final_metrics(run_config, backbone, train, eval_data, keep=kept)
-        metrics["training"] = {
-            "epochs_done": int(trainer.current_epoch),
-            "steps": int(trainer.global_step),
-            "steps_this_session": throughput.steps,
-            "wall_seconds": round(throughput.seconds, 2),
-            "samples_per_second": round(throughput.samples_per_second, 1),
-            "skipped_samples": max(int(train.meta.get("skipped", 0)), throughput.skipped),
-            "final_not_best": True,
-            "schedule": {
-                "name": run_config.optim.schedule,
-                **(module.clock.summary() if module.clock is not None else {}),
-            },
-            "init": run_config.backbone.init,
-        }
-        plateau = [c for c in callbacks if type(c).__name__ == "RankMePlateau"]
-        if plateau:
-            metrics["training"]["rankme_plateau"] = {
-                "stopped_epoch": plateau[0].stopped_epoch,
-                "best": plateau[0].best,
-                "history": plateau[0].history,
-            }
-        write_text_atomic(run_dir / "metrics.json", json.dumps(metrics, indent=2, default=float))
-        inputs = report_inputs(run_config, train, eval_data, kept.get("train"), test_z)
-        write_report(run_dir, **(inputs or {"embeddings": test_z}))
+    try:
+        ckpt = begin(session, module, dump_yaml(run_config))
+        fit(session, trainer, module, loader, ckpt)
+        backbone = ssl_method.backbone.to(memory_format=torch.contiguous_format)
+        metrics: dict[str, Any] = {}
+        if trainer.is_global_zero:
+            metrics = _write_outputs(
+                run_config, session, trainer, module, (train, eval_data, throughput), callbacks
+            )
+    finally:
+        finish(session)
     return PretrainResult(run_dir, metrics, backbone)
+
+
+def _write_outputs(config: RunConfig, session, trainer, module, data, callbacks) -> dict:
+    """Rank 0, after training: the encoder, the final metrics (with the ``training`` record),
+    the report. ``data`` is ``(train, eval_data, throughput)``."""
+    from labelless.backbones import save_encoder
+    from labelless.lifecycle import announce_stop, stop_reason
+    from labelless.report import write_report
+    from labelless.suite import report_inputs
+
+    train, eval_data, throughput = data
+    run_dir = session.path
+    backbone = module.method.backbone
+    save_encoder(backbone, run_dir)
+    kept: dict[str, torch.Tensor] = {}
+    metrics, test_z = final_metrics(config, backbone, train, eval_data, keep=kept)
+    reason = stop_reason(module, trainer, config.trainer.max_epochs)
+    metrics["training"] = {
+        "epochs_done": int(trainer.current_epoch),
+        "steps": int(trainer.global_step),
+        "steps_this_session": throughput.steps,
+        "wall_seconds": round(throughput.seconds, 2),
+        "samples_per_second": round(throughput.samples_per_second, 1),
+        "skipped_samples": max(int(train.meta.get("skipped", 0)), throughput.skipped),
+        "final_not_best": True,
+        "stopped_by": reason,
+        "world_size": int(trainer.world_size),
+        "resumed_from_step": session.checkpoint_step,
+        "schedule": {
+            "name": config.optim.schedule,
+            **(module.clock.summary() if module.clock is not None else {}),
+        },
+        "init": config.backbone.init,
+    }
+    plateau = [c for c in callbacks if type(c).__name__ == "RankMePlateau"]
+    if plateau:
+        metrics["training"]["rankme_plateau"] = {
+            "stopped_epoch": plateau[0].stopped_epoch,
+            "best": plateau[0].best,
+            "history": plateau[0].history,
+        }
+    write_text_atomic(run_dir / "metrics.json", json.dumps(metrics, indent=2, default=float))
+    inputs = report_inputs(config, train, eval_data, kept.get("train"), test_z)
+    write_report(run_dir, **(inputs or {"embeddings": test_z}))
+    announce_stop(reason, config.trainer.max_time, int(trainer.global_step))
+    return metrics
 
 
 def _is_lazy_folder(config: RunConfig) -> bool:
@@ -528,6 +532,11 @@ def _resolve_run_config(config, overrides, resume: bool, flags: dict[str, Any]) 
         run_config = build_config(_merge(config, overrides, keys), "config")
     else:
         run_config = resolve_config(config, overrides, keys)
+    if resume:
+        from labelless.rundir import check_resume_config
+
+        base = build_config(config, "config.yaml").model_dump(mode="json")
+        check_resume_config(Path(keys["out"]), base, run_config.model_dump(mode="json"))
     if run_config.out is None:
         run_config.out = _default_out(run_config)
     return run_config

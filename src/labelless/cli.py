@@ -58,6 +58,7 @@ def pretrain(
     devices: Annotated[str | None, Opt(help="devices per node (auto, 1, 2, ...)")] = None,
     strategy: Annotated[str | None, Opt(help="auto, ddp, fsdp")] = None,
     num_nodes: Annotated[int | None, Opt(help="number of nodes")] = None,
+    accelerator: Annotated[str | None, Opt(help="auto, cpu, gpu, cuda, mps, tpu")] = None,
     precision: Annotated[str | None, Opt(help="32-true, bf16-mixed, ...")] = None,
     seed: Annotated[int | None, Opt(help="random seed")] = None,
     resume: Annotated[bool, Opt(help="continue the run in --out from its last checkpoint")] = False,
@@ -88,9 +89,12 @@ def pretrain(
         devices=_devices(devices),
         strategy=strategy,
         num_nodes=num_nodes,
+        accelerator=accelerator,
         precision=precision,
         seed=seed,
     )
+    if not result.metrics:  # a process of a multi-process run other than rank 0
+        return
     _print_metrics(result.metrics)
     console.print(f"run directory: {result.run_dir}")
     console.print(f"report: {result.run_dir / 'report.html'}")
@@ -326,6 +330,9 @@ def semi(
     lr: Annotated[float | None, Opt(help="peak learning rate")] = None,
     view_size: Annotated[int | None, Opt(help="side of the augmented views")] = None,
     devices: Annotated[str | None, Opt(help="devices per node (auto, 1, 2, ...)")] = None,
+    strategy: Annotated[str | None, Opt(help="auto, ddp, fsdp")] = None,
+    num_nodes: Annotated[int | None, Opt(help="number of nodes")] = None,
+    accelerator: Annotated[str | None, Opt(help="auto, cpu, gpu, cuda, mps, tpu")] = None,
     precision: Annotated[str | None, Opt(help="32-true, bf16-mixed, ...")] = None,
     seed: Annotated[int | None, Opt(help="random seed (also of the label split)")] = None,
     resume: Annotated[bool, Opt(help="continue the run in --out from its last checkpoint")] = False,
@@ -357,9 +364,14 @@ def semi(
         lr=lr,
         view_size=view_size,
         devices=_devices(devices),
+        strategy=strategy,
+        num_nodes=num_nodes,
+        accelerator=accelerator,
         precision=precision,
         seed=seed,
     )
+    if not result.metrics:  # a process of a multi-process run other than rank 0
+        return
     _print_metrics(result.metrics)
     console.print(f"run directory: {result.run_dir}")
 
@@ -433,7 +445,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         app(args=argv, standalone_mode=False)
     except LabellessError as error:
-        Console(stderr=True).print(f"[red]error:[/red] {error}", highlight=False, soft_wrap=True)
+        prefix = getattr(error, "prefix", "error")
+        Console(stderr=True).print(f"[red]{prefix}:[/red] {error}", highlight=False, soft_wrap=True)
         return error.exit_code
     except typer.Exit as stop:
         return stop.exit_code

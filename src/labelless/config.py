@@ -7,8 +7,6 @@ flags. A YAML file never overrides a flag the user typed.
 from __future__ import annotations
 
 import difflib
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
@@ -396,16 +394,11 @@ def dump_yaml(config: RunConfig) -> str:
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename, with
+    ordinary permissions (``labelless.atomic``)."""
+    from labelless.atomic import write_text_atomic as write
+
+    write(path, text)
 
 
 # Flag name (CLI and Python keyword) -> dotted config key.

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 from torch import nn
 
+from labelless.atomic import write_path_atomic
 from labelless.backbones.meta import EncoderMeta
 from labelless.backbones.registry import create_backbone
 from labelless.backbones.weights import load_state_dict_checked, read_state_dict
@@ -21,19 +20,9 @@ FORMAT = "labelless-encoder/1"
 
 
 def _write_atomically(target: Path, write: Callable[[Path], None]) -> None:
-    """Write through ``write(temp_path)`` to a temp file beside ``target``, then rename it."""
-    handle, temp_name = tempfile.mkstemp(
-        prefix=f".{target.name}.", suffix=".tmp", dir=target.parent
-    )
-    os.close(handle)
-    temp = Path(temp_name)
-    try:
-        write(temp)
-        temp.chmod(0o644)  # mkstemp creates 0600; an export is meant to be shared
-        os.replace(temp, target)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
+    """Write through ``write(temp_path)`` to a temp file beside ``target``, then rename it (an
+    export is meant to be shared: ordinary permissions, ``labelless.atomic``)."""
+    write_path_atomic(target, write)
 
 
 def save_encoder(backbone: nn.Module, directory: str | Path) -> Path:

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import csv
 import math
-import os
 import re
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +15,8 @@ import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # after matplotlib.use: the backend must be chosen first
+
+from labelless.atomic import write_atomic
 
 MAX_MAP_POINTS = 20_000
 
@@ -75,18 +75,9 @@ def figure_name(name: str) -> str:
 
 
 def atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> Path:
-    """Call ``write(stream)`` on a temporary file beside ``path``, then rename it to ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            write(stream)
-        os.chmod(temporary, 0o644)  # mkstemp makes it owner-only; a report is meant to be shared
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
+    """Call ``write(stream)`` on a temporary file beside ``path``, then rename it to ``path``
+    (ordinary permissions: a report is meant to be shared; ``labelless.atomic``)."""
+    return write_atomic(path, write)
 
 
 def save_figure(figure, path: Path) -> Path:

@@ -41,7 +41,13 @@ def _config(config, overrides, resume: bool, flags: dict) -> SemiRunConfig:
     path = Path(out) / "config.yaml"
     if not path.is_file():
         raise CheckpointError(f"cannot resume: {str(path)!r} is missing; is {out!r} a run?")
-    return resolve_semi_config(None, overrides, flags, base=load_yaml(path))
+    base = load_yaml(path)
+    resumed = resolve_semi_config(None, overrides, flags, base=base)
+    from labelless.rundir import check_resume_config
+
+    original = resolve_semi_config(None, None, {}, base=base).model_dump(mode="json")
+    check_resume_config(Path(out), original, resumed.model_dump(mode="json"))
+    return resumed
 
 
 def _backbone(config: SemiRunConfig, train: Dataset, initialise: bool) -> nn.Module:
@@ -124,7 +130,16 @@ def semi(
             "--method"
         )
     from labelless.api import data_options
+    from labelless.lifecycle import begin, checkpoint_callback, finish, fit, plan_run
 
+    session = plan_run(
+        run_config.out,
+        command="semi",
+        resume=resume,
+        overwrite=overwrite,
+        data_paths=() if in_memory is not None else (run_config.data.name, run_config.data.eval),
+    )
+    run_dir = session.path
     # the config, the data and the label split are checked before Lightning is imported (5 s on
     # a small CPU), so that a mistake fails at once; they draw from explicit seeds
     splits = in_memory or load_dataset(run_config.data.name, **data_options(run_config.data))
@@ -136,15 +151,12 @@ def semi(
 
     import lightning as L
 
-    from labelless.backbones import save_encoder
     from labelless.semi.algorithms import create_algorithm
-    from labelless.semi.evaluation import final_metrics, save_classifier, write_semi_report
     from labelless.semi.loader import SemiBatches, semi_loader
     from labelless.semi.module import SemiModule
     from labelless.semi.saa import SampleAdaptiveAugmentation
     from labelless.semi.state import SampleState
-    from labelless.train.callbacks import AtomicLastCheckpoint, Throughput
-    from labelless.train.logs import merge_previous, set_aside
+    from labelless.train.callbacks import Throughput
     from labelless.train.trainer import build_trainer
 
     L.seed_everything(run_config.seed, workers=True, verbose=False)
@@ -163,13 +175,8 @@ def semi(
     pipelines = _pipelines(run_config, train, backbone)
     run_config.backbone.name = backbone.meta.architecture  # the modality's default, when unset
     shift = None
-    if semi_cfg.shift_check and not resume:
+    if semi_cfg.shift_check and not resume and session.primary:
         shift = _shift(run_config, backbone, train, split)
-    run_dir = Path(run_config.out)
-    from labelless.api import _prepare_run_dir
-
-    _prepare_run_dir(run_dir, resume=resume, overwrite=overwrite)
-    write_text_atomic(run_dir / "config.yaml", dump_yaml(run_config))
     if any(isinstance(m, nn.Conv2d) for m in backbone.modules()):
         algorithm = algorithm.to(memory_format=torch.channels_last)
 
@@ -184,56 +191,74 @@ def semi(
         batches=batches,
     )
     throughput = Throughput()
-    callbacks = [throughput, AtomicLastCheckpoint(run_dir / "checkpoints")]
+    callbacks = [throughput, checkpoint_callback(session, run_config.trainer)]
     if run_config.monitor.every_n_epochs and test is not None and test.has_labels:
         from labelless.semi.evaluation import TestAccuracyMonitor
 
         callbacks.append(TestAccuracyMonitor(test, run_config.monitor.every_n_epochs))
     trainer = build_trainer(run_config.trainer, run_dir, callbacks)
-    if resume:
-        set_aside(run_dir / "logs")
-    ckpt = str(run_dir / "checkpoints" / "last.ckpt") if resume else None
-    trainer.fit(module, semi_loader(batches), ckpt_path=ckpt, weights_only=True)
-    if trainer.is_global_zero:
-        merge_previous(run_dir / "logs")
-
     metrics: dict[str, Any] = {}
-    model = algorithm.ema_model
-    if trainer.is_global_zero:
-        algorithm = algorithm.to(memory_format=torch.contiguous_format)
-        save_encoder(algorithm.ema_model.backbone, run_dir)
-        save_classifier(algorithm, run_dir)
-        metrics = final_metrics(algorithm, test, split, run_config)
-        metrics["split"] = {
-            "mode": split.mode,
-            "labelled": len(split.labelled),
-            "unlabelled": len(split.unlabelled),
-            "num_classes": split.num_classes,
-            "open_set": split.open_set,
-            "seed": run_config.seed,
-        }
-        if shift is not None:
-            metrics["shift"] = shift
-        elif resume:
-            previous = run_dir / "metrics.json"
-            if previous.is_file():
-                metrics["shift"] = json.loads(previous.read_text()).get("shift")
-        metrics["training"] = {
-            "method": semi_cfg.method,
-            "saa": semi_cfg.saa,
-            "mu": semi_cfg.mu,
-            "epochs_done": int(trainer.current_epoch),
-            "steps": int(trainer.global_step),
-            "wall_seconds": round(throughput.seconds, 2),
-            "samples_per_second": round(throughput.samples_per_second, 1),
-            "final_not_best": True,
-            "schedule": module.clock.summary() if module.clock is not None else {},
-            "init": run_config.backbone.init,
-        }
-        write_text_atomic(run_dir / "metrics.json", json.dumps(metrics, indent=2, default=float))
-        if run_config.report:
-            write_semi_report(run_dir, algorithm, test, split)
+    try:
+        ckpt = begin(session, module, dump_yaml(run_config))
+        fit(session, trainer, module, semi_loader(batches), ckpt)
+        model = algorithm.ema_model
+        if trainer.is_global_zero:
+            metrics = _write_outputs(
+                run_config, session, trainer, module, (test, split, shift, throughput)
+            )
+    finally:
+        finish(session)
     return SemiResult(run_dir, metrics, model)
+
+
+def _write_outputs(config: SemiRunConfig, session, trainer, module, parts) -> dict[str, Any]:
+    """Rank 0, after training: the EMA encoder and classifier, the final metrics with the split,
+    the shift check and the ``training`` record, the report."""
+    from labelless.backbones import save_encoder
+    from labelless.lifecycle import announce_stop, stop_reason
+    from labelless.semi.evaluation import final_metrics, save_classifier, write_semi_report
+
+    test, split, shift, throughput = parts
+    run_dir, semi_cfg = session.path, config.semi
+    algorithm = module.algorithm.to(memory_format=torch.contiguous_format)
+    save_encoder(algorithm.ema_model.backbone, run_dir)
+    save_classifier(algorithm, run_dir)
+    metrics = final_metrics(algorithm, test, split, config)
+    metrics["split"] = {
+        "mode": split.mode,
+        "labelled": len(split.labelled),
+        "unlabelled": len(split.unlabelled),
+        "num_classes": split.num_classes,
+        "open_set": split.open_set,
+        "seed": config.seed,
+    }
+    if shift is not None:
+        metrics["shift"] = shift
+    elif session.resume:
+        previous = run_dir / "metrics.json"
+        if previous.is_file():
+            metrics["shift"] = json.loads(previous.read_text()).get("shift")
+    reason = stop_reason(module, trainer, config.trainer.max_epochs)
+    metrics["training"] = {
+        "method": semi_cfg.method,
+        "saa": semi_cfg.saa,
+        "mu": semi_cfg.mu,
+        "epochs_done": int(trainer.current_epoch),
+        "steps": int(trainer.global_step),
+        "wall_seconds": round(throughput.seconds, 2),
+        "samples_per_second": round(throughput.samples_per_second, 1),
+        "final_not_best": True,
+        "stopped_by": reason,
+        "world_size": int(trainer.world_size),
+        "resumed_from_step": session.checkpoint_step,
+        "schedule": module.clock.summary() if module.clock is not None else {},
+        "init": config.backbone.init,
+    }
+    write_text_atomic(run_dir / "metrics.json", json.dumps(metrics, indent=2, default=float))
+    if config.report:
+        write_semi_report(run_dir, algorithm, test, split)
+    announce_stop(reason, config.trainer.max_time, int(trainer.global_step))
+    return metrics
 
 
 def _test_split(config: SemiRunConfig, splits: DataSplits) -> Dataset | None:

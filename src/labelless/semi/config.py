@@ -113,6 +113,8 @@ SEMI_FLAG_KEYS: dict[str, str] = {
     "max_time": "trainer.max_time",
     "devices": "trainer.devices",
     "strategy": "trainer.strategy",
+    "num_nodes": "trainer.num_nodes",
+    "accelerator": "trainer.accelerator",
     "precision": "trainer.precision",
     "threads": "trainer.threads",
     "progress_bar": "trainer.progress_bar",

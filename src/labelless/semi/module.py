@@ -63,10 +63,6 @@ class SemiModule(SSLModule):
     def algorithm(self) -> SemiAlgorithm:
         return self.method
 
-    def on_train_epoch_start(self) -> None:
-        if self.batches is not None:
-            self.batches.set_epoch(self.current_epoch)
-
     def _view(self, name: str, images: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
         if name != "strong" or self.saa is None:
             return self.pipelines[name](images, generator=self.generator)[0]

@@ -12,7 +12,9 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.callbacks import Checkpoint
 
+from labelless.atomic import default_file_mode
 from labelless.evaluate import embed, embedding_std, knn_accuracy, rankme
 
 
@@ -86,6 +88,17 @@ class RankMeMonitor(L.Callback):
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         self._rows, self._count = [], 0
 
+    def state_dict(self) -> dict:
+        """The embeddings collected so far this epoch, so that a run resumed mid-epoch measures
+        the same rows as the uninterrupted run."""
+        rows = torch.cat(self._rows) if self._rows else torch.empty(0)
+        return {"rows": rows, "count": self._count}
+
+    def load_state_dict(self, state: dict) -> None:
+        rows = state.get("rows")
+        self._rows = [rows] if rows is not None and rows.numel() else []
+        self._count = int(state.get("count", 0))
+
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if self._count >= self.max_rows or not isinstance(outputs, dict):
             return
@@ -111,18 +124,56 @@ class RankMeMonitor(L.Callback):
             )
 
 
-class AtomicLastCheckpoint(L.Callback):
-    """Writes ``checkpoints/last.ckpt`` at each epoch end and at the end of training, through a
-    temporary file and a rename, so an interrupted run never leaves a half-written checkpoint."""
+class AtomicLastCheckpoint(Checkpoint):
+    """Writes ``checkpoints/last.ckpt`` every ``every_n_steps`` optimiser steps and every
+    ``every_minutes`` of training (either may be None), at each epoch end and at the end of
+    training, through a temporary file and a rename, so an interrupted run never leaves a
+    half-written checkpoint. A ``Checkpoint`` subclass, so Lightning runs it after the other
+    callbacks' epoch-end hooks (the monitors' values are in the checkpointed state).
 
-    def __init__(self, directory: Path) -> None:
+    Under data parallelism every process calls ``save_checkpoint`` together (rank 0 writes);
+    the minutes are measured on rank 0 and its decision is broadcast.
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        every_n_steps: int | None = None,
+        every_minutes: float | None = None,
+        time_fn=time.monotonic,
+    ) -> None:
         self.path = Path(directory) / "last.ckpt"
+        self.every_n_steps, self.every_minutes, self.time_fn = every_n_steps, every_minutes, time_fn
+        self.saved_step: int | None = None  # global step of the newest checkpoint written
+        self._last_time = 0.0
 
     def save(self, trainer: L.Trainer) -> None:
+        if self.saved_step == trainer.global_step and self.path.is_file():
+            return  # the state at this step is on disk already (epoch end, then train end)
         tmp = self.path.with_name(f".{self.path.name}.tmp")
         trainer.save_checkpoint(tmp)
         if trainer.is_global_zero:
+            os.chmod(tmp, default_file_mode())
             os.replace(tmp, self.path)
+        self.saved_step = trainer.global_step
+        self._last_time = self.time_fn()
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self._last_time = self.time_fn()
+
+    def _due(self, trainer: L.Trainer) -> bool:
+        due = bool(self.every_n_steps) and trainer.global_step % self.every_n_steps == 0
+        if self.every_minutes is not None and not due:
+            late = self.time_fn() - self._last_time >= 60.0 * self.every_minutes
+            if trainer.world_size > 1:
+                late = bool(trainer.strategy.broadcast(late, src=0))
+            due = late
+        return due
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self._due(trainer):
+            self.save(trainer)
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         self.save(trainer)

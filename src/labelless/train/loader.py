@@ -1,54 +1,112 @@
 """Batches straight from memory (uint8 images, float tables or series): one fancy-index per batch,
-no per-sample Python."""
+no per-sample Python, in an order that a resumed run continues exactly.
+
+The order of epoch ``e`` depends only on ``(seed, e)``, never on how many epochs this process has
+run, and the loader's position (epoch, batches done) travels in the checkpoint through
+Lightning's stateful-loader interface (``state_dict`` / ``load_state_dict``): a run killed in
+the middle of an epoch and resumed sees the rest of that epoch's batches, then the next epochs,
+exactly as the uninterrupted run did.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any, Protocol
+
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 
 from labelless.data import Dataset
 
 
-class InMemorySamples(torch.utils.data.Dataset):
-    """Serves ``{"inputs": samples [B, ...], "index": [B], "label": [B]}`` per batch of indices.
+class BatchSource(Protocol):
+    """What an ``EpochLoader`` reads: ``num_batches`` per epoch over all processes, and batch
+    ``index`` of epoch ``epoch`` as a dict of tensors with an ``"index"`` entry."""
 
-    ``__getitems__`` lets the DataLoader fetch a whole batch with one indexing operation; the
-    DataLoader (and Lightning's distributed sampler) still decide the order.
-    """
+    num_batches: int
 
-    def __init__(self, dataset: Dataset) -> None:
+    def batch(self, epoch: int, index: int) -> dict[str, Any]: ...
+
+
+class ShuffledBatches:
+    """Batches of ``batch_size`` rows of ``dataset`` in a fresh permutation per epoch (the last
+    incomplete batch dropped): ``{"inputs": samples [B, ...], "index": [B], "label": [B]}``."""
+
+    def __init__(self, dataset: Dataset, batch_size: int, seed: int = 0) -> None:
         self.samples = torch.from_numpy(np.ascontiguousarray(dataset.samples))
         labels = dataset.labels if dataset.labels is not None else np.full(len(dataset), -1)
         self.labels = torch.from_numpy(np.asarray(labels, dtype=np.int64))
+        self.batch_size = int(batch_size)
+        self.num_batches = len(self.samples) // self.batch_size
+        self.seed = int(seed)
+        self._epoch: int | None = None
+        self._order = torch.empty(0, dtype=torch.long)
+
+    def batch(self, epoch: int, index: int) -> dict[str, torch.Tensor]:
+        if epoch != self._epoch:
+            rng = np.random.default_rng([self.seed, int(epoch)])
+            self._order = torch.from_numpy(rng.permutation(len(self.samples)))
+            self._epoch = epoch
+        rows = self._order[index * self.batch_size : (index + 1) * self.batch_size]
+        return {"inputs": self.samples[rows], "index": rows, "label": self.labels[rows]}
+
+
+def _world() -> tuple[int, int]:
+    """(rank, world size) of the process group, (0, 1) without one."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+class EpochLoader:
+    """An iterable of ``source``'s batches that Lightning treats as a stateful, sized loader.
+
+    Under data parallelism process ``r`` of ``W`` takes batches ``r, r + W, ...`` of each epoch
+    (each process its own samples; the remainder dropped so every process steps equally). The
+    fit loop calls ``sampler.set_epoch(e)`` at each epoch start (``sampler`` is the loader
+    itself); ``state_dict`` records the epoch and the batches completed, updated as each batch
+    is handed out (Lightning does not prefetch from a sized loader), so a checkpoint written
+    after a step resumes at the next batch.
+    """
+
+    def __init__(self, source: BatchSource) -> None:
+        self.source = source
+        self._epoch = 0
+        self._done = (
+            0  # batches of this epoch handed out (and trained on when a checkpoint reads it)
+        )
+        self._skip = 0  # batches to skip at the next iteration (a resumed epoch)
+
+    @property
+    def sampler(self) -> EpochLoader:
+        return self
+
+    def set_epoch(self, epoch: int) -> None:
+        if epoch != self._epoch:
+            self._epoch, self._skip = int(epoch), 0
 
     def __len__(self) -> int:
-        return len(self.samples)
+        return self.source.num_batches // _world()[1]
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        return self.__getitems__([index])
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        rank, world = _world()
+        epoch, start = self._epoch, self._skip
+        self._skip = 0
+        for step in range(start, self.source.num_batches // world):
+            self._done = step + 1
+            yield self.source.batch(epoch, step * world + rank)
 
-    def __getitems__(self, indices: list[int]) -> dict[str, torch.Tensor]:
-        index = torch.as_tensor(indices, dtype=torch.long)
-        return {"inputs": self.samples[index], "index": index, "label": self.labels[index]}
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self._epoch, "batches_done": self._done}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self._epoch = int(state["epoch"])
+        self._done = self._skip = int(state["batches_done"])
 
 
-def _keep_batch(batch):
-    return batch
-
-
-def train_loader(dataset: Dataset, batch_size: int, *, seed: int = 0) -> DataLoader:
-    """Shuffled loader over an in-memory dataset; the last incomplete batch is dropped.
-
-    The batch size is capped at the dataset size so that tiny datasets still train.
-    """
-    generator = torch.Generator().manual_seed(seed)
-    return DataLoader(
-        InMemorySamples(dataset),
-        batch_size=min(batch_size, len(dataset)),
-        shuffle=True,
-        drop_last=True,
-        collate_fn=_keep_batch,
-        generator=generator,
-        num_workers=0,
-    )
+def train_loader(dataset: Dataset, batch_size: int, *, seed: int = 0) -> EpochLoader:
+    """Shuffled, resumable loader over an in-memory dataset; the last incomplete batch is
+    dropped. The batch size is capped at the dataset size so that tiny datasets still train."""
+    return EpochLoader(ShuffledBatches(dataset, min(batch_size, len(dataset)), seed=seed))

@@ -55,6 +55,7 @@ class SSLModule(L.LightningModule):
         self._generator: torch.Generator | None = None
         self._pending_generator_state: torch.Tensor | None = None
         self._pending_clock_state: dict[str, Any] | None = None
+        self._pending_torch_rng: torch.Tensor | None = None
 
     @property
     def generator(self) -> torch.Generator:
@@ -84,6 +85,9 @@ class SSLModule(L.LightningModule):
             self.clock.load_state_dict(self._pending_clock_state)
             self._pending_clock_state = None
         self.clock.start(self.global_step)
+        if self._pending_torch_rng is not None:  # restored last: nothing draws after it
+            torch.set_rng_state(self._pending_torch_rng)
+            self._pending_torch_rng = None
 
     def _min_over_processes(self, value: float) -> float:
         if self.trainer.world_size <= 1:
@@ -154,6 +158,7 @@ class SSLModule(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["augment_generator"] = self.generator.get_state()
+        checkpoint["torch_rng"] = torch.get_rng_state()  # methods that draw from the global RNG
         if self.clock is not None:
             checkpoint["run_clock"] = self.clock.state_dict()
 
@@ -163,6 +168,7 @@ class SSLModule(L.LightningModule):
             self._pending_generator_state = state
             self._generator = None
         self._pending_clock_state = checkpoint.get("run_clock")
+        self._pending_torch_rng = checkpoint.get("torch_rng")
 
 
 def _infinite_params(cfg: dict[str, Any]) -> dict[str, float]:

@@ -8,11 +8,13 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import RichProgressBar, TQDMProgressBar
-from lightning.pytorch.loggers import CSVLogger
 
 from labelless.config import TrainerConfig
+from labelless.errors import ConfigError
 from labelless.runtime import tune_allocator
+from labelless.train.logs import RunCSVLogger
 
 
 def quiet_lightning() -> None:
@@ -44,7 +46,7 @@ def build_trainer(cfg: TrainerConfig, run_dir: Path, callbacks: list[L.Callback]
     quiet_lightning()
     tune_allocator()
     torch.set_num_threads(cfg.threads)
-    logger = CSVLogger(save_dir=str(run_dir), name="logs", version="")
+    logger = RunCSVLogger(run_dir / "logs")
     progress: list[L.Callback] = []
     if cfg.progress_bar:
         try:
@@ -57,6 +59,18 @@ def build_trainer(cfg: TrainerConfig, run_dir: Path, callbacks: list[L.Callback]
             "float32: use --precision 32-true on CPU",
             stacklevel=2,
         )
+    try:
+        return _trainer(cfg, run_dir, [*callbacks, *progress], logger)
+    except (ValueError, TypeError, RuntimeError, MisconfigurationException) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ConfigError(
+            f"the trainer settings (accelerator {cfg.accelerator!r}, devices {cfg.devices!r}, "
+            f"strategy {cfg.strategy!r}, num_nodes {cfg.num_nodes}, precision "
+            f"{cfg.precision!r}) cannot be used here: {first}"
+        ) from None
+
+
+def _trainer(cfg: TrainerConfig, run_dir: Path, callbacks: list, logger) -> L.Trainer:
     return L.Trainer(
         accelerator=cfg.accelerator,
         devices=cfg.devices,
@@ -65,8 +79,8 @@ def build_trainer(cfg: TrainerConfig, run_dir: Path, callbacks: list[L.Callback]
         precision=cfg.precision,
         max_epochs=cfg.max_epochs,
         logger=logger,
-        callbacks=[*callbacks, *progress],
-        enable_checkpointing=False,
+        callbacks=callbacks,
+        enable_checkpointing=True,  # our AtomicLastCheckpoint (a Checkpoint) is the only one
         enable_progress_bar=cfg.progress_bar,
         enable_model_summary=False,
         log_every_n_steps=1,

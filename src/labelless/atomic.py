@@ -1,0 +1,74 @@
+"""Replacing files atomically with ordinary permissions: the one writer every output goes through.
+
+A file is written to a temporary name in its own folder and renamed over the target, so a reader
+(or a run killed half-way) never sees half a file. ``tempfile.mkstemp`` creates files readable by
+their owner only; outputs are meant to be shared (teammates on a cluster read each other's runs),
+so the file gets the mode an ordinary ``open(path, "w")`` would give: 0666 minus the umask.
+Importable from every layer.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def default_file_mode() -> int:
+    """The mode ``open(path, "w")`` gives a new file here: 0666 minus the process umask."""
+    return 0o666 & ~_umask()
+
+
+def write_atomic(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
+    """Call ``write(stream)`` on a temporary binary file beside ``path``, give it the ordinary
+    mode, and rename it to ``path``; on any failure the temporary file is removed and ``path``
+    is left as it was. Creates the parent folder. Returns ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            write(stream)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.chmod(temporary, default_file_mode())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
+    """Replace ``path`` with ``data`` atomically (see ``write_atomic``)."""
+    return write_atomic(path, lambda stream: stream.write(data))
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """Replace ``path`` with ``text`` (UTF-8) atomically (see ``write_atomic``)."""
+    return write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_path_atomic(path: str | Path, write: Callable[[Path], object]) -> Path:
+    """For writers that take a file name (``safetensors.save_file``, ``torch.save``): call
+    ``write(temp_path)`` then rename, with the ordinary mode."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(handle)
+    try:
+        write(Path(temporary))
+        os.chmod(temporary, default_file_mode())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path

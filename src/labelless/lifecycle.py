@@ -1,0 +1,161 @@
+"""One run lifecycle for every run kind (``pretrain``, ``semi``, and later ones).
+
+plan (checks only) -> build (model, loader, trainer) -> begin (validate the checkpoint, then lock
+and write the run directory) -> fit (interrupts become a resume hint, exit 130) -> finish.
+
+Only global rank 0 plans, opens and writes the run directory; the other processes of a
+multi-process run (started by Lightning's launcher or torchrun) build the same model, meet
+rank 0 in the process group and read the checkpoint it names. Nothing in a run directory changes
+before ``begin``, which runs after every input was validated and the checkpoint was read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from labelless.config import write_text_atomic
+from labelless.errors import LabellessError, TrainingError
+from labelless.rundir import RunDir, check_checkpoint_fits, is_global_zero, read_checkpoint
+
+
+class RunInterrupted(LabellessError):
+    """The user stopped the run (Ctrl-C); the message says how to continue it."""
+
+    exit_code = 130
+    prefix = "interrupted"
+
+
+@dataclass
+class RunSession:
+    """A run being started in ``run.path``; ``primary`` is global rank 0."""
+
+    run: RunDir
+    command: str
+    resume: bool
+    primary: bool = field(default_factory=is_global_zero)
+    checkpoint_step: int | None = None
+
+    @property
+    def path(self) -> Path:
+        return self.run.path
+
+
+def plan_run(
+    out: str | Path,
+    *,
+    command: str,
+    resume: bool,
+    overwrite: bool,
+    data_paths: tuple[str | None, ...] = (),
+) -> RunSession:
+    """Check ``--out`` for the run (rank 0: ``RunDir.plan``; other ranks: nothing) without
+    touching it; ``data_paths`` are the data files and folders the run reads."""
+    paths = tuple(Path(path) for path in data_paths if path and Path(path).exists())
+    primary = is_global_zero()
+    run = (
+        RunDir.plan(out, kind=command, resume=resume, overwrite=overwrite, data_paths=paths)
+        if primary
+        else RunDir(Path(out), kind=command, action="resume" if resume else "create")
+    )
+    return RunSession(run, command, resume, primary)
+
+
+def begin(session: RunSession, module: Any, config_yaml: str) -> str | None:
+    """Validate the checkpoint to resume from (readable, same model), then on rank 0 lock and
+    open the run directory, write ``config.yaml`` and drop log rows past the checkpoint.
+    Returns the checkpoint path for ``Trainer.fit`` (None for a new run)."""
+    from labelless.train.logs import truncate_log
+
+    run = session.run
+    if session.resume:
+        checkpoint = read_checkpoint(run.last_checkpoint)
+        check_checkpoint_fits(run.last_checkpoint, checkpoint, module)
+        session.checkpoint_step = int(checkpoint.get("global_step", 0))
+        del checkpoint
+    if session.primary:
+        run.open()
+        write_text_atomic(run.config_file, config_yaml)
+        if session.resume:
+            truncate_log(run.metrics_csv, session.checkpoint_step or 0)
+    return str(run.last_checkpoint) if session.resume else None
+
+
+def checkpoint_callback(session: RunSession, trainer_config: Any):
+    from labelless.train.callbacks import AtomicLastCheckpoint
+
+    return AtomicLastCheckpoint(
+        session.run.checkpoints,
+        every_n_steps=trainer_config.checkpoint_every_n_steps,
+        every_minutes=trainer_config.checkpoint_every_minutes,
+    )
+
+
+def fit(session: RunSession, trainer: Any, module: Any, loader: Any, ckpt_path: str | None):
+    """``trainer.fit`` with the run's guarantees: a Ctrl-C ends with a ``RunInterrupted`` that
+    says how to resume (Lightning turns it into ``sys.exit(1)``); a distributed set-up that
+    came up with fewer processes than asked for is an error, never a silent single process."""
+    try:
+        trainer.fit(module, loader, ckpt_path=ckpt_path, weights_only=True)
+    except (SystemExit, KeyboardInterrupt):
+        if not getattr(trainer, "interrupted", False):
+            raise
+        raise RunInterrupted(_resume_hint(session, trainer)) from None
+    expected = _expected_world_size(trainer)
+    if expected is not None and trainer.world_size != expected:
+        raise TrainingError(
+            f"asked for {expected} processes but training ran in {trainer.world_size}: check "
+            "--devices / --num-nodes and the launcher's environment (torchrun, MASTER_ADDR)"
+        )
+
+
+def _expected_world_size(trainer: Any) -> int | None:
+    devices = trainer.num_devices
+    return devices * trainer.num_nodes if isinstance(devices, int) else None
+
+
+def _resume_hint(session: RunSession, trainer: Any) -> str:
+    saved = None
+    for callback in trainer.callbacks:
+        if hasattr(callback, "saved_step") and callback.saved_step is not None:
+            saved = callback.saved_step
+    state = (
+        f"its last checkpoint is from step {saved}"
+        if saved is not None
+        else "no checkpoint was written yet"
+        if not session.run.last_checkpoint.is_file()
+        else "its checkpoint is the one it resumed from"
+    )
+    command = f"labelless {session.command} --out {session.path} --resume"
+    if saved is None and not session.run.last_checkpoint.is_file():
+        command = f"the same command again (the unfinished start in {session.path} is replaced)"
+    return f"stopped at step {trainer.global_step}; {state}; continue with: {command}"
+
+
+def stop_reason(module: Any, trainer: Any, max_epochs: int) -> str:
+    """Why training ended: ``max_epochs``, ``time budget`` or ``early stop``."""
+    clock = getattr(module, "clock", None)
+    if clock is not None and getattr(clock, "ended_by", None) == "budget":
+        return "time budget"
+    if trainer.current_epoch >= max_epochs:
+        return "max_epochs"
+    return "early stop"
+
+
+def announce_stop(reason: str, budget: float | None, steps: int) -> None:
+    """One line on how the run ended when it was not the plain end of ``max_epochs``."""
+    if reason == "time budget":
+        print(f"training stopped by its time budget ({budget:g} s) after {steps} steps, annealed")
+    elif reason == "early stop":
+        print(f"training stopped early after {steps} steps")
+
+
+def finish(session: RunSession) -> None:
+    """Release the run directory's lock (rank 0)."""
+    session.run.close()
+
+
+def data_paths_of(*names: str | None) -> tuple[str | None, ...]:
+    """The data arguments that are paths on disk (built-in names are not)."""
+    return tuple(name for name in names if name and Path(name).exists())
