@@ -58,10 +58,42 @@ def scan_folder(path: str | Path) -> tuple[list[Path], list[int] | None, list[st
     return files, labels, [p.name for p in class_dirs]
 
 
+HIGH_BIT_DEPTH_MODES = {"I;16", "I;16L", "I;16B", "I;16N", "I", "F"}
+
+
+def to_uint8(image) -> np.ndarray:
+    """A high-bit-depth greyscale PIL image as ``uint8 [H, W]``, on the scale its mode implies:
+
+    - ``I;16*`` (16-bit PNG, TIFF, PGM): ``round(value / 257)``, so 0 -> 0 and 65535 -> 255.
+    - ``I`` (32-bit int; PIL records no bit depth): values within 0..65535 are taken as 16-bit
+      (``/ 257``, as above); anything else (negative, or wider) is stretched min..max of the image.
+    - ``F`` (32-bit float): values within 0..1 are taken as fractions (``x 255``); anything else
+      is stretched min..max of the image. NaNs become 0.
+
+    A constant image outside those ranges maps to 0. Min-max stretching is per image, so such
+    images lose their absolute scale (no other is known for them).
+    """
+    values = np.asarray(image).astype(np.float64)
+    values = np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0)
+    low, high = float(values.min()), float(values.max())
+    if image.mode.startswith("I;16") or (image.mode == "I" and low >= 0 and high <= 65535):
+        scaled = values / 257.0
+    elif image.mode == "F" and low >= 0 and high <= 1:
+        scaled = values * 255.0
+    elif high > low:
+        scaled = (values - low) * 255.0 / (high - low)
+    else:
+        scaled = np.zeros_like(values)
+    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+
+
 def decode_image(path: str | Path, size: int, mode: str = "RGB") -> np.ndarray | None:
     """One file as ``uint8 [C, size, size]`` (shorter side resized, centre-cropped), else None.
 
-    ``mode`` is ``"RGB"`` or ``"L"``. EXIF orientation is applied; large JPEGs are decoded at a
+    ``mode`` is ``"RGB"`` or ``"L"``. High-bit-depth greyscale images (16-bit PNG / TIFF,
+    32-bit int or float TIFF) are scaled to 0..255 by ``to_uint8`` first (PIL's own conversion
+    clips them to white); 16-bit RGB(A) PNGs PIL already reduces to their high byte. EXIF
+    orientation is applied; large JPEGs are decoded at a
     reduced scale (PIL ``draft``, never below ``size``) before the bilinear resize. Any failure to
     read or decode the file gives None, so one bad file never stops a loader.
     """
@@ -71,6 +103,8 @@ def decode_image(path: str | Path, size: int, mode: str = "RGB") -> np.ndarray |
         with Image.open(path) as image:
             image.draft(mode, (size, size))  # JPEG only: DCT-domain downscale, >= size
             image = ImageOps.exif_transpose(image)
+            if image.mode in HIGH_BIT_DEPTH_MODES:
+                image = Image.fromarray(to_uint8(image), "L")
             if image.mode == "P" and "transparency" in image.info:
                 image = image.convert("RGBA")  # PIL warns when converting these straight to RGB
             image = image.convert(mode)

@@ -141,3 +141,48 @@ def test_workers_and_in_process_give_the_same_batches(mixed_folder):
         assert sum(b["skipped"] + len(b["index"]) for b in epoch) == 6
         assert all([labels[i] for i in b["index"].tolist()] == b["label"].tolist() for b in epoch)
     assert file_loader(files, labels, load_size=12, batch_size=3, seed=8).num_workers == 2
+
+
+def _ramp16(height: int = 8, width: int = 8) -> np.ndarray:
+    """A uint16 ramp over the full 16-bit range: 0, 1028, ..., 65535 (by 1028)."""
+    return (
+        (np.arange(height * width).reshape(height, width) * 1040).clip(0, 65535).astype(np.uint16)
+    )
+
+
+def test_16_bit_png_is_scaled_not_clipped_to_white(tmp_path):
+    from PIL import Image
+
+    values = _ramp16()
+    path = tmp_path / "deep.png"
+    Image.fromarray(values).save(path)
+    assert Image.open(path).mode == "I;16"  # what PIL makes of a 16-bit greyscale PNG
+    expected = np.rint(values / 257.0).astype(np.uint8)  # 65535 -> 255, 1040 -> 4
+    grey = decode_image(path, 8, "L")
+    np.testing.assert_array_equal(grey[0], expected)
+    assert grey.min() == 0 and 240 < grey.max() <= 255  # PIL's own convert("L") gives 255s
+    rgb = decode_image(path, 8, "RGB")
+    for channel in rgb:
+        np.testing.assert_array_equal(channel, expected)
+
+
+def test_big_endian_16_bit_and_int_and_float_modes(tmp_path):
+    from PIL import Image
+
+    from labelless.data.files import to_uint8
+
+    values = _ramp16()
+    big = Image.frombytes("I;16B", (8, 8), values.astype(">u2").tobytes())
+    np.testing.assert_array_equal(to_uint8(big), np.rint(values / 257.0))
+    as_int = Image.fromarray(values.astype(np.int32))  # mode "I", values in 0..65535: 16-bit
+    assert as_int.mode == "I"
+    np.testing.assert_array_equal(to_uint8(as_int), np.rint(values / 257.0))
+    signed = Image.fromarray(np.array([[-100, 0], [100, 300]], np.int32))  # min-max stretched
+    np.testing.assert_array_equal(to_uint8(signed), [[0, 64], [128, 255]])
+    fractions = Image.fromarray(np.array([[0.0, 0.5], [0.25, 1.0]], np.float32))
+    np.testing.assert_array_equal(to_uint8(fractions), [[0, 128], [64, 255]])
+    wide = Image.fromarray(np.array([[10.0, 20.0], [30.0, 50.0]], np.float32))
+    np.testing.assert_array_equal(to_uint8(wide), [[0, 64], [128, 255]])
+    path = tmp_path / "float.tif"
+    fractions.save(path)
+    np.testing.assert_array_equal(decode_image(path, 2, "L")[0], [[0, 128], [64, 255]])
