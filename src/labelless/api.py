@@ -268,8 +268,10 @@ def final_metrics(
     keep: dict[str, torch.Tensor] | None = None,
 ) -> tuple[dict[str, Any], torch.Tensor | None]:
     """Evaluate the final encoder on the eval split; returns metrics and the eval embeddings.
-    ``keep``, when given, receives the train embeddings under ``"train"`` (for the report)."""
+    ``keep``, when given, receives the train embeddings under ``"train"`` (for the report).
+    Warns when the embeddings look collapsed (``evaluate.checks.warn_if_collapsed``)."""
     from labelless.evaluate import embed, embedding_std, rankme
+    from labelless.evaluate.checks import warn_if_collapsed
     from labelless.evaluate.protocol import evaluate_embeddings
 
     meta = encoder.meta
@@ -281,12 +283,17 @@ def final_metrics(
         protocol = {"preprocessing": preprocessing, "split": split}
         return {"rankme": rankme(z), "embedding_std": embedding_std(z), "protocol": protocol}
 
+    def checked(metrics: dict[str, Any], z: torch.Tensor, split: str) -> dict[str, Any]:
+        warn_if_collapsed(metrics["rankme"], metrics["embedding_std"], z.shape[1], f"on {split}")
+        return metrics
+
     if eval_data is None:
-        return label_free(embed(encoder, train.sample_rows(25_600)), train.name), None
+        train_z = embed(encoder, train.sample_rows(25_600))
+        return checked(label_free(train_z, train.name), train_z, train.name), None
     test_z = embed(encoder, eval_data.samples)
     regression = train.targets is not None and eval_data.targets is not None
     if not (train.has_labels and eval_data.has_labels) and not regression:
-        return label_free(test_z, eval_data.name), test_z
+        return checked(label_free(test_z, eval_data.name), test_z, eval_data.name), test_z
     train_z = embed(encoder, train.samples)
     if keep is not None:
         keep["train"] = train_z
@@ -294,7 +301,7 @@ def final_metrics(
         metrics = label_free(test_z, eval_data.name)
         ridge = ridge_rmse(train_z, train, test_z, eval_data)
         metrics["protocol"].update(ridge.pop("protocol"), train_split=train.name)
-        return {**metrics, **ridge}, test_z
+        return checked({**metrics, **ridge}, test_z, eval_data.name), test_z
     metrics = evaluate_embeddings(
         train_z,
         train.labels,
@@ -316,7 +323,7 @@ def final_metrics(
         protocol["C_grid"] = [c if np.isfinite(c) else "inf" for c in protocol.get("C_grid", [])]
         protocol["C"] = svm.C if np.isfinite(svm.C) else "inf"  # strict JSON has no Infinity
         metrics["protocol"]["svm"] = protocol
-    return metrics, test_z
+    return checked(metrics, test_z, eval_data.name), test_z
 
 
 def ridge_rmse(

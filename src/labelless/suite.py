@@ -256,7 +256,7 @@ def evaluate_encoder(
     The metrics go under ``evaluations["<data> [<preprocessing>]"]`` of ``metrics.json`` in the
     run directory (merged with what is there) or in ``out``.
     """
-    from labelless.evaluate.checks import check_int, check_knn_options
+    from labelless.evaluate.checks import check_int, check_knn_options, warn_if_collapsed
     from labelless.evaluate.protocol import evaluate_embeddings
 
     check_knn_options(k, temperature)
@@ -285,6 +285,10 @@ def evaluate_encoder(
         )
     else:
         metrics = {"protocol": {}}
+    if "rankme" in metrics:
+        warn_if_collapsed(
+            metrics["rankme"], metrics["embedding_std"], test_z.shape[1], f"on {data_label(data)}"
+        )
     metrics.update(modality_protocols(model, train, test, train_z, test_z, seed))
     metrics["protocol"].update(metrics.pop("modality_protocol", {}))
     metrics["protocol"].update(

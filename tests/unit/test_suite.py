@@ -111,3 +111,21 @@ def test_evaluate_on_unlabelled_data_says_how_to_give_labels(encoder_dir, tmp_pa
     line = _error(["evaluate", str(encoder_dir), "--data", str(table), "--out", str(out)], capsys)
     assert "has no labels" in line and "--target COLUMN" in line
     assert not out.exists()
+
+
+def test_evaluate_warns_on_a_collapsed_encoder(tmp_path, capsys):
+    import torch
+
+    from labelless.backbones import create_backbone, save_encoder
+
+    backbone = create_backbone("resnet18_cifar", in_channels=1, width=0.125, input_size=8)
+    with torch.no_grad():
+        for parameter in backbone.parameters():
+            parameter.zero_()
+    save_encoder(backbone, tmp_path / "zero")
+    out = tmp_path / "eval"
+    argv = ["evaluate", str(tmp_path / "zero"), "--data", "digits", "--k", "5", "--out", str(out)]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert "warning: the encoder looks collapsed on digits (RankMe" in err
+    assert (out / "metrics.json").is_file()
