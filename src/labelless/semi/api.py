@@ -262,12 +262,20 @@ def _write_outputs(config: SemiRunConfig, session, trainer, module, parts) -> di
 
 
 def _test_split(config: SemiRunConfig, splits: DataSplits) -> Dataset | None:
+    """The labelled data scored at the end: ``data.eval`` or the data's test split. Checked
+    here, before training: a regression target instead of classes is a DataError, and a
+    warning says when no test accuracy will be reported and how to get one."""
+    from labelless.semi.splits import require_class_labels, warn_no_test_split
+
+    require_class_labels(splits.train, config.data.name, config.data.target)
+    test = splits.test
     if config.data.eval:
         from labelless.api import data_options
 
         other = load_dataset(config.data.eval, **data_options(config.data))
-        return other.test or other.train
-    return splits.test
+        test = other.test or other.train
+    warn_no_test_split(test, config.data.eval or config.data.name)
+    return test
 
 
 def _shift(config: SemiRunConfig, backbone: nn.Module, train: Dataset, split: LabelSplit):

@@ -58,7 +58,12 @@ def final_metrics(algorithm: SemiAlgorithm, test: Dataset | None, split: LabelSp
         },
     }
     if test is None or not test.has_labels:
-        return {"protocol": protocol, "note": "no labelled test split: accuracy not measured"}
+        note = (
+            "no labelled test split: accuracy not measured; hold out a share with "
+            "--set data.options.test=0.2 (CSV / parquet tables) or name labelled test data with "
+            "--set data.eval=PATH"
+        )
+        return {"protocol": protocol, "note": note}
     labels = test.labels
     known = (labels >= 0) & (labels < split.num_classes)
     z, logits = _logits(algorithm, test.samples, ema=True)

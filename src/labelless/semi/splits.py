@@ -118,3 +118,39 @@ def split_labels(
         )
     open_set = bool((labels[unlabelled] >= known).any()) or known < total
     return LabelSplit(labelled, unlabelled, known, open_set, mode)
+
+
+def require_class_labels(train, source: str, target: str | None = None) -> None:
+    """A DataError when ``train`` (a ``Dataset``) holds regression targets instead of class
+    labels: semi-supervised classification needs a column of classes. Data with neither is left
+    to the caller (its message is about giving labels at all)."""
+    if train.labels is not None or train.targets is None:
+        return
+    values = np.asarray(train.targets, dtype=np.float64)
+    distinct = len(np.unique(values[np.isfinite(values)]))
+    column = f"--target {target!r}" if target else "the target"
+    raise DataError(
+        f"{column} of {source!r} is a numeric column with {distinct} distinct values, read as a "
+        "regression target; semi-supervised classification needs a column of classes: pick a "
+        "column of class labels with --target, or convert this one into classes (e.g. bins) in "
+        "the file; if its values are class numbers, add --set data.options.task=classification"
+    )
+
+
+def warn_no_test_split(test, source: str) -> None:
+    """Warn before training that no test accuracy will be reported when there is no test split
+    (``test`` None) or it has no labels, and how to get one."""
+    import warnings
+
+    if test is not None and test.has_labels:
+        return
+    why = "has no test split" if test is None else "has a test split without labels"
+    warnings.warn(
+        f"{source!r} {why}, so no test accuracy will be reported: for a CSV / parquet table "
+        "hold out a labelled share with --set data.options.test=0.2 (a .ts file takes its "
+        "NAME_TEST.ts beside NAME_TRAIN.ts), or name labelled test data with --set "
+        "data.eval=PATH (a built-in name, a labelled image folder or a table with the same "
+        "--target column)",
+        UserWarning,
+        stacklevel=3,
+    )
