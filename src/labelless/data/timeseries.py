@@ -176,10 +176,25 @@ def _flag(header: dict[str, list[str]], key: str) -> bool:
     return bool(values) and values[0].lower() == "true"
 
 
-def read_ts(path: str | Path) -> tuple[np.ndarray, np.ndarray | None, dict[str, list[str]]]:
+def _check_label(label: str, declared: Sequence[str], where: str, header_of: str) -> None:
+    if declared and label not in declared:
+        raise DataError(
+            f"{where}: label {label!r} is not one of the labels the @classLabel line of "
+            f"{header_of} declares ({' '.join(declared)}): fix the label, or add it to that "
+            "@classLabel line"
+        )
+
+
+def read_ts(
+    path: str | Path, declared: Sequence[str] | None = None, header_of: str | None = None
+) -> tuple[np.ndarray, np.ndarray | None, dict[str, list[str]]]:
     """Parse a ``.ts`` file: ``(samples float32 [N, C, T] NaN-padded, raw labels (str or float
     array) or None, header)``. Univariate, multivariate (dimensions separated by ``:``),
-    unequal length and ``?`` missing values; ``@timestamps true`` files are not supported."""
+    unequal length and ``?`` missing values; ``@timestamps true`` files are not supported.
+
+    Class labels must be among those the ``@classLabel true ...`` line declares (when it lists
+    any), or among ``declared`` (e.g. a TEST file checked against its TRAIN file's header, named
+    ``header_of``): a DataError names the file, the line and the label otherwise."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8", errors="replace")
@@ -194,6 +209,8 @@ def read_ts(path: str | Path) -> tuple[np.ndarray, np.ndarray | None, dict[str, 
     if _flag(header, "timestamps"):
         raise DataError(f"{path}: @timestamps true is not supported; export without timestamps")
     labelled = _flag(header, "classlabel") or _flag(header, "targetlabel")
+    if declared is None and _flag(header, "classlabel"):
+        declared, header_of = header.get("classlabel", [])[1:], str(path)
     series, raw, channels = [], [], None
     for number, line in lines[start:]:
         parts = line.split(":")
@@ -201,6 +218,8 @@ def read_ts(path: str | Path) -> tuple[np.ndarray, np.ndarray | None, dict[str, 
             if len(parts) < 2:
                 raise DataError(f"{path}:{number}: no label after the last ':'")
             raw.append(parts.pop().strip())
+            if _flag(header, "classlabel"):
+                _check_label(raw[-1], declared or [], f"{path}:{number}", header_of or str(path))
         if channels is None:
             channels = len(parts)
         elif len(parts) != channels:
@@ -264,7 +283,8 @@ def load_ts(path: str | Path, **options: Any) -> DataSplits:
     if test_path is None:
         names = _class_names(header, [raw]) if raw is not None and raw.dtype.kind != "f" else None
         return DataSplits(_to_dataset(samples, raw, header, stem, names))
-    test_samples, test_raw, _ = read_ts(test_path)
+    declared = header.get("classlabel", [])[1:] if _flag(header, "classlabel") else None
+    test_samples, test_raw, _ = read_ts(test_path, declared or None, str(path))
     if samples.shape[1] != test_samples.shape[1]:
         raise DataError(f"{path} and {test_path} have different numbers of dimensions")
     length = max(samples.shape[-1], test_samples.shape[-1])

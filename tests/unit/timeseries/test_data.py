@@ -93,13 +93,34 @@ def test_regression_ts(tmp_path):
         ("@classLabel true a b\n@data\n1,x,3:a\n", "number"),
         ("@classLabel true a b\n@data\n?,?,?:a\n1,2,3:b\n", "all NaN"),
         ("@timestamps true\n@data\n(0,1),(1,2)\n", "timestamps"),
-        ("@classLabel true a b\n@data\n1,2,3:c\n", "not in class_names"),
+        ("@classLabel true a b\n@data\n1,2,3:c\n", "label 'c' is not one of the labels"),
         ("@classLabel true a b\n@data\n", "no series"),
     ],
 )
 def test_bad_ts_files(tmp_path, body, message):
     with pytest.raises(DataError, match=message):
         load_dataset(str(_write(tmp_path, "bad.ts", body)))
+
+
+def test_undeclared_label_names_file_line_label_and_the_declared_ones(tmp_path):
+    body = "# header\n@problemName X\n@classLabel true a b\n@data\n1,2,3:a\n\n4,5,6:c\n"
+    path = _write(tmp_path, "bad.ts", body)
+    with pytest.raises(DataError) as error:
+        load_dataset(str(path))
+    message = str(error.value)
+    assert message.startswith(f"{path}:7: label 'c' is not one of the labels")
+    assert "@classLabel line of" in message and "declares (a b)" in message
+
+
+def test_test_file_labels_are_checked_against_the_train_header(tmp_path):
+    _write(tmp_path, "Set_TRAIN.ts", MULTIVARIATE)
+    _write(tmp_path, "Set_TEST.ts", MULTIVARIATE.replace("true walk run", "true walk run jump")
+           .replace("7,8:9,10:walk", "7,8:9,10:jump"))  # fmt: skip
+    with pytest.raises(DataError) as error:
+        load_dataset(str(tmp_path / "Set_TRAIN.ts"))
+    message = str(error.value)
+    assert message.startswith(f"{tmp_path / 'Set_TEST.ts'}:8: label 'jump'")
+    assert f"@classLabel line of {tmp_path / 'Set_TRAIN.ts'} declares (walk run)" in message
 
 
 def test_read_ts_returns_raw_labels(tmp_path):
