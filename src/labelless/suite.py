@@ -256,11 +256,18 @@ def evaluate_encoder(
     The metrics go under ``evaluations["<data> [<preprocessing>]"]`` of ``metrics.json`` in the
     run directory (merged with what is there) or in ``out``.
     """
-    from labelless.evaluate.checks import check_int, check_knn_options, warn_if_collapsed
+    from labelless.evaluate.checks import (
+        check_fraction,
+        check_int,
+        check_knn_options,
+        warn_if_collapsed,
+    )
     from labelless.evaluate.protocol import evaluate_embeddings
 
     check_knn_options(k, temperature)
     check_int("--seed", seed, 0, 0)
+    if isinstance((data_options or {}).get("test"), (int, float)):
+        check_fraction("--test-fraction", data_options["test"], 0.2)
     target = resolve_target(spec, out, "evaluate") if write else None
     splits = labelled_splits(data, **(data_options or {}))
     train, test = splits.train, splits.test

@@ -25,8 +25,10 @@ def _error(argv, capsys) -> str:
     captured = capsys.readouterr()
     assert "Traceback" not in captured.err + captured.out
     lines = [line for line in captured.err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:"), captured.err
-    return lines[0]
+    assert all(line.startswith(("error:", "warning:")) for line in lines), captured.err
+    errors = [line for line in lines if line.startswith("error:")]
+    assert len(errors) == 1, captured.err
+    return errors[0]
 
 
 @pytest.mark.parametrize(
@@ -37,6 +39,8 @@ def _error(argv, capsys) -> str:
         (["--temperature", "0"], "--temperature (kNN vote temperature) must be a number > 0"),
         (["--temperature", "-0.1"], "--temperature (kNN vote temperature) must be a number > 0"),
         (["--seed", "-1"], "--seed must be an integer >= 0"),
+        (["--test-fraction", "1.5"], "--test-fraction must be a fraction strictly between 0 and 1"),
+        (["--test-fraction", "0.2"], "drop them (the flags --target / --test-fraction"),
     ],
 )
 def test_evaluate_refuses_bad_numbers_before_writing(

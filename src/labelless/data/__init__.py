@@ -55,7 +55,8 @@ def _no_options(source: str, options: dict[str, Any]) -> None:
     if options:
         raise ConfigError(
             f"loader options {sorted(options)} apply to data files (CSV, parquet, .ts), not to "
-            f"{source!r}: remove data.target / data.options"
+            f"{source!r}: drop them (the flags --target / --test-fraction, or the config keys "
+            "data.target / data.options)"
         )
 
 

@@ -168,7 +168,7 @@ def rank_runs(
     if not run_dirs:
         raise ConfigError("rank_runs needs at least one run directory")
     if split not in ("train", "test"):
-        raise ConfigError(f"split must be 'train' or 'test', got {split!r}")
+        raise ConfigError(f"--split must be 'train' or 'test', got {split!r}")
     if max_samples is not None:  # 0 used to fall back to the default silently
         check_int("--max-samples (images measured)", max_samples, 2, 1000)
     check_int("--seed", seed, 0, 0)
