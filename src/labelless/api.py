@@ -31,7 +31,7 @@ from labelless.config import (
 )
 from labelless.data import Dataset, DataSplits, load_dataset
 from labelless.errors import CheckpointError, ConfigError, DataError
-from labelless.lifecycle import begin, checkpoint_callback, finish, fit, plan_run
+from labelless.lifecycle import begin, check_launch, finish, fit, plan_run, run_callbacks
 
 
 @dataclass
@@ -379,6 +379,7 @@ def pretrain(
     run_config = _resolve_run_config(
         config, overrides, resume, {**flags, "data": name, "method": method}
     )
+    check_launch(run_config.trainer)
     session = plan_run(
         run_config.out,
         command="pretrain",
@@ -387,6 +388,10 @@ def pretrain(
         data_paths=() if in_memory is not None else (run_config.data.name, run_config.data.eval),
     )
     run_dir = session.path
+    if in_memory is not None:  # loaded data was checked by load_dataset
+        from labelless.data.checks import check_splits
+
+        check_splits(in_memory, in_memory.train.name)
     splits = in_memory or _load_splits(run_config)
     train = splits.train
     eval_data = _eval_split(run_config, splits)
@@ -413,7 +418,7 @@ def pretrain(
     throughput = Throughput()
     callbacks = [
         throughput,
-        checkpoint_callback(session, run_config.trainer),
+        *run_callbacks(session, run_config.trainer),
         *_callbacks(run_config, backbone, eval_data, train),
     ]
     trainer = build_trainer(run_config.trainer, run_dir, callbacks)
@@ -436,7 +441,7 @@ def _write_outputs(config: RunConfig, session, trainer, module, data, callbacks)
     """Rank 0, after training: the encoder, the final metrics (with the ``training`` record),
     the report. ``data`` is ``(train, eval_data, throughput)``."""
     from labelless.backbones import save_encoder
-    from labelless.lifecycle import announce_stop, stop_reason
+    from labelless.lifecycle import announce_stop, ranks_agree, stop_reason
     from labelless.report import write_report
     from labelless.suite import report_inputs
 
@@ -457,6 +462,7 @@ def _write_outputs(config: RunConfig, session, trainer, module, data, callbacks)
         "final_not_best": True,
         "stopped_by": reason,
         "world_size": int(trainer.world_size),
+        "ranks_agree": ranks_agree(trainer),
         "resumed_from_step": session.checkpoint_step,
         "schedule": {
             "name": config.optim.schedule,
@@ -514,6 +520,9 @@ def _train_loader(config: RunConfig, train: Dataset, in_memory: bool):
     from labelless.train.loader import train_loader
 
     if in_memory or not _is_lazy_folder(config):
+        from labelless.data.checks import warn_if_batch_exceeds_data
+
+        warn_if_batch_exceeds_data(config.optim.batch_size, len(train))
         return train_loader(train, config.optim.batch_size, seed=config.seed)
     files, labels, _ = scan_folder(config.data.name)
     return file_loader(

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from labelless.config import write_text_atomic
-from labelless.errors import LabellessError, TrainingError
+from labelless.errors import ConfigError, LabellessError, TrainingError
 from labelless.rundir import RunDir, check_checkpoint_fits, is_global_zero, read_checkpoint
 
 
@@ -82,14 +82,44 @@ def begin(session: RunSession, module: Any, config_yaml: str) -> str | None:
     return str(run.last_checkpoint) if session.resume else None
 
 
-def checkpoint_callback(session: RunSession, trainer_config: Any):
-    from labelless.train.callbacks import AtomicLastCheckpoint
+def run_callbacks(session: RunSession, trainer_config: Any) -> list:
+    """The callbacks every run kind has: the atomic checkpoint (every N steps / minutes, epoch
+    end, train end) and the check that all processes end with the same weights."""
+    from labelless.train.callbacks import AtomicLastCheckpoint, RankAgreement
 
-    return AtomicLastCheckpoint(
+    checkpoint = AtomicLastCheckpoint(
         session.run.checkpoints,
         every_n_steps=trainer_config.checkpoint_every_n_steps,
         every_minutes=trainer_config.checkpoint_every_minutes,
     )
+    return [checkpoint, RankAgreement()]
+
+
+def check_launch(trainer_config: Any) -> None:
+    """Several nodes need a launcher on each node (torchrun, SLURM, or MASTER_ADDR /
+    NODE_RANK set by hand); without one the first process would wait for the others forever."""
+    import os
+
+    if trainer_config.num_nodes <= 1:
+        return
+    launched = any(
+        name in os.environ
+        for name in ("TORCHELASTIC_RUN_ID", "SLURM_NTASKS", "NODE_RANK", "GROUP_RANK", "RANK")
+    )
+    if not launched:
+        raise ConfigError(
+            f"--num-nodes {trainer_config.num_nodes} needs a launcher on every node: start the "
+            "same command with torchrun (--nnodes, --node-rank, --master-addr) or under SLURM, "
+            "or set MASTER_ADDR, MASTER_PORT and NODE_RANK on each node"
+        )
+
+
+def ranks_agree(trainer: Any) -> bool | None:
+    """Whether every process ended with the same weights (None on one process)."""
+    for callback in trainer.callbacks:
+        if hasattr(callback, "agree"):
+            return callback.agree
+    return None
 
 
 def fit(session: RunSession, trainer: Any, module: Any, loader: Any, ckpt_path: str | None):

@@ -25,7 +25,6 @@ import json
 import os
 import shutil
 import socket
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -171,7 +170,13 @@ class RunDir:
     def open(self) -> RunDir:
         """Lock the folder for this process and apply the plan (create the folder, clear a
         replaced run, write the marker). Call after the inputs and checkpoint were validated."""
-        self.path.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise ConfigError(
+                f"cannot create the run directory {str(self.path)!r} "
+                f"({error.strerror or error}): choose a folder you can write to"
+            ) from None
         self._lock()
         try:
             state = inspect_folder(self.path, ignore_lock=True)
@@ -323,28 +328,33 @@ def _check_not_precious(path: Path, data_paths: tuple[str | Path, ...]) -> None:
 
 
 def _check_creatable(path: Path) -> None:
-    """``path`` is a folder (or can become one) where this process may create files: probed by
-    creating and removing a temporary folder in the nearest existing ancestor."""
+    """``path`` is a folder, or can become one, in a place this process may write to: read-only
+    checks (nothing is created here); ``RunDir.open`` turns a refusal at creation into the
+    same kind of error."""
     if path.exists() and not path.is_dir():
         raise ConfigError(f"--out {str(path)!r} is a file, not a folder: choose a folder path")
     ancestor = path
-    while not ancestor.exists():
-        if ancestor.parent == ancestor:
-            break
+    while not ancestor.exists() and ancestor.parent != ancestor:
         ancestor = ancestor.parent
-    if ancestor.exists() and not ancestor.is_dir():
+    if not ancestor.is_dir():
         raise ConfigError(
             f"--out {str(path)!r} cannot be created: {str(ancestor)!r} is a file, not a folder; "
             "choose another --out"
         )
-    try:
-        probe = tempfile.mkdtemp(prefix=".labelless-probe-", dir=ancestor)
-        os.rmdir(probe)
-    except OSError as error:
+    if not os.access(ancestor, os.W_OK | os.X_OK) or _pseudo_filesystem(ancestor):
         raise ConfigError(
-            f"--out {str(path)!r} is not writable ({error.strerror or error} in "
-            f"{str(ancestor)!r}): choose a folder you can write to"
-        ) from None
+            f"--out {str(path)!r} is not writable (in {str(ancestor)!r}): choose a folder you "
+            "can write to"
+        )
+
+
+def _pseudo_filesystem(path: Path) -> bool:
+    """/proc, /sys and /dev hold kernel views, not files: root passes ``os.access`` there."""
+    resolved = path.resolve()
+    return any(resolved == Path(root) or Path(root) in resolved.parents for root in _PSEUDO)
+
+
+_PSEUDO = ("/proc", "/sys", "/dev")
 
 
 def resume_differences(base: dict[str, Any], new: dict[str, Any]) -> list[str]:
@@ -359,7 +369,8 @@ def resume_differences(base: dict[str, Any], new: dict[str, Any]) -> list[str]:
             return
         key = prefix.rstrip(".")
         if a != b and not any(
-            key == allowed or (allowed.endswith(".") and key.startswith(allowed))
+            key in (allowed, allowed.rstrip("."))
+            or (allowed.endswith(".") and key.startswith(allowed))
             for allowed in RESUMABLE_KEYS
         ):
             changed.append(f"{key} ({a!r} -> {b!r})")

@@ -130,8 +130,9 @@ def semi(
             "--method"
         )
     from labelless.api import data_options
-    from labelless.lifecycle import begin, checkpoint_callback, finish, fit, plan_run
+    from labelless.lifecycle import begin, check_launch, finish, fit, plan_run, run_callbacks
 
+    check_launch(run_config.trainer)
     session = plan_run(
         run_config.out,
         command="semi",
@@ -191,7 +192,7 @@ def semi(
         batches=batches,
     )
     throughput = Throughput()
-    callbacks = [throughput, checkpoint_callback(session, run_config.trainer)]
+    callbacks = [throughput, *run_callbacks(session, run_config.trainer)]
     if run_config.monitor.every_n_epochs and test is not None and test.has_labels:
         from labelless.semi.evaluation import TestAccuracyMonitor
 
@@ -215,7 +216,7 @@ def _write_outputs(config: SemiRunConfig, session, trainer, module, parts) -> di
     """Rank 0, after training: the EMA encoder and classifier, the final metrics with the split,
     the shift check and the ``training`` record, the report."""
     from labelless.backbones import save_encoder
-    from labelless.lifecycle import announce_stop, stop_reason
+    from labelless.lifecycle import announce_stop, ranks_agree, stop_reason
     from labelless.semi.evaluation import final_metrics, save_classifier, write_semi_report
 
     test, split, shift, throughput = parts
@@ -250,6 +251,7 @@ def _write_outputs(config: SemiRunConfig, session, trainer, module, parts) -> di
         "final_not_best": True,
         "stopped_by": reason,
         "world_size": int(trainer.world_size),
+        "ranks_agree": ranks_agree(trainer),
         "resumed_from_step": session.checkpoint_step,
         "schedule": module.clock.summary() if module.clock is not None else {},
         "init": config.backbone.init,

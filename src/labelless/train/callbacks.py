@@ -211,3 +211,41 @@ class Throughput(L.Callback):
     @property
     def samples_per_second(self) -> float:
         return self.samples / self.seconds if self.seconds > 0 else 0.0
+
+
+class RankAgreement(L.Callback):
+    """After training under data parallelism, checks that every process holds the same weights
+    (a float64 checksum of each process's parameters, gathered; buffers such as BatchNorm's
+    running statistics are per process by design). ``agree`` is None on a single process; a
+    disagreement is a TrainingError."""
+
+    def __init__(self) -> None:
+        self.agree: bool | None = None
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        if trainer.world_size <= 1:
+            return
+        checksum = parameter_checksum(pl_module).to(pl_module.device)
+        gathered = trainer.strategy.all_gather(checksum)  # [world, 3]
+        self.agree = bool((gathered == gathered[0]).all())
+        if not self.agree:
+            from labelless.errors import TrainingError
+
+            raise TrainingError(
+                "the processes of this run ended with different weights: gradients were not "
+                "synchronised (a strategy without gradient sync, or a model with unused "
+                "parameters); use --strategy ddp"
+            )
+
+
+def parameter_checksum(module: torch.nn.Module) -> torch.Tensor:
+    """[sum, sum of squares, position-weighted sum] of every parameter, in float64: equal on two
+    processes exactly when their parameters are (barring a crafted coincidence)."""
+    total = torch.zeros(3, dtype=torch.float64)
+    offset = 0
+    for parameter in module.parameters():
+        flat = parameter.detach().double().flatten().cpu()
+        position = torch.arange(offset, offset + flat.numel(), dtype=torch.float64)
+        total += torch.stack([flat.sum(), (flat * flat).sum(), (flat * position).sum()])
+        offset += flat.numel()
+    return total

@@ -1,0 +1,386 @@
+"""The run lifecycle from the command line: failed resumes change nothing, kills lose nothing,
+kill -9 + --resume equals the uninterrupted run bit for bit, several processes train one run."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from labelless.cli import main
+from labelless.rundir import LOCK, MARKER, RunDir
+
+from .cli import one_line_error, run_cli
+
+TINY = [
+    "--data",
+    "digits",
+    "--method",
+    "simclr",
+    "--set",
+    "backbone.width=0.125",
+    "--set",
+    "trainer.progress_bar=false",
+    "--set",
+    "monitor.every_n_epochs=100",
+]
+SEMI = [
+    "--data",
+    "digits",
+    "--method",
+    "fixmatch",
+    "--labels-per-class",
+    "4",
+    "--mu",
+    "1",
+    "--set",
+    "backbone.width=0.125",
+    "--set",
+    "trainer.progress_bar=false",
+    "--set",
+    "semi.shift_check=false",
+    "--set",
+    "report=false",
+]
+
+
+def snapshot(root: Path) -> dict[str, tuple]:
+    found = {}
+    for path in sorted(root.rglob("*")):
+        info = path.lstat()
+        content = path.read_bytes() if path.is_file() else b""
+        found[str(path.relative_to(root))] = (info.st_mode, info.st_mtime_ns, hash(content))
+    return found
+
+
+def cli(*args: str, capsys) -> tuple[int, str, str]:
+    code = main(list(args))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.fixture(scope="module")
+def finished_runs(tmp_path_factory):
+    """A pretraining run ended by a 2-second budget and a 1-epoch semi-supervised run, on
+    digits; ``announced`` holds what the pretraining run printed."""
+    import contextlib
+    import io
+
+    root = tmp_path_factory.mktemp("finished")
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        budget = ["--epochs", "1000", "--max-time", "2"]
+        assert main(["pretrain", *TINY, *budget, "--out", str(root / "pretrain")]) == 0
+    (root / "announced.txt").write_text(printed.getvalue())
+    assert main(["semi", *SEMI, "--epochs", "1", "--out", str(root / "semi")]) == 0
+    return root
+
+
+@pytest.fixture
+def run_copy(finished_runs, tmp_path):
+    def copy(command: str) -> Path:
+        target = tmp_path / command
+        shutil.copytree(finished_runs / command, target)
+        (target / LOCK).unlink(missing_ok=True)
+        return target
+
+    return copy
+
+
+@pytest.mark.parametrize("command", ["pretrain", "semi"])
+def test_a_failed_resume_changes_nothing(run_copy, command, capsys):
+    run = run_copy(command)
+    checkpoint = run / "checkpoints" / "last.ckpt"
+    checkpoint.write_bytes(checkpoint.read_bytes()[:1000])  # truncated
+    before = snapshot(run)
+    code, _, err = cli(command, "--out", str(run), "--resume", "--epochs", "2", capsys=capsys)
+    assert code == 2 and err.startswith("error: cannot resume") and "Traceback" not in err
+    assert "not a readable checkpoint" in err and "--overwrite" in err
+    assert snapshot(run) == before  # config.yaml and logs/metrics.csv untouched
+
+
+def test_resume_with_other_data_or_method_names_the_settings(run_copy, capsys):
+    run = run_copy("pretrain")
+    before = snapshot(run)
+    code, _, err = cli(
+        "pretrain", "--out", str(run), "--resume", "--method", "byol", "--lr", "0.1", capsys=capsys
+    )
+    assert code == 2
+    assert "method.name ('simclr' -> 'byol')" in err and "optim.lr" in err
+    assert "another --out" in err
+    assert snapshot(run) == before
+
+
+def test_a_second_process_cannot_resume_a_run_in_use(run_copy, capsys):
+    run = run_copy("pretrain")
+    with RunDir(run, action="resume").open():
+        code, _, err = cli(
+            "pretrain", "--out", str(run), "--resume", "--epochs", "2", capsys=capsys
+        )
+    assert code == 2 and "in use by another labelless process" in err
+    assert f"pid {os.getpid()}" in err
+
+
+def test_outputs_are_readable_by_others_and_marked_as_a_run(finished_runs):
+    for command in ("pretrain", "semi"):
+        run = finished_runs / command
+        assert (run / MARKER).is_file()
+        for name in ("config.yaml", "metrics.json", "encoder.json", "logs/metrics.csv"):
+            mode = stat.S_IMODE((run / name).stat().st_mode)
+            assert mode & 0o044 == 0o044, (name, oct(mode))
+        training = json.loads((run / "metrics.json").read_text())["training"]
+        assert training["world_size"] == 1 and training["ranks_agree"] is None
+    assert (
+        json.loads((finished_runs / "semi" / "metrics.json").read_text())["training"]["stopped_by"]
+        == "max_epochs"
+    )
+
+
+def test_a_time_budget_says_it_ended_the_run(finished_runs):
+    assert "stopped by its time budget (2 s)" in (finished_runs / "announced.txt").read_text()
+    training = json.loads((finished_runs / "pretrain" / "metrics.json").read_text())["training"]
+    assert training["stopped_by"] == "time budget" and training["epochs_done"] < 1000
+
+
+def test_overwrite_of_the_data_folder_and_user_files_keeps_every_byte(
+    tmp_path, capsys, monkeypatch
+):
+    from PIL import Image
+
+    photos = tmp_path / "photos"
+    for label in ("cats", "dogs"):
+        (photos / label).mkdir(parents=True)
+        for i in range(3):
+            Image.new("RGB", (8, 8), (i * 40, 0, 0)).save(photos / label / f"{i}.png")
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "plan.txt").write_text("keep me")
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    before = snapshot(tmp_path)
+    for out, fragment in ((photos, "training data"), (".", "working directory"), (notes, "not a")):
+        code, _, err = cli(
+            "pretrain", "--data", str(photos), "--out", str(out), "--overwrite", capsys=capsys
+        )
+        assert code == 2 and fragment in err, err
+    assert snapshot(tmp_path) == before
+
+
+def test_several_nodes_without_a_launcher_is_an_error(tmp_path, capsys, monkeypatch):
+    for name in ("RANK", "NODE_RANK", "GROUP_RANK", "TORCHELASTIC_RUN_ID", "SLURM_NTASKS"):
+        monkeypatch.delenv(name, raising=False)
+    code, _, err = cli(
+        "pretrain", *TINY, "--num-nodes", "2", "--out", str(tmp_path / "r"), capsys=capsys
+    )
+    assert code == 2 and "torchrun" in err
+    assert not (tmp_path / "r").exists()
+
+
+# ---- processes killed and resumed (subprocesses, as a person runs them) ----------------------
+
+
+def _start(*args: str) -> subprocess.Popen:
+    env = dict(os.environ, COLUMNS="200", OMP_NUM_THREADS="1")
+    return subprocess.Popen(
+        [sys.executable, "-m", "labelless.cli", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+
+
+def _wait_for_rows(log: Path, rows: int, process: subprocess.Popen, timeout: float = 300) -> None:
+    """Until ``log`` has ``rows`` data rows (the run is mid-training)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.communicate()
+        if log.is_file() and len(log.read_text().splitlines()) > rows:
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"{log} never reached {rows} rows")
+
+
+def _loss_by_step(log: Path) -> dict[str, str]:
+    import csv
+
+    with log.open(newline="") as handle:
+        return {
+            row["step"]: row["train/loss"] for row in csv.DictReader(handle) if row["train/loss"]
+        }
+
+
+@pytest.mark.slow
+def test_kill_9_then_resume_equals_the_uninterrupted_run_bit_for_bit(tmp_path):
+    # 5 steps an epoch, 4 epochs, a checkpoint every 2 steps: killed mid-epoch after step >= 7
+    args = [
+        *TINY,
+        "--epochs",
+        "4",
+        "--batch-size",
+        "256",
+        "--set",
+        "trainer.checkpoint_every_n_steps=2",
+    ]
+    whole = run_cli("pretrain", *args, "--out", str(tmp_path / "whole"), one_thread=True)
+    assert whole.returncode == 0, whole.stderr
+    killed = tmp_path / "killed"
+    process = _start("pretrain", *args, "--out", str(killed))
+    _wait_for_rows(killed / "logs" / "metrics.csv", 8, process)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    step = torch.load(killed / "checkpoints" / "last.ckpt", weights_only=True)["global_step"]
+    assert 0 < step < 20  # the kill came mid-run, after a checkpoint
+    resumed = run_cli("pretrain", "--out", str(killed), "--resume", one_thread=True)
+    assert resumed.returncode == 0, resumed.stderr
+    for name in ("encoder.safetensors",):
+        assert (killed / name).read_bytes() == (tmp_path / "whole" / name).read_bytes()
+    # the log: each step once (rows logged after the checkpoint were dropped), the same losses
+    assert _loss_by_step(killed / "logs" / "metrics.csv") == _loss_by_step(
+        tmp_path / "whole" / "logs" / "metrics.csv"
+    )
+    assert (
+        json.loads((killed / "metrics.json").read_text())["training"]["resumed_from_step"] == step
+    )
+
+
+@pytest.mark.slow
+def test_kill_9_in_the_first_epoch_then_the_same_command_works(tmp_path):
+    args = [*TINY, "--epochs", "1", "--batch-size", "32", "--out", str(tmp_path / "run")]
+    process = _start("pretrain", *args)
+    _wait_for_rows(tmp_path / "run" / "logs" / "metrics.csv", 1, process)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (tmp_path / "run" / "checkpoints" / "last.ckpt").exists()  # a stub
+    resume = run_cli("pretrain", "--out", str(tmp_path / "run"), "--resume")
+    assert "stopped before its first checkpoint" in one_line_error(resume)
+    again = run_cli("pretrain", *args, one_thread=True)  # no --overwrite needed
+    assert again.returncode == 0, again.stderr
+    assert (tmp_path / "run" / "encoder.safetensors").is_file()
+
+
+@pytest.mark.slow
+def test_ctrl_c_says_how_to_resume_and_exits_130(tmp_path):
+    args = [*TINY, "--epochs", "50", "--batch-size", "64", "--out", str(tmp_path / "run")]
+    process = _start("pretrain", *args, "--set", "trainer.checkpoint_every_n_steps=1")
+    _wait_for_rows(tmp_path / "run" / "logs" / "metrics.csv", 3, process)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    assert "interrupted:" in err and f"--out {tmp_path / 'run'} --resume" in err
+    assert "Traceback" not in err
+
+
+# ---- several processes --------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _ranks_trained_together(run: Path, world: int) -> dict:
+    training = json.loads((run / "metrics.json").read_text())["training"]
+    assert training["world_size"] == world
+    assert training["ranks_agree"] is True  # every process ended with the same weights
+    return training
+
+
+@pytest.mark.distributed
+@pytest.mark.parametrize("command", ["pretrain", "semi"])
+def test_ddp_on_two_cpu_processes_from_the_cli(tmp_path, command):
+    base = TINY if command == "pretrain" else SEMI
+    single = run_cli(
+        command, *base, "--epochs", "1", "--out", str(tmp_path / "one"), one_thread=True
+    )
+    assert single.returncode == 0, single.stderr
+    result = run_cli(
+        command,
+        *base,
+        "--epochs",
+        "1",
+        "--devices",
+        "2",
+        "--strategy",
+        "ddp",
+        "--accelerator",
+        "cpu",
+        "--set",
+        "trainer.threads=1",
+        "--out",
+        str(tmp_path / "two"),
+        one_thread=True,
+    )
+    assert result.returncode == 0, result.stderr
+    two = _ranks_trained_together(tmp_path / "two", 2)
+    one = json.loads((tmp_path / "one" / "metrics.json").read_text())["training"]
+    assert two["steps"] == one["steps"] // 2  # each process took half of every epoch
+
+
+@pytest.mark.distributed
+def test_two_torchrun_agents_as_two_nodes(tmp_path):
+    port = str(_free_port())
+    args = [
+        *TINY,
+        "--epochs",
+        "1",
+        "--batch-size",
+        "128",
+        "--devices",
+        "1",
+        "--num-nodes",
+        "2",
+        "--strategy",
+        "ddp",
+        "--accelerator",
+        "cpu",
+        "--set",
+        "trainer.threads=1",
+        "--out",
+        str(tmp_path / "run"),
+    ]
+    env = dict(os.environ, OMP_NUM_THREADS="1", COLUMNS="200")
+    agents = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "torch.distributed.run",
+                "--nnodes",
+                "2",
+                "--nproc-per-node",
+                "1",
+                "--node-rank",
+                str(node),
+                "--master-addr",
+                "127.0.0.1",
+                "--master-port",
+                port,
+                "-m",
+                "labelless.cli",
+                "pretrain",
+                *args,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for node in (0, 1)
+    ]
+    outputs = [agent.communicate(timeout=300) for agent in agents]
+    for agent, (_, err) in zip(agents, outputs, strict=True):
+        assert agent.returncode == 0, err
+    _ranks_trained_together(tmp_path / "run", 2)
