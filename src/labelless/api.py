@@ -369,6 +369,9 @@ def pretrain(
     pretraining on new data. Precedence: defaults < ``config`` < ``overrides``
     (``"optim.lr=0.1"``) < keywords. With ``resume=True`` the run's own ``config.yaml`` is the base.
     """
+    from labelless.rundir import check_start_flags
+
+    check_start_flags(resume, overwrite)
     in_memory = data if isinstance(data, (Dataset, DataSplits)) else None
     if isinstance(in_memory, Dataset):
         in_memory = DataSplits(in_memory)
@@ -561,6 +564,9 @@ def _resolve_run_config(config, overrides, resume: bool, flags: dict[str, Any]) 
 def _resume_config(out: str | None) -> dict[str, Any]:
     if not out:
         raise ConfigError("--resume needs --out RUN_DIR naming the run to continue")
+    from labelless.rundir import check_run_kind
+
+    check_run_kind(out, "pretrain")
     path = Path(out) / "config.yaml"
     if not path.is_file():
         raise CheckpointError(

@@ -16,6 +16,34 @@ from pathlib import Path
 from typing import BinaryIO
 
 
+def check_can_create(path: str | Path, flag: str = "--out") -> None:
+    """``path`` (a file or folder to be written) can be created by this process: it is not below
+    a regular file, not on a kernel pseudo file system (``/proc``, ``/sys``, ``/dev``, which
+    root passes ``os.access`` on) and its nearest existing folder is writable. Read-only: nothing
+    is created. A ConfigError naming ``flag`` otherwise."""
+    from labelless.errors import ConfigError
+
+    path = Path(path)
+    ancestor = path
+    while not ancestor.exists() and ancestor.parent != ancestor:
+        ancestor = ancestor.parent
+    if ancestor != path and not ancestor.is_dir():
+        raise ConfigError(
+            f"{flag} {str(path)!r} cannot be created: {str(ancestor)!r} is a file, not a folder; "
+            f"choose another {flag}"
+        )
+    resolved = ancestor.resolve()
+    pseudo = any(resolved == Path(root) or Path(root) in resolved.parents for root in _PSEUDO)
+    if pseudo or not os.access(ancestor if ancestor.is_dir() else ancestor.parent, os.W_OK):
+        raise ConfigError(
+            f"{flag} {str(path)!r} is not writable (in {str(ancestor)!r}): choose a place you "
+            "can write to"
+        )
+
+
+_PSEUDO = ("/proc", "/sys", "/dev")
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

@@ -443,7 +443,7 @@ def main(argv: list[str] | None = None) -> int:
     as ``warning:`` lines."""
     warnings.showwarning = _show_warning
     try:
-        app(args=argv, standalone_mode=False)
+        app(args=argv, standalone_mode=False, prog_name="labelless")
     except LabellessError as error:
         prefix = getattr(error, "prefix", "error")
         Console(stderr=True).print(f"[red]{prefix}:[/red] {error}", highlight=False, soft_wrap=True)
@@ -455,10 +455,20 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except Exception as error:  # click usage errors carry their own exit code
         if isinstance(error, _click_errors()):
-            error.show()
+            Console(stderr=True).print(
+                f"[red]error:[/red] {_usage_message(error)}", highlight=False, soft_wrap=True
+            )
             return error.exit_code
         raise
     return 0
+
+
+def _usage_message(error) -> str:
+    """Click's usage error on one line, with the help command of the verb it concerns."""
+    message = " ".join(error.format_message().split())
+    context = getattr(error, "ctx", None)
+    command = context.command_path if context is not None else "labelless"
+    return f"{message} (see `{command} --help`)"
 
 
 def _click_errors() -> tuple[type[Exception], ...]:

@@ -24,7 +24,7 @@ from labelless.errors import ConfigError
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class DataConfig(_Section):
@@ -161,6 +161,9 @@ PRECISIONS = (
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
 
 
+SEED_MAX = 2**32 - 1  # numpy's seed range, which Lightning's seed_everything checks
+
+
 class TrainerConfig(_Section):
     max_epochs: int = Field(100, gt=0)
     max_time: float | None = Field(
@@ -234,7 +237,7 @@ class RunConfig(_Section):
     optim: OptimConfig = Field(default_factory=OptimConfig)
     trainer: TrainerConfig = Field(default_factory=TrainerConfig)
     monitor: MonitorConfig = Field(default_factory=MonitorConfig)
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=SEED_MAX, description="random seed (0 .. 2**32 - 1)")
     out: str | None = Field(None, description="run directory; default runs/<method>-<data>")
 
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from labelless.atomic import default_file_mode, write_text_atomic
+from labelless.atomic import check_can_create, default_file_mode, write_text_atomic
 from labelless.errors import CheckpointError, ConfigError
 
 MARKER = ".labelless-run.json"
@@ -333,28 +333,46 @@ def _check_creatable(path: Path) -> None:
     same kind of error."""
     if path.exists() and not path.is_dir():
         raise ConfigError(f"--out {str(path)!r} is a file, not a folder: choose a folder path")
-    ancestor = path
-    while not ancestor.exists() and ancestor.parent != ancestor:
-        ancestor = ancestor.parent
-    if not ancestor.is_dir():
+    check_can_create(path, "--out")
+
+
+def check_start_flags(resume: bool, overwrite: bool) -> None:
+    """``--resume`` continues a run and ``--overwrite`` replaces it: never both."""
+    if resume and overwrite:
         raise ConfigError(
-            f"--out {str(path)!r} cannot be created: {str(ancestor)!r} is a file, not a folder; "
-            "choose another --out"
-        )
-    if not os.access(ancestor, os.W_OK | os.X_OK) or _pseudo_filesystem(ancestor):
-        raise ConfigError(
-            f"--out {str(path)!r} is not writable (in {str(ancestor)!r}): choose a folder you "
-            "can write to"
+            "--resume continues the run in --out and --overwrite replaces it: pass one of them"
         )
 
 
-def _pseudo_filesystem(path: Path) -> bool:
-    """/proc, /sys and /dev hold kernel views, not files: root passes ``os.access`` there."""
-    resolved = path.resolve()
-    return any(resolved == Path(root) or Path(root) in resolved.parents for root in _PSEUDO)
+def run_kind(path: Path) -> str | None:
+    """The run kind (``pretrain``, ``semi``, ...) that made ``path``: from the marker, else (runs
+    from before the marker) from the sections of its ``config.yaml``; None if unknown."""
+    marker = path / MARKER
+    if marker.is_file():
+        try:
+            kind = json.loads(marker.read_text()).get("kind")
+        except (OSError, ValueError, AttributeError):
+            kind = None
+        if isinstance(kind, str):
+            return kind
+    config = path / "config.yaml"
+    if config.is_file():
+        try:
+            text = config.read_text()
+        except OSError:
+            return None
+        return "semi" if "\nsemi:" in f"\n{text}" else "pretrain"
+    return None
 
 
-_PSEUDO = ("/proc", "/sys", "/dev")
+def check_run_kind(path: str | Path, command: str) -> None:
+    """``labelless COMMAND --resume`` on a run another command made names the right command."""
+    kind = run_kind(Path(path))
+    if kind is not None and kind != command:
+        raise ConfigError(
+            f"{str(path)!r} is a {kind} run, not a {command} run: continue it with "
+            f"`labelless {kind} --out {path} --resume`"
+        )
 
 
 def resume_differences(base: dict[str, Any], new: dict[str, Any]) -> list[str]:

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from labelless.atomic import check_can_create
 from labelless.config import write_text_atomic
 from labelless.data import Dataset, DataSplits, load_dataset
 from labelless.encoders import Preprocessing, is_run_dir, load_any_encoder, resolve_preprocessing
@@ -132,6 +133,7 @@ def resolve_target(spec, out: str | Path | None, verb: str) -> Target:
         out = Path(out)
         if out.exists() and not out.is_dir():
             raise ConfigError(f"--out {str(out)!r} is a file; pass a folder for the results")
+        check_can_create(out, "--out")
         return Target(out, is_run_dir(out))
     if not isinstance(spec, nn.Module) and is_run_dir(Path(str(spec))):
         return Target(Path(str(spec)), True)

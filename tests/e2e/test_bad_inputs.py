@@ -310,13 +310,7 @@ CASES: list[tuple[str, str, int, str]] = [
     ("select-missing-run", "select {tmp}/nothing", E, "nothing"),
     ("select-user-folder", "select {docs}", E, "not a run directory"),
     ("select-missing-data", "select {run} --data {tmp}/no_such_folder", E, "does not exist"),
-]
-
-# Awaiting the fixes of issue 16 (run directory / resume / overwrite / lock, and validation and
-# messages): each row states the behaviour the issue demands and fails today. Move a row into
-# CASES once it passes; these are not parametrised into the test yet.
-PENDING_CASES: list[tuple[str, str, int, str]] = [
-    # ---- listings
+    # ---- usage errors of the listings
     ("methods-extra-argument", "methods simclr", E, "unexpected extra argument"),
     ("unknown-verb", "pretrian", E, "Did you mean 'pretrain'"),
     ("datasets-unknown-option", "datasets --all", E, "No such option"),
@@ -646,9 +640,9 @@ def test_bad_input(argv, code, fragment, world, tmp_path, monkeypatch, capsys):
 
 
 def test_the_table_is_large_and_ids_unique():
-    names = [row[0] for row in CASES + PENDING_CASES]
+    names = [row[0] for row in CASES]
     assert len(names) == len(set(names))
-    assert len(CASES) + len(PENDING_CASES) >= 110
+    assert len(CASES) >= 110
 
 
 def test_the_snapshot_sees_a_rewrite_a_chmod_and_a_removed_probe(tmp_path):

@@ -34,21 +34,42 @@ __all__ = [
 # File suffix (lower case, e.g. ".csv.gz") -> loader(path, **options) -> DataSplits, added by
 # the modality modules (data/tabular.py, data/timeseries.py) when they are imported below.
 FILE_LOADERS: dict[str, Callable[..., DataSplits]] = {}
+# File suffix -> the option names its loader takes (None: no options).
+FILE_LOADER_OPTIONS: dict[str, tuple[str, ...]] = {}
 
 
 def register_file_loader(
-    *suffixes: str,
+    *suffixes: str, options: list[str] | tuple[str, ...] = ()
 ) -> Callable[[Callable[..., DataSplits]], Callable[..., DataSplits]]:
-    """Route files whose name ends with one of ``suffixes`` to the decorated loader."""
+    """Route files whose name ends with one of ``suffixes`` to the decorated loader, which takes
+    the keyword ``options`` (``data.target`` and ``data.options``); others are a ConfigError."""
 
     def add(loader: Callable[..., DataSplits]) -> Callable[..., DataSplits]:
         for suffix in suffixes:
             if suffix.lower() in FILE_LOADERS:
                 raise ValueError(f"file suffix {suffix!r} has two loaders")
             FILE_LOADERS[suffix.lower()] = loader
+            FILE_LOADER_OPTIONS[suffix.lower()] = tuple(options)
         return loader
 
     return add
+
+
+def _check_options(path: Path, suffix: str, options: dict[str, Any]) -> None:
+    """Options the loader of ``suffix`` files does not take: a ConfigError with a did-you-mean."""
+    import difflib
+
+    known = FILE_LOADER_OPTIONS.get(suffix, ())
+    for name in sorted(options):
+        if name in known:
+            continue
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        valid = f"; {suffix} files take: {', '.join(known)}" if known else ""
+        raise ConfigError(
+            f"unknown data option {name!r} for {path.name!r}{hint}{valid}: fix or drop "
+            f"data.options.{name}"
+        )
 
 
 def _no_options(source: str, options: dict[str, Any]) -> None:
@@ -60,10 +81,15 @@ def _no_options(source: str, options: dict[str, Any]) -> None:
         )
 
 
-def _file_loader(path: Path) -> Callable[..., DataSplits] | None:
+def _file_suffix(path: Path) -> str | None:
     name = path.name.lower()
     matches = [s for s in FILE_LOADERS if name.endswith(s)]
-    return FILE_LOADERS[max(matches, key=len)] if matches else None
+    return max(matches, key=len) if matches else None
+
+
+def _file_loader(path: Path) -> Callable[..., DataSplits] | None:
+    suffix = _file_suffix(path)
+    return FILE_LOADERS[suffix] if suffix else None
 
 
 def load_dataset(source: str | Path, *, load_size: int = 64, **options: Any) -> DataSplits:
@@ -89,6 +115,7 @@ def _load(text: str, load_size: int, options: dict[str, Any]) -> DataSplits:
     if loader is not None and not path.is_dir():
         if not path.is_file():
             raise DataError(f"data file {text!r} not found; check the path")
+        _check_options(path, _file_suffix(path), options)
         return loader(path, **options)
     if "/" in text or "\\" in text or Path(text).expanduser().exists():
         _no_options(text, options)

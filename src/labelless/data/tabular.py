@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import gzip
+import inspect
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -286,10 +287,17 @@ def build_splits(
     return DataSplits(*datasets)
 
 
-@register_file_loader(".csv", ".csv.gz", ".parquet")
 def load_table_file(path: str | Path, **options: Any) -> DataSplits:
     """The file loader behind ``load_dataset("table.csv", target=...)``: ``load_table``."""
     return load_table(path, **options)
+
+
+register_file_loader(
+    ".csv",
+    ".csv.gz",
+    ".parquet",
+    options=[name for name in inspect.signature(load_table).parameters if name != "source"],
+)(load_table_file)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from labelless.atomic import check_can_create
 from labelless.errors import ConfigError
 from labelless.report import plots
 
@@ -356,6 +357,30 @@ def unique_names(entries: list[Entry]) -> None:
             entry.name = f"{entry.name} ({seen[entry.name]})"
 
 
+def _check_rank_by(rank_by: str, entries: list[Entry]) -> None:
+    """``rank_by`` must be a metric some evaluation recorded (the default may be absent: each
+    table then ranks by its first column)."""
+    import difflib
+
+    names = sorted(
+        {
+            metric
+            for entry in entries
+            for record in entry.evaluations.values()
+            for metric, value in record.items()
+            if isinstance(value, (int, float)) and not isinstance(value, bool)
+        }
+    )
+    if rank_by == "knn_top1" or rank_by in names:
+        return
+    close = difflib.get_close_matches(rank_by, names, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    raise ConfigError(
+        f"--rank-by {rank_by!r} is not a metric of these runs{hint}; they recorded: "
+        f"{', '.join(names)}"
+    )
+
+
 def write_comparison(
     paths: list[str | Path], out: str | Path, *, rank_by: str = "knn_top1"
 ) -> tuple[Path, list[Entry]]:
@@ -371,6 +396,8 @@ def write_comparison(
             "none of the runs has recorded metrics to compare: evaluate them first with "
             "`labelless evaluate RUN_DIR --data NAME`"
         )
+    _check_rank_by(rank_by, entries)
+    check_can_create(Path(out), "--out")
     listing = "".join(
         f"<tr><td>{escape(e.name)}</td><td>{escape(e.architecture)}</td>"
         f"<td><code>{escape(str(e.path))}</code></td></tr>"

@@ -38,6 +38,9 @@ def _config(config, overrides, resume: bool, flags: dict) -> SemiRunConfig:
     out = flags.get("out")
     if not out:
         raise ConfigError("--resume needs --out RUN_DIR naming the run to continue")
+    from labelless.rundir import check_run_kind
+
+    check_run_kind(out, "semi")
     path = Path(out) / "config.yaml"
     if not path.is_file():
         raise CheckpointError(f"cannot resume: {str(path)!r} is missing; is {out!r} a run?")
@@ -113,6 +116,9 @@ def semi(
     ``backbone``, ``width``, ``init``, ``view_size``, ``out``, ``seed``, ...). The reported
     ``test_top1`` is the EMA model's accuracy on the test split at the end of training.
     """
+    from labelless.rundir import check_start_flags
+
+    check_start_flags(resume, overwrite)
     in_memory = DataSplits(data) if isinstance(data, Dataset) else data
     in_memory = in_memory if isinstance(in_memory, DataSplits) else None
     name = f"<in-memory {in_memory.train.name}>" if in_memory is not None else data

@@ -8,11 +8,13 @@ Precedence as for pretraining: defaults < ``--config FILE`` < ``--set`` < flags.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from pydantic import Field, ValidationError, model_validator
 
 from labelless.config import (
+    SEED_MAX,
     BackboneConfig,
     DataConfig,
     OptimConfig,
@@ -88,7 +90,7 @@ class SemiRunConfig(_Section):
     optim: OptimConfig = Field(default_factory=_semi_optim)
     trainer: TrainerConfig = Field(default_factory=lambda: TrainerConfig(max_epochs=50))
     monitor: SemiMonitorConfig = Field(default_factory=SemiMonitorConfig)
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=SEED_MAX, description="random seed (0 .. 2**32 - 1)")
     report: bool = Field(True, description="write report.html (embedding map, curves)")
     out: str | None = Field(None, description="run directory; default runs/semi-<method>-<data>")
 
@@ -168,7 +170,7 @@ def resolve_semi_config(
     for name, value in flags.items():
         if value is not None:
             apply_override_value(data, SEMI_FLAG_KEYS[name], value)
-    source = str(config) if isinstance(config, str) else "command line"
+    source = str(config) if isinstance(config, (str, Path)) else "command line"
     run_config = build_semi_config(data, source)
     if run_config.out is None:
         stem = run_config.data.name.strip("<>").split()[-1].rstrip("/").split("/")[-1] or "data"
