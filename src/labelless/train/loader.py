@@ -30,7 +30,14 @@ class BatchSource(Protocol):
 
 class ShuffledBatches:
     """Batches of ``batch_size`` rows of ``dataset`` in a fresh permutation per epoch (the last
-    incomplete batch dropped): ``{"inputs": samples [B, ...], "index": [B], "label": [B]}``."""
+    incomplete batch dropped): ``{"inputs": samples [B, ...], "index": [B], "label": [B]}``.
+
+    Epoch ``e``'s permutation is the one a shuffled ``torch.utils.data.DataLoader`` with a
+    generator seeded by ``seed`` gives in its epoch ``e`` (per epoch it draws the iterator's base
+    seed, then one ``randperm``), replayed from the seed: the same training order as the
+    loader it replaced, and a function of ``(seed, e)`` only. Moving forward one epoch costs one
+    ``randperm``; a resumed run replays the epochs before it once.
+    """
 
     def __init__(self, dataset: Dataset, batch_size: int, seed: int = 0) -> None:
         self.samples = torch.from_numpy(np.ascontiguousarray(dataset.samples))
@@ -39,15 +46,22 @@ class ShuffledBatches:
         self.batch_size = int(batch_size)
         self.num_batches = len(self.samples) // self.batch_size
         self.seed = int(seed)
-        self._epoch: int | None = None
+        self._stream: torch.Generator | None = None
+        self._epoch = -1  # the epoch whose permutation is ``_order``
         self._order = torch.empty(0, dtype=torch.long)
 
+    def _permutation(self, epoch: int) -> torch.Tensor:
+        if self._stream is None or epoch < self._epoch:
+            self._stream, self._epoch = torch.Generator().manual_seed(self.seed), -1
+        while self._epoch < epoch:
+            torch.empty((), dtype=torch.int64).random_(generator=self._stream)  # base seed
+            self._order = torch.randperm(len(self.samples), generator=self._stream)
+            self._epoch += 1
+        return self._order
+
     def batch(self, epoch: int, index: int) -> dict[str, torch.Tensor]:
-        if epoch != self._epoch:
-            rng = np.random.default_rng([self.seed, int(epoch)])
-            self._order = torch.from_numpy(rng.permutation(len(self.samples)))
-            self._epoch = epoch
-        rows = self._order[index * self.batch_size : (index + 1) * self.batch_size]
+        order = self._permutation(int(epoch))
+        rows = order[index * self.batch_size : (index + 1) * self.batch_size]
         return {"inputs": self.samples[rows], "index": rows, "label": self.labels[rows]}
 
 

@@ -101,3 +101,27 @@ def test_the_batch_size_is_capped_at_the_dataset(batch_size):
     assert sum(len(batch) for batch in _epoch(loader)) == (20 // min(batch_size, 20)) * min(
         batch_size, 20
     )
+
+
+def test_the_order_is_a_seeded_dataloaders_order():
+    """The training order of the shuffled DataLoader it replaced (tuned recipes keep their
+    numbers), whichever epoch a process starts at."""
+    from torch.utils.data import DataLoader
+
+    data = _data(37)
+    reference = DataLoader(
+        list(range(37)),
+        batch_size=8,
+        shuffle=True,
+        drop_last=True,
+        generator=torch.Generator().manual_seed(5),
+        collate_fn=lambda rows: rows,
+    )
+    expected = []
+    for _ in range(3):  # Lightning stops at the loader's length: no draw past the last batch
+        iterator = iter(reference)
+        expected.append([next(iterator) for _ in range(len(reference))])
+    loader = train_loader(data, batch_size=8, seed=5)
+    for epoch in (0, 1, 2, 1, 2):
+        loader.set_epoch(epoch)
+        assert _epoch(loader) == expected[epoch]
