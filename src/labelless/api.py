@@ -31,7 +31,7 @@ from labelless.config import (
 )
 from labelless.data import Dataset, DataSplits, load_dataset
 from labelless.errors import CheckpointError, ConfigError, DataError
-from labelless.lifecycle import begin, check_launch, finish, fit, plan_run, run_callbacks
+from labelless.lifecycle import begin, finish, fit, plan_run, run_callbacks
 
 
 @dataclass
@@ -382,13 +382,12 @@ def pretrain(
     run_config = _resolve_run_config(
         config, overrides, resume, {**flags, "data": name, "method": method}
     )
-    check_launch(run_config.trainer)
     session = plan_run(
-        run_config.out,
+        run_config,
         command="pretrain",
         resume=resume,
         overwrite=overwrite,
-        data_paths=() if in_memory is not None else (run_config.data.name, run_config.data.eval),
+        in_memory=in_memory is not None,
     )
     run_dir = session.path
     if in_memory is not None:  # loaded data was checked by load_dataset

@@ -56,23 +56,17 @@ def default_file_mode() -> int:
 
 
 def write_atomic(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
-    """Call ``write(stream)`` on a temporary binary file beside ``path``, give it the ordinary
-    mode, and rename it to ``path``; on any failure the temporary file is removed and ``path``
-    is left as it was. Creates the parent folder. Returns ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
+    """Call ``write(stream)`` on a temporary binary file beside ``path`` (flushed to disk), give
+    it the ordinary mode, and rename it to ``path``; on any failure the temporary file is
+    removed and ``path`` is left as it was. Creates the parent folder. Returns ``path``."""
+
+    def through_stream(temporary: Path) -> None:
+        with temporary.open("wb") as stream:
             write(stream)
             stream.flush()
             os.fsync(stream.fileno())
-        os.chmod(temporary, default_file_mode())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
+
+    return write_path_atomic(path, through_stream)
 
 
 def write_bytes_atomic(path: str | Path, data: bytes) -> Path:

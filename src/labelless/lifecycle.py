@@ -42,18 +42,15 @@ class RunSession:
         return self.run.path
 
 
-def plan_run(
-    out: str | Path,
-    *,
-    command: str,
-    resume: bool,
-    overwrite: bool,
-    data_paths: tuple[str | None, ...] = (),
-) -> RunSession:
-    """Check ``--out`` for the run (rank 0: ``RunDir.plan``; other ranks: nothing) without
-    touching it; ``data_paths`` are the data files and folders the run reads."""
-    paths = tuple(Path(path) for path in data_paths if path and Path(path).exists())
+def plan_run(config: Any, *, command: str, resume: bool, overwrite: bool, in_memory: bool):
+    """Check the launch (``check_launch``) and ``config.out`` for the run (rank 0:
+    ``RunDir.plan``; other ranks: nothing) without touching it. The data named in
+    ``config.data`` (unless ``in_memory``) is protected from being the run directory."""
+    check_launch(config.trainer)
+    named = () if in_memory else (config.data.name, config.data.eval)
+    paths = tuple(Path(path) for path in named if path and Path(path).exists())
     primary = is_global_zero()
+    out = config.out
     run = (
         RunDir.plan(out, kind=command, resume=resume, overwrite=overwrite, data_paths=paths)
         if primary
@@ -184,8 +181,3 @@ def announce_stop(reason: str, budget: float | None, steps: int) -> None:
 def finish(session: RunSession) -> None:
     """Release the run directory's lock (rank 0)."""
     session.run.close()
-
-
-def data_paths_of(*names: str | None) -> tuple[str | None, ...]:
-    """The data arguments that are paths on disk (built-in names are not)."""
-    return tuple(name for name in names if name and Path(name).exists())

@@ -136,15 +136,14 @@ def semi(
             "--method"
         )
     from labelless.api import data_options
-    from labelless.lifecycle import begin, check_launch, finish, fit, plan_run, run_callbacks
+    from labelless.lifecycle import begin, finish, fit, plan_run, run_callbacks
 
-    check_launch(run_config.trainer)
     session = plan_run(
-        run_config.out,
+        run_config,
         command="semi",
         resume=resume,
         overwrite=overwrite,
-        data_paths=() if in_memory is not None else (run_config.data.name, run_config.data.eval),
+        in_memory=in_memory is not None,
     )
     run_dir = session.path
     # the config, the data and the label split are checked before Lightning is imported (5 s on
