@@ -24,7 +24,7 @@ test: venv
 	$(BIN)/python -m pytest -q --timeout=600
 
 test-fast: venv
-	$(BIN)/python -m pytest -q -m "not slow and not distributed" --timeout=300
+	$(BIN)/python -m pytest -q tests/unit -m "not slow and not distributed" --timeout=300
 
 lint: venv
 	$(BIN)/ruff check src tests bench

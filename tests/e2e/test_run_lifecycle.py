@@ -22,6 +22,8 @@ from labelless.rundir import LOCK, MARKER, RunDir
 
 from .cli import one_line_error, run_cli
 
+pytestmark = pytest.mark.slow  # every test here trains or launches runs (make test, not test-fast)
+
 TINY = [
     "--data",
     "digits",
