@@ -464,7 +464,7 @@ def _write_outputs(config: RunConfig, session, trainer, module, data, callbacks)
         "final_not_best": True,
         "stopped_by": reason,
         "world_size": int(trainer.world_size),
-        "ranks_agree": ranks_agree(trainer),
+        "ranks_agree": ranks_agree(session),
         "resumed_from_step": session.checkpoint_step,
         "schedule": {
             "name": config.optim.schedule,

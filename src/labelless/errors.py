@@ -32,3 +32,11 @@ def unknown_name(kind: str, name: str, known: list[str] | tuple[str, ...]) -> Co
     """A ConfigError for an unknown registry name, listing the valid choices."""
     choices = ", ".join(sorted(known))
     return ConfigError(f"unknown {kind} {name!r}; choose one of: {choices}")
+
+
+def did_you_mean(name: str, known) -> str:
+    """`` (did you mean 'x'?)`` for the closest of ``known`` to a mistyped ``name``, else ``""``."""
+    import difflib
+
+    close = difflib.get_close_matches(str(name), [str(k) for k in known], n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""

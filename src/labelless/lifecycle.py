@@ -36,6 +36,7 @@ class RunSession:
     resume: bool
     primary: bool = field(default_factory=is_global_zero)
     checkpoint_step: int | None = None
+    callbacks: list = field(default_factory=list)  # run_callbacks: [checkpoint, rank agreement]
 
     @property
     def path(self) -> Path:
@@ -89,7 +90,8 @@ def run_callbacks(session: RunSession, trainer_config: Any) -> list:
         every_n_steps=trainer_config.checkpoint_every_n_steps,
         every_minutes=trainer_config.checkpoint_every_minutes,
     )
-    return [checkpoint, RankAgreement()]
+    session.callbacks = [checkpoint, RankAgreement()]
+    return session.callbacks
 
 
 def check_launch(trainer_config: Any) -> None:
@@ -111,12 +113,9 @@ def check_launch(trainer_config: Any) -> None:
         )
 
 
-def ranks_agree(trainer: Any) -> bool | None:
+def ranks_agree(session: RunSession) -> bool | None:
     """Whether every process ended with the same weights (None on one process)."""
-    for callback in trainer.callbacks:
-        if hasattr(callback, "agree"):
-            return callback.agree
-    return None
+    return session.callbacks[1].agree if session.callbacks else None
 
 
 def fit(session: RunSession, trainer: Any, module: Any, loader: Any, ckpt_path: str | None):
@@ -143,21 +142,16 @@ def _expected_world_size(trainer: Any) -> int | None:
 
 
 def _resume_hint(session: RunSession, trainer: Any) -> str:
-    saved = None
-    for callback in trainer.callbacks:
-        if hasattr(callback, "saved_step") and callback.saved_step is not None:
-            saved = callback.saved_step
-    state = (
-        f"its last checkpoint is from step {saved}"
-        if saved is not None
-        else "no checkpoint was written yet"
-        if not session.run.last_checkpoint.is_file()
-        else "its checkpoint is the one it resumed from"
-    )
-    command = f"labelless {session.command} --out {session.path} --resume"
+    saved = session.callbacks[0].saved_step if session.callbacks else None
+    stopped = f"stopped at step {trainer.global_step}"
     if saved is None and not session.run.last_checkpoint.is_file():
-        command = f"the same command again (the unfinished start in {session.path} is replaced)"
-    return f"stopped at step {trainer.global_step}; {state}; continue with: {command}"
+        return (
+            f"{stopped}; no checkpoint was written yet; continue with: the same command again "
+            f"(the unfinished start in {session.path} is replaced)"
+        )
+    state = f"from step {saved}" if saved is not None else "the one it resumed from"
+    command = f"labelless {session.command} --out {session.path} --resume"
+    return f"{stopped}; its last checkpoint is {state}; continue with: {command}"
 
 
 def stop_reason(module: Any, trainer: Any, max_epochs: int) -> str:

@@ -287,6 +287,9 @@ def test_ctrl_c_says_how_to_resume_and_exits_130(tmp_path):
 # ---- several processes --------------------------------------------------------------------
 
 
+DDP_ON_CPU = ["--strategy", "ddp", "--accelerator", "cpu", "--set", "trainer.threads=1"]
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -315,12 +318,7 @@ def test_ddp_on_two_cpu_processes_from_the_cli(tmp_path, command):
         "1",
         "--devices",
         "2",
-        "--strategy",
-        "ddp",
-        "--accelerator",
-        "cpu",
-        "--set",
-        "trainer.threads=1",
+        *DDP_ON_CPU,
         "--out",
         str(tmp_path / "two"),
         one_thread=True,
@@ -344,12 +342,7 @@ def test_two_torchrun_agents_as_two_nodes(tmp_path):
         "1",
         "--num-nodes",
         "2",
-        "--strategy",
-        "ddp",
-        "--accelerator",
-        "cpu",
-        "--set",
-        "trainer.threads=1",
+        *DDP_ON_CPU,
         "--out",
         str(tmp_path / "run"),
     ]

@@ -12,7 +12,7 @@ from labelless.data.checks import check_splits, warn_if_batch_exceeds_data
 from labelless.data.dataset import UNLABELLED, Dataset, DataSplits, channel_stats
 from labelless.data.folder import image_folder
 from labelless.data.paths import cache_dir, data_root
-from labelless.errors import ConfigError, DataError, unknown_name
+from labelless.errors import ConfigError, DataError, did_you_mean, unknown_name
 
 __all__ = [
     "BUILTINS",
@@ -57,14 +57,11 @@ def register_file_loader(
 
 def _check_options(path: Path, suffix: str, options: dict[str, Any]) -> None:
     """Options the loader of ``suffix`` files does not take: a ConfigError with a did-you-mean."""
-    import difflib
-
     known = FILE_LOADER_OPTIONS.get(suffix, ())
     for name in sorted(options):
         if name in known:
             continue
-        close = difflib.get_close_matches(name, known, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        hint = did_you_mean(name, known)
         valid = f"; {suffix} files take: {', '.join(known)}" if known else ""
         raise ConfigError(
             f"unknown data option {name!r} for {path.name!r}{hint}{valid}: fix or drop "

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from labelless.atomic import check_can_create
-from labelless.errors import ConfigError
+from labelless.errors import ConfigError, did_you_mean
 from labelless.report import plots
 
 # Metrics shown, in this order, when an evaluation has them; higher is better except where noted.
@@ -360,8 +360,6 @@ def unique_names(entries: list[Entry]) -> None:
 def _check_rank_by(rank_by: str, entries: list[Entry]) -> None:
     """``rank_by`` must be a metric some evaluation recorded (the default may be absent: each
     table then ranks by its first column)."""
-    import difflib
-
     names = sorted(
         {
             metric
@@ -373,10 +371,9 @@ def _check_rank_by(rank_by: str, entries: list[Entry]) -> None:
     )
     if rank_by == "knn_top1" or rank_by in names:
         return
-    close = difflib.get_close_matches(rank_by, names, n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
     raise ConfigError(
-        f"--rank-by {rank_by!r} is not a metric of these runs{hint}; they recorded: "
+        f"--rank-by {rank_by!r} is not a metric of these runs{did_you_mean(rank_by, names)}; "
+        "they recorded: "
         f"{', '.join(names)}"
     )
 

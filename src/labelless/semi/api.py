@@ -194,7 +194,6 @@ def semi(
         seed=run_config.seed,
         budget_seconds=run_config.trainer.max_time,
         saa=saa,
-        batches=batches,
     )
     throughput = Throughput()
     callbacks = [throughput, *run_callbacks(session, run_config.trainer)]
@@ -256,7 +255,7 @@ def _write_outputs(config: SemiRunConfig, session, trainer, module, parts) -> di
         "final_not_best": True,
         "stopped_by": reason,
         "world_size": int(trainer.world_size),
-        "ranks_agree": ranks_agree(trainer),
+        "ranks_agree": ranks_agree(session),
         "resumed_from_step": session.checkpoint_step,
         "schedule": module.clock.summary() if module.clock is not None else {},
         "init": config.backbone.init,

@@ -46,7 +46,6 @@ class SemiModule(SSLModule):
         seed: int = 0,
         budget_seconds: float | None = None,
         saa: SampleAdaptiveAugmentation | None = None,
-        batches=None,
         **kwargs: Any,
     ) -> None:
         super().__init__(
@@ -57,7 +56,6 @@ class SemiModule(SSLModule):
             if isinstance(pipeline, torch.nn.Module):
                 self.add_module(f"views_{name}", pipeline)
         self.saa = saa
-        self.batches = batches
 
     @property
     def algorithm(self) -> SemiAlgorithm:
