@@ -299,6 +299,8 @@ def final_metrics(
         keep["train"] = train_z
     if regression:
         metrics = label_free(test_z, eval_data.name)
+        from labelless.evaluate.regression import ridge_rmse
+
         ridge = ridge_rmse(train_z, train, test_z, eval_data)
         metrics["protocol"].update(ridge.pop("protocol"), train_split=train.name)
         return checked({**metrics, **ridge}, test_z, eval_data.name), test_z
@@ -324,28 +326,6 @@ def final_metrics(
         protocol["C"] = svm.C if np.isfinite(svm.C) else "inf"  # strict JSON has no Infinity
         metrics["protocol"]["svm"] = protocol
     return checked(metrics, test_z, eval_data.name), test_z
-
-
-def ridge_rmse(
-    train_z: torch.Tensor, train: Dataset, test_z: torch.Tensor, test: Dataset
-) -> dict[str, Any]:
-    """Regression on frozen embeddings: ridge on standardised embeddings, the penalty chosen by
-    leave-one-out cross-validation on train (scikit-learn ``RidgeCV``); test RMSE and R^2 over
-    the rows with a known target."""
-    from sklearn.linear_model import RidgeCV
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    alphas = np.logspace(-3, 3, 13)
-    rows, test_rows = np.isfinite(train.targets), np.isfinite(test.targets)
-    model = make_pipeline(StandardScaler(), RidgeCV(alphas=alphas))
-    model.fit(train_z.numpy()[rows], train.targets[rows])
-    truth = test.targets[test_rows]
-    error = model.predict(test_z.numpy()[test_rows]) - truth
-    rmse = float(np.sqrt(np.mean(error**2)))
-    r2 = 1.0 - float(np.sum(error**2) / max(np.sum((truth - truth.mean()) ** 2), 1e-12))
-    protocol = f"ridge on standardised embeddings, alpha {alphas[0]:g}..{alphas[-1]:g} by LOO CV"
-    return {"ridge_rmse": rmse, "ridge_r2": r2, "protocol": {"regression": protocol}}
 
 
 def pretrain(

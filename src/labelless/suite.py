@@ -209,7 +209,7 @@ def modality_protocols(model, train: Dataset, test: Dataset, train_z, test_z, se
     modality = getattr(model.meta, "modality", "image")
     out: dict[str, Any] = {}
     if train.targets is not None and test.targets is not None:
-        from labelless.api import ridge_rmse
+        from labelless.evaluate.regression import ridge_rmse
 
         out = ridge_rmse(train_z, train, test_z, test)
         out["modality_protocol"] = out.pop("protocol")
