@@ -14,7 +14,6 @@ flips are folded into the crop's sampling indices.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
@@ -46,9 +45,7 @@ from labelless.augment.image import (
 )
 from labelless.augment.pixel import batch_style_standardization
 from labelless.augment.randaugment import RandAugmentDraws, apply_rand_augment, sample_rand_augment
-
-if TYPE_CHECKING:
-    from labelless.augment.views import ViewSpec
+from labelless.augment.spec import ViewSpec
 
 CHUNK_BYTES = 4 << 20  # float32 per chunk on CPU: 6 images at 224 px; best of 0.5-100 MiB
 
