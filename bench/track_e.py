@@ -42,7 +42,8 @@ from common import append_result, environment, peak_rss_mb
 from labelless.augment.timeseries import series_lengths, timeseries_views
 from labelless.backbones import create_backbone
 from labelless.data import load_dataset
-from labelless.data.timeseries import UCR_SETS, load_forecasting
+from labelless.data.forecasting import load_forecasting
+from labelless.data.timeseries import UCR_SETS
 from labelless.evaluate.timeseries import (
     HORIZONS,
     dtw_1nn,

@@ -126,3 +126,7 @@ def _load(text: str, load_size: int, options: dict[str, Any]) -> DataSplits:
 
 from labelless.data import tabular as tabular  # noqa: E402  (registers loaders)
 from labelless.data import timeseries as timeseries  # noqa: E402  (registers loaders)
+
+# isort: split
+# last: the forecasting built-ins come after the UCR sets in the listing
+from labelless.data import forecasting as forecasting  # noqa: E402  (registers built-ins)

@@ -8,13 +8,8 @@ import numpy as np
 import pytest
 
 from labelless.data import load_dataset
-from labelless.data.timeseries import (
-    from_series,
-    load_forecasting,
-    read_forecast_csv,
-    read_ts,
-    sliding_windows,
-)
+from labelless.data.forecasting import load_forecasting, read_forecast_csv, sliding_windows
+from labelless.data.timeseries import from_series, read_ts
 from labelless.errors import DataError
 
 UNIVARIATE = """# a comment
