@@ -38,7 +38,6 @@ from common import (
     peak_rss_mb,
 )
 
-from labelless import api
 from labelless.backbones import save_encoder
 from labelless.config import build_config, load_yaml
 from labelless.data import load_dataset
@@ -46,6 +45,8 @@ from labelless.train.callbacks import RankMeMonitor, Throughput
 from labelless.train.loader import train_loader
 from labelless.train.module import SSLModule
 from labelless.train.trainer import build_trainer
+from labelless.verbs.components import build_components
+from labelless.verbs.pretrain import final_metrics
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -188,8 +189,8 @@ def flops_per_step(method, batch_views) -> float:
 def random_init_floor(args, config, train, test, ceiling: float) -> dict:
     """The same evaluation on the encoder at initialisation (seeded), recorded as its own line."""
     torch.manual_seed(args.seed)
-    _, method, _ = api.build_components(config, train)
-    metrics, _ = api.final_metrics(config, method.backbone, train, test)
+    _, method, _ = build_components(config, train)
+    metrics, _ = final_metrics(config, method.backbone, train, test)
     record = {
         "track": "A",
         "dataset": "cifar10",
@@ -231,11 +232,11 @@ def main(argv=None) -> dict:
     config = run_config(args)
     if args.random_init:
         return random_init_floor(args, config, train, test, ceiling)
-    _, probe_method, views = api.build_components(config, train)
+    _, probe_method, views = build_components(config, train)
     probe_batch = next(iter(train_loader(train, args.batch_size)))
     flops = flops_per_step(probe_method, views(probe_batch["inputs"]))
     del probe_method
-    _, method, views = api.build_components(config, train)  # fresh weights for the run
+    _, method, views = build_components(config, train)  # fresh weights for the run
     loader = (
         per_sample_loader(train, views, args)
         if args.per_sample_aug
@@ -295,7 +296,7 @@ def main(argv=None) -> dict:
         "seed": args.seed,
     }
     if not args.no_eval:
-        metrics, _ = api.final_metrics(config, method.backbone, train, test)
+        metrics, _ = final_metrics(config, method.backbone, train, test)
         record.update({key: metrics[key] for key in ("knn_top1", "linear_top1", "rankme")})
         record["protocol"] = metrics["protocol"]
     return _save(record)

@@ -144,10 +144,11 @@ def evaluate(
 ) -> None:
     """Evaluate any encoder with kNN, linear probe, few-shot, clustering, retrieval and label-free
     measures, at its pretraining resolution and normalisation; writes metrics.json."""
-    from labelless.suite import evaluate_encoder
+    from labelless import api
+    from labelless.runfiles import RunFiles
 
     options = {"target": target, "test": test_fraction}
-    metrics, path = evaluate_encoder(
+    metrics = api.evaluate(
         encoder,
         data,
         weights=weights,
@@ -167,7 +168,7 @@ def evaluate(
             f"{preprocessing['input_size']}, normalisation {preprocessing['normalize']}): these "
             "numbers are not the encoder's native-protocol numbers"
         )
-    console.print(f"written: {path}")
+    console.print(f"written: {RunFiles(out or encoder).metrics_json}")
 
 
 @app.command()
@@ -190,10 +191,10 @@ def compare(
     rank_by: Annotated[str, Opt(help="metric that orders each table")] = "knn_top1",
 ) -> None:
     """One self-contained HTML page ranking runs and encoders side by side, per protocol."""
-    from labelless.report.compare import write_comparison
+    from labelless import api
 
-    path, entries = write_comparison(run_dirs, out, rank_by=rank_by)
-    console.print(f"compared {len(entries)} encoders: {path}")
+    path = api.compare(run_dirs, out, rank_by=rank_by)
+    console.print(f"compared {len(run_dirs)} encoders: {path}")
 
 
 @app.command()

@@ -7,6 +7,7 @@ flags. A YAML file never overrides a flag the user typed.
 from __future__ import annotations
 
 import difflib
+import json
 from pathlib import Path
 from typing import Any, Literal
 
@@ -23,11 +24,11 @@ from pydantic import (
 from labelless.errors import ConfigError
 
 
-class _Section(BaseModel):
+class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
-class DataConfig(_Section):
+class DataConfig(Section):
     name: str = Field("digits", description="built-in dataset name or path to an image folder")
     load_size: int = Field(64, gt=0, description="side that folder images are decoded to")
     eval: str | None = Field(
@@ -48,7 +49,7 @@ class DataConfig(_Section):
     )
 
 
-class BackboneConfig(_Section):
+class BackboneConfig(Section):
     name: str | None = Field(
         None, description="encoder; default: the data's modality's (images: resnet18_cifar)"
     )
@@ -70,12 +71,12 @@ class BackboneConfig(_Section):
         return self
 
 
-class MethodConfig(_Section):
+class MethodConfig(Section):
     name: str = "simclr"
     kwargs: dict[str, Any] = Field(default_factory=dict)
 
 
-class ViewsConfig(_Section):
+class ViewsConfig(Section):
     recipe: str | None = Field(None, description="augmentation recipe; default: the method's own")
     size: int | None = Field(None, gt=0, description="view side in pixels; default: native size")
     overrides: dict[str, Any] = Field(
@@ -87,7 +88,7 @@ class ViewsConfig(_Section):
     num_local_crops: int | None = Field(None, ge=0, description="local views of dino / swav")
 
 
-class OptimConfig(_Section):
+class OptimConfig(Section):
     """Optimiser and learning-rate schedule. Fractions of the run are of run progress, which is
     fitted to ``trainer.max_time`` when a budget is set (see docs/architecture.md)."""
 
@@ -164,7 +165,7 @@ ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
 SEED_MAX = 2**32 - 1  # numpy's seed range, which Lightning's seed_everything checks
 
 
-class TrainerConfig(_Section):
+class TrainerConfig(Section):
     max_epochs: int = Field(100, gt=0)
     max_time: float | None = Field(
         None,
@@ -213,7 +214,7 @@ class TrainerConfig(_Section):
         raise ValueError(f"devices must be a count >= 1, -1 (every device) or auto, not {value!r}")
 
 
-class MonitorConfig(_Section):
+class MonitorConfig(Section):
     every_n_epochs: int = Field(5, gt=0)
     knn_k: int = Field(200, gt=0)
     knn_temperature: float = Field(0.1, gt=0)
@@ -229,7 +230,7 @@ class MonitorConfig(_Section):
     )
 
 
-class RunConfig(_Section):
+class RunConfig(Section):
     data: DataConfig = Field(default_factory=DataConfig)
     backbone: BackboneConfig = Field(default_factory=BackboneConfig)
     method: MethodConfig = Field(default_factory=MethodConfig)
@@ -255,7 +256,7 @@ _KEY_ALIASES = {
 
 def _config_model(name: str) -> type[BaseModel] | None:
     """The config class called ``name`` (``RunConfig``, ``SemiRunConfig``, ...)."""
-    found, todo = None, [_Section]
+    found, todo = None, [Section]
     while todo and found is None:
         cls = todo.pop()
         found = cls if cls.__name__ == name else None
@@ -299,7 +300,7 @@ def _did_you_mean(root: type[BaseModel] | None, loc: tuple) -> str:
     return f"; valid keys{' of ' + prefix[:-1] if prefix else ''}: {', '.join(names)}"
 
 
-def _validation_message(exc: ValidationError, source: str) -> str:
+def validation_message(exc: ValidationError, source: str) -> str:
     """One line naming each invalid key and why; an unknown key gets a did-you-mean."""
     root = _config_model(exc.title)
     parts = []
@@ -319,7 +320,7 @@ def build_config(data: dict[str, Any], source: str = "config") -> RunConfig:
     try:
         return RunConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_validation_message(exc, source)) from exc
+        raise ConfigError(validation_message(exc, source)) from exc
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
@@ -370,17 +371,53 @@ def resolve_config(
     overrides: list[str] | None = None,
     flags: dict[str, Any] | None = None,
 ) -> RunConfig:
-    """Defaults < config file < ``--set`` overrides < explicit flags.
+    """A pretraining config: defaults < config file < ``--set`` overrides < explicit flags
+    (``flags`` maps dotted keys to values; None means the flag was not given)."""
+    return resolve(RunConfig, config_file, overrides, flags)
 
-    ``flags`` maps dotted keys to values; None means the flag was not given.
-    """
-    data: dict[str, Any] = load_yaml(config_file) if config_file else {}
+
+def resolve(
+    schema: type[Section],
+    config: str | Path | dict | BaseModel | None = None,
+    overrides: list[str] | None = None,
+    keys: dict[str, Any] | None = None,
+    *,
+    base: dict[str, Any] | None = None,
+) -> Any:
+    """The one config resolver of every run kind: the ``schema``'s defaults < ``config`` (a
+    YAML file, a dict or a config object; else ``base``, e.g. a resumed run's config.yaml) <
+    ``overrides`` (``--set a.b=value``) < ``keys`` (typed flags as dotted keys; None = not
+    given). A partial section is merged onto the schema's own defaults for that section."""
+    if isinstance(config, BaseModel):
+        given = config.model_dump(mode="json")
+    elif isinstance(config, dict):
+        given = config
+    elif config is not None:
+        given = load_yaml(config)
+    else:
+        given = base or {}
+    data = merge_sections(schema().model_dump(mode="json"), json.loads(json.dumps(given)))
     for assignment in overrides or []:
         apply_override(data, assignment)
-    for key, value in (flags or {}).items():
+    for key, value in (keys or {}).items():
         if value is not None:
             apply_override_value(data, key, value)
-    return build_config(data, str(config_file) if config_file else "command line")
+    source = str(config) if isinstance(config, (str, Path)) else "command line"
+    try:
+        return schema.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(validation_message(exc, source)) from exc
+
+
+def merge_sections(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """``update`` merged into ``base`` section by section (free-form ``kwargs`` are replaced)."""
+    merged = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict) and key != "kwargs":
+            merged[key] = merge_sections(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
 
 
 def apply_override_value(data: dict[str, Any], key: str, value: Any) -> None:
@@ -431,11 +468,13 @@ FLAG_KEYS: dict[str, str] = {
 }
 
 
-def flags_to_keys(flags: dict[str, Any]) -> dict[str, Any]:
-    """Translate flag names to dotted keys, dropping flags left at None (not given)."""
-    unknown = sorted(set(flags) - set(FLAG_KEYS))
+def flags_to_keys(flags: dict[str, Any], table: dict[str, str] | None = None) -> dict[str, Any]:
+    """Translate flag names to dotted keys with ``table`` (default: pretraining's
+    ``FLAG_KEYS``), dropping flags left at None (not given); an unknown flag is a ConfigError."""
+    table = FLAG_KEYS if table is None else table
+    unknown = sorted(set(flags) - set(table))
     if unknown:
         raise ConfigError(
-            f"unknown option(s) {', '.join(unknown)}; valid: {', '.join(sorted(FLAG_KEYS))}"
+            f"unknown option(s) {', '.join(unknown)}; valid: {', '.join(sorted(table))}"
         )
-    return {FLAG_KEYS[name]: value for name, value in flags.items() if value is not None}
+    return {table[name]: value for name, value in flags.items() if value is not None}

@@ -18,6 +18,7 @@ from typing import Any
 from torch import nn
 
 from labelless.errors import CheckpointError, ConfigError
+from labelless.runfiles import RunFiles
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -148,8 +149,8 @@ def _sha256(path: Path) -> str:
 
 
 def is_run_dir(path: Path) -> bool:
-    """A pretraining run directory: a folder with ``config.yaml`` and an exported encoder."""
-    return path.is_dir() and (path / "config.yaml").is_file()
+    """A run directory: a folder with a ``config.yaml`` (``runfiles.RunFiles.has_config``)."""
+    return RunFiles(path).has_config()
 
 
 def load_any_encoder(

@@ -11,13 +11,67 @@ before ``begin``, which runs after every input was validated and the checkpoint 
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from labelless.config import write_text_atomic
-from labelless.errors import ConfigError, LabellessError, TrainingError
-from labelless.rundir import RunDir, check_checkpoint_fits, is_global_zero, read_checkpoint
+from labelless.atomic import write_text_atomic
+from labelless.config import flags_to_keys, load_yaml, resolve
+from labelless.errors import CheckpointError, ConfigError, LabellessError, TrainingError
+from labelless.rundir import (
+    RunDir,
+    check_checkpoint_fits,
+    check_resume_config,
+    check_run_kind,
+    is_global_zero,
+    read_checkpoint,
+)
+
+
+@dataclass(frozen=True)
+class RunKind:
+    """A kind of run (``pretrain``, ``semi``, ...): its command, its config schema, the flags
+    it takes (name -> dotted key) and its default run directory."""
+
+    command: str
+    schema: type
+    flag_keys: dict[str, str]
+    default_out: Callable[[Any], str]
+
+
+def resolve_run_config(
+    kind: RunKind, config: Any, overrides: list[str] | None, resume: bool, flags: dict[str, Any]
+) -> Any:
+    """The run's config, for every run kind the same way (``config.resolve``): defaults <
+    ``config`` < ``overrides`` < ``flags``. With ``resume`` the run's own ``config.yaml`` is the
+    base (``config`` is refused) and every flag that would change the run is listed
+    (``rundir.check_resume_config``)."""
+    keys = flags_to_keys(flags, kind.flag_keys)
+    if not resume:
+        run_config = resolve(kind.schema, config, overrides, keys)
+    else:
+        if config is not None:
+            raise ConfigError("--resume continues a run with its own config.yaml: drop --config")
+        out = keys.get("out")
+        if not out:
+            raise ConfigError("--resume needs --out RUN_DIR naming the run to continue")
+        check_run_kind(out, kind.command)
+        path = RunDir(Path(out)).config_file
+        if not path.is_file():
+            raise CheckpointError(
+                f"cannot resume: {str(path)!r} is missing; is {out!r} a run directory?"
+            )
+        base = load_yaml(path)
+        run_config = resolve(kind.schema, None, overrides, keys, base=base)
+        original = resolve(kind.schema, None, None, {}, base=base)
+        check_resume_config(
+            Path(out), original.model_dump(mode="json"), run_config.model_dump(mode="json")
+        )
+    if run_config.out is None:
+        run_config.out = kind.default_out(run_config)
+    return run_config
 
 
 class RunInterrupted(LabellessError):
@@ -175,3 +229,45 @@ def announce_stop(reason: str, budget: float | None, steps: int) -> None:
 def finish(session: RunSession) -> None:
     """Release the run directory's lock (rank 0)."""
     session.run.close()
+
+
+def training_record(
+    session: RunSession, trainer: Any, module: Any, throughput: Any, config: Any, skipped: int
+) -> dict[str, Any]:
+    """The ``training`` record of ``metrics.json``, the same for every run kind (a kind adds its
+    own keys to it): how far training went, how fast, why it stopped, on how many processes."""
+    return {
+        "epochs_done": int(trainer.current_epoch),
+        "steps": int(trainer.global_step),
+        "steps_this_session": throughput.steps,
+        "wall_seconds": round(throughput.seconds, 2),
+        "samples_per_second": round(throughput.samples_per_second, 1),
+        "skipped_samples": max(int(skipped), throughput.skipped),
+        "final_not_best": True,
+        "stopped_by": stop_reason(module, trainer, config.trainer.max_epochs),
+        "world_size": int(trainer.world_size),
+        "ranks_agree": ranks_agree(session),
+        "resumed_from_step": session.checkpoint_step,
+        "schedule": {
+            "name": config.optim.schedule,
+            **(module.clock.summary() if module.clock is not None else {}),
+        },
+        "init": config.backbone.init,
+    }
+
+
+def write_metrics(session: RunSession, metrics: dict[str, Any]) -> None:
+    """The run's ``metrics.json`` (rank 0, atomic)."""
+    write_text_atomic(session.run.metrics_json, json.dumps(metrics, indent=2, default=float))
+
+
+def previous_metrics(session: RunSession) -> dict[str, Any]:
+    """The ``metrics.json`` a resumed run wrote before ({} when none)."""
+    path = session.run.metrics_json
+    return json.loads(path.read_text()) if session.resume and path.is_file() else {}
+
+
+def end_of_run(module: Any, trainer: Any, config: Any) -> None:
+    """The closing line when training ended early (time budget, early stop)."""
+    reason = stop_reason(module, trainer, config.trainer.max_epochs)
+    announce_stop(reason, config.trainer.max_time, int(trainer.global_step))

@@ -32,9 +32,8 @@ from typing import Any
 
 from labelless.atomic import check_can_create, default_file_mode, write_text_atomic
 from labelless.errors import CheckpointError, ConfigError
+from labelless.runfiles import LOCK, MARKER, RunFiles
 
-MARKER = ".labelless-run.json"
-LOCK = ".labelless.lock"
 FORMAT = "labelless-run/1"
 
 # Settings a resumed run may change; every other key must equal the run's config.yaml.
@@ -68,42 +67,13 @@ def is_global_zero() -> bool:
 
 
 @dataclass
-class RunDir:
+class RunDir(RunFiles):
     """A labelless run directory and the plan for starting a run in it."""
 
     path: Path
     kind: str = "pretrain"
     action: str = "create"  # create | adopt | replace | resume
     _lock_fd: int | None = field(default=None, repr=False)
-
-    # ---- the files of a run ------------------------------------------------------------------
-    @property
-    def config_file(self) -> Path:
-        return self.path / "config.yaml"
-
-    @property
-    def checkpoints(self) -> Path:
-        return self.path / "checkpoints"
-
-    @property
-    def last_checkpoint(self) -> Path:
-        return self.checkpoints / "last.ckpt"
-
-    @property
-    def logs(self) -> Path:
-        return self.path / "logs"
-
-    @property
-    def metrics_csv(self) -> Path:
-        return self.logs / "metrics.csv"
-
-    @property
-    def metrics_json(self) -> Path:
-        return self.path / "metrics.json"
-
-    @property
-    def report(self) -> Path:
-        return self.path / "report.html"
 
     # ---- planning: checks only, nothing on disk changes --------------------------------------
     @classmethod
@@ -250,8 +220,9 @@ def is_run_directory(path: str | Path) -> bool:
     path = Path(path)
     if (path / MARKER).is_file():
         return True
-    return (path / "config.yaml").is_file() and any(
-        (path / name).exists() for name in ("checkpoints", "encoder.json", "metrics.json")
+    files = RunFiles(path)
+    return files.config_file.is_file() and any(
+        item.exists() for item in (files.checkpoints, files.encoder_meta, files.metrics_json)
     )
 
 
@@ -267,7 +238,8 @@ def inspect_folder(path: Path, *, ignore_lock: bool = False) -> FolderState:
         names = sorted(entry.name for entry in entries)
         shown = ", ".join(repr(name) for name in names[:3]) + (", ..." if len(names) > 3 else "")
         return FolderState("foreign", locked, f"{len(names)} entries: {shown}")
-    finished = (path / "checkpoints" / "last.ckpt").is_file() or (path / "metrics.json").is_file()
+    files = RunFiles(path)
+    finished = files.last_checkpoint.is_file() or files.metrics_json.is_file()
     return FolderState("run" if finished else "stub", locked)
 
 
@@ -355,7 +327,7 @@ def run_kind(path: Path) -> str | None:
             kind = None
         if isinstance(kind, str):
             return kind
-    config = path / "config.yaml"
+    config = RunFiles(path).config_file
     if config.is_file():
         try:
             text = config.read_text()

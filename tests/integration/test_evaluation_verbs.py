@@ -14,15 +14,9 @@ from labelless import api
 from labelless.backbones import create_backbone, save_encoder
 from labelless.config import build_config, dump_yaml, write_text_atomic
 from labelless.errors import CheckpointError, ConfigError
+from labelless.verbs.pretrain import final_metrics
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread (and far faster on a busy machine)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread is fastest
 
 
 def make_run(directory: Path, digits, *, seed: int = 0, knn_k: int = 20) -> Path:
@@ -50,7 +44,7 @@ def make_run(directory: Path, digits, *, seed: int = 0, knn_k: int = 20) -> Path
     directory.mkdir(parents=True)
     write_text_atomic(directory / "config.yaml", dump_yaml(config))
     save_encoder(encoder, directory)
-    metrics, _ = api.final_metrics(config, encoder, train, test)
+    metrics, _ = final_metrics(config, encoder, train, test)
     write_text_atomic(directory / "metrics.json", json.dumps(metrics, default=float))
     return directory
 

@@ -19,6 +19,7 @@ from labelless.config import build_config
 from labelless.data import load_dataset
 from labelless.demo import DEMO_CONFIG
 from labelless.errors import ConfigError
+from labelless.verbs.components import build_components
 
 pytestmark = pytest.mark.slow
 
@@ -86,7 +87,7 @@ def test_init_starts_from_the_source_encoder(tmp_path, source_run):
     config = build_config({**_config(max_epochs=1), "backbone": {"width": 0.25}})
     config.backbone.init = str(source_run / "encoder.safetensors")  # the file works as well
     train = load_dataset("digits").train
-    backbone, _, _ = api.build_components(config, train)
+    backbone, _, _ = build_components(config, train)
     source = load_encoder(source_run).state_dict()
     for key, value in backbone.state_dict().items():
         assert torch.equal(value, source[key]), key

@@ -1,4 +1,4 @@
-"""``api.final_metrics`` warns at the end of a run when the encoder looks collapsed."""
+"""``verbs.pretrain.final_metrics`` warns at the end of a run when the encoder looks collapsed."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from labelless.api import final_metrics
 from labelless.backbones import create_backbone
 from labelless.config import RunConfig
 from labelless.data import Dataset
+from labelless.verbs.pretrain import final_metrics
 
 
 def _encoder(collapsed: bool):

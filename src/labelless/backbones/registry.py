@@ -17,6 +17,7 @@ from labelless.errors import ConfigError, unknown_name
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]
 TIMM_PREFIX = "timm:"
+TIMM_MODALITY = "image"  # every timm: model is an image encoder
 _TORCHVISION_RESNETS = ("resnet18", "resnet34", "resnet50")
 
 
@@ -153,7 +154,7 @@ def register_backbone(
 def backbone_modality(name: str) -> str:
     """The modality a backbone name encodes (``timm:`` models are image encoders)."""
     if name.startswith(TIMM_PREFIX):
-        return "image"
+        return TIMM_MODALITY
     if name not in _MODALITY:
         raise unknown_name("backbone", name, list_backbones())
     return _MODALITY[name]
@@ -163,7 +164,7 @@ def list_backbones(modality: str | None = None) -> list[str]:
     """The backbone names ``create_backbone`` accepts (for one ``modality`` when given);
     ``timm:<name>`` stands for any timm image model."""
     names = [n for n in _BUILDERS if modality is None or _MODALITY[n] == modality]
-    if modality in (None, "image"):
+    if modality in (None, TIMM_MODALITY):
         names.append(f"{TIMM_PREFIX}<name>")
     return names
 

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from labelless.data.dataset import Dataset
+from labelless.data.formats import sample_format
 from labelless.errors import DataError
 
 
@@ -59,7 +60,7 @@ def from_arrays(
 ) -> Dataset:
     """A Dataset from arrays (numpy or torch). ``y`` is optional; use -1 for unlabelled samples."""
     samples = _to_numpy(x)
-    if modality == "image":
+    if sample_format(modality).pixels:
         samples = to_uint8_nchw(samples)
     labels = None if y is None else _to_numpy(y).astype(np.int64)
     meta: dict[str, Any] = {}

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from labelless.data.formats import SampleFormat, sample_format
 from labelless.errors import DataError
 
 UNLABELLED = -1
@@ -50,9 +51,9 @@ class Dataset:
                     "regression targets: pass one target per sample (NaN for unknown)"
                 )
             self.targets = targets
-        if self.modality == "image" and "mean" not in self.meta:
-            self.meta.update(channel_stats(self.samples))
-        if self.modality == "image":
+        if self.format.pixels:
+            if "mean" not in self.meta:
+                self.meta.update(channel_stats(self.samples))
             self.meta.setdefault("image_size", int(self.samples.shape[-1]))
 
     def __len__(self) -> int:
@@ -74,8 +75,14 @@ class Dataset:
         return int(self.labels.max()) + 1
 
     @property
+    def format(self) -> SampleFormat:
+        """How this modality's samples are stored (``data.formats``)."""
+        return sample_format(self.modality)
+
+    @property
     def in_channels(self) -> int:
-        return int(self.samples.shape[1]) if self.modality == "image" else 0
+        """Image channels; 0 for data that is not pixels."""
+        return int(self.samples.shape[1]) if self.format.pixels else 0
 
     def subset(self, index: np.ndarray, name: str | None = None) -> Dataset:
         """The samples at ``index`` (and their labels), sharing this dataset's metadata."""

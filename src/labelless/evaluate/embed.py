@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from labelless.data.formats import sample_format
 from labelless.errors import ConfigError, DataError
 
 
@@ -55,7 +56,7 @@ def embed(
     if isinstance(samples, np.ndarray):
         samples = torch.from_numpy(samples)
     modality = getattr(getattr(encoder, "meta", None), "modality", "image")
-    if modality != "image":
+    if not sample_format(modality).pixels:
         return _embed_features(encoder, samples, modality, batch_size, device)
     if not isinstance(samples, torch.Tensor) or samples.ndim != 4 or len(samples) == 0:
         shape = tuple(getattr(samples, "shape", ()))
@@ -68,13 +69,10 @@ def embed(
     return _run(encoder, samples, transform, batch_size, device)
 
 
-_FEATURE_DIMS = {"tabular": 2, "timeseries": 3}
-
-
 def _embed_features(encoder, samples, modality: str, batch_size: int, device) -> torch.Tensor:
     """Tables ``[N, F]`` and series ``[N, C, T]`` are already preprocessed when loaded (the
     fitted transform travels in ``encoder.meta.preprocessing``): batches go in as float32."""
-    ndim = _FEATURE_DIMS.get(modality)
+    ndim = sample_format(modality).ndim
     if not isinstance(samples, torch.Tensor) or samples.ndim != ndim or len(samples) == 0:
         shape = tuple(getattr(samples, "shape", ()))
         raise DataError(

@@ -23,6 +23,7 @@ from labelless.evaluate.checks import check_int
 from labelless.evaluate.embed import embed
 from labelless.evaluate.labelfree import alpha_req, lidar
 from labelless.evaluate.rankme import RANKME_MAX_SAMPLES, rankme
+from labelless.runfiles import RunFiles
 
 # measure -> (what is better, description)
 MEASURES: dict[str, str] = {
@@ -37,7 +38,7 @@ LIDAR_VIEWS = 8
 def _run_config(run_dir: Path) -> dict[str, Any]:
     from labelless.config import load_yaml
 
-    path = run_dir / "config.yaml"
+    path = RunFiles(run_dir).config_file
     if not path.is_file():
         raise CheckpointError(
             f"{str(run_dir)!r} is not a run directory (no config.yaml): pass directories written "

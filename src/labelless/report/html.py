@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from labelless.report import plots
+from labelless.runfiles import RunFiles
 
 MAP_TITLES = {"pca": "PCA to 2-D", "tsne": "t-SNE to 2-D", "umap": "UMAP to 2-D"}
 NOT_RECORDED = '<p class="missing">not recorded</p>'
@@ -80,7 +81,7 @@ def _flatten(
 
 
 def _metrics_section(run_dir: Path) -> str:
-    path = run_dir / "metrics.json"
+    path = RunFiles(run_dir).metrics_json
     if not path.is_file():
         return NOT_RECORDED
     try:
@@ -106,7 +107,7 @@ def _metrics_section(run_dir: Path) -> str:
 
 
 def _curves_section(run_dir: Path, figures: Path) -> str:
-    path = run_dir / "logs" / "metrics.csv"
+    path = RunFiles(run_dir).metrics_csv
     if not path.is_file():
         return NOT_RECORDED
     try:
@@ -223,7 +224,7 @@ def _results_section(run_dir: Path, figures: Path) -> str:
 
 
 def _config_section(run_dir: Path) -> str:
-    path = run_dir / "config.yaml"
+    path = RunFiles(run_dir).config_file
     if not path.is_file():
         return NOT_RECORDED
     return f"<pre>{escape(path.read_text(errors='replace'))}</pre>"
@@ -253,7 +254,7 @@ def write_report(
     needs no network and no JavaScript. Returns the path of ``report.html``.
     """
     run_dir = Path(run_dir)
-    figures = run_dir / "figures"
+    figures = RunFiles(run_dir).figures
     sections = [
         ("Final metrics", _metrics_section(run_dir)),
         ("Training curves", _curves_section(run_dir, figures)),
@@ -270,6 +271,6 @@ def write_report(
         f"<title>{title}</title><style>{STYLE}</style></head>"
         f"<body><h1>{title}</h1>{body}</body></html>\n"
     )
-    path = run_dir / "report.html"
+    path = RunFiles(run_dir).report
     plots.atomic_write(path, lambda stream: stream.write(page.encode("utf-8")))
     return path

@@ -7,7 +7,6 @@ print(result.metrics["test_top1"], result.run_dir)
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,11 +15,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from labelless.config import dump_yaml, load_yaml, write_text_atomic
+from labelless.config import dump_yaml
 from labelless.data import Dataset, DataSplits, load_dataset
-from labelless.errors import CheckpointError, ConfigError, DataError
-from labelless.semi.config import SemiRunConfig, resolve_semi_config
+from labelless.errors import ConfigError, DataError
+from labelless.lifecycle import RunKind, resolve_run_config
+from labelless.semi.config import SEMI_FLAG_KEYS, SemiRunConfig, default_semi_out
 from labelless.semi.splits import LabelSplit, split_labels
+
+SEMI = RunKind("semi", SemiRunConfig, SEMI_FLAG_KEYS, default_semi_out)
 
 
 @dataclass
@@ -30,31 +32,8 @@ class SemiResult:
     model: nn.Module  # the EMA classifier (backbone + head), evaluated at the end of training
 
 
-def _config(config, overrides, resume: bool, flags: dict) -> SemiRunConfig:
-    if not resume:
-        return resolve_semi_config(config, overrides, flags)
-    if config is not None:
-        raise ConfigError("--resume continues a run with its own config.yaml: drop --config")
-    out = flags.get("out")
-    if not out:
-        raise ConfigError("--resume needs --out RUN_DIR naming the run to continue")
-    from labelless.rundir import check_run_kind
-
-    check_run_kind(out, "semi")
-    path = Path(out) / "config.yaml"
-    if not path.is_file():
-        raise CheckpointError(f"cannot resume: {str(path)!r} is missing; is {out!r} a run?")
-    base = load_yaml(path)
-    resumed = resolve_semi_config(None, overrides, flags, base=base)
-    from labelless.rundir import check_resume_config
-
-    original = resolve_semi_config(None, None, {}, base=base).model_dump(mode="json")
-    check_resume_config(Path(out), original, resumed.model_dump(mode="json"))
-    return resumed
-
-
 def _backbone(config: SemiRunConfig, train: Dataset, initialise: bool) -> nn.Module:
-    from labelless.api import build_backbone
+    from labelless.verbs.components import build_backbone
 
     return build_backbone(
         config.backbone, train, view_size=config.views.size, initialise=initialise
@@ -64,8 +43,8 @@ def _backbone(config: SemiRunConfig, train: Dataset, initialise: bool) -> nn.Mod
 def _pipelines(config: SemiRunConfig, train: Dataset, backbone: nn.Module) -> dict:
     """Weak and strong views (and SAA's naive view) for ``train``'s modality; tables corrupt
     features from their empirical marginals as the strong view."""
-    from labelless.api import build_views
     from labelless.config import ViewsConfig
+    from labelless.verbs.components import build_views
 
     def views(recipe: str, overrides: dict) -> object:
         return build_views(recipe, train, backbone, ViewsConfig(overrides=overrides))
@@ -122,7 +101,9 @@ def semi(
     in_memory = DataSplits(data) if isinstance(data, Dataset) else data
     in_memory = in_memory if isinstance(in_memory, DataSplits) else None
     name = f"<in-memory {in_memory.train.name}>" if in_memory is not None else data
-    run_config = _config(config, overrides, resume, {**flags, "data": name, "method": method})
+    run_config = resolve_run_config(
+        SEMI, config, overrides, resume, {**flags, "data": name, "method": method}
+    )
     from labelless.semi.algorithms import ALGORITHMS
 
     if run_config.semi.method not in ALGORITHMS:  # before any data is loaded
@@ -135,8 +116,8 @@ def semi(
             f"iomatch, dac); {run_config.semi.method!r} is not one of them: drop --saa or change "
             "--method"
         )
-    from labelless.api import data_options
     from labelless.lifecycle import begin, finish, fit, plan_run, run_callbacks
+    from labelless.verbs.rundata import data_options
 
     session = plan_run(
         run_config,
@@ -209,7 +190,11 @@ def semi(
         model = algorithm.ema_model
         if trainer.is_global_zero:
             metrics = _write_outputs(
-                run_config, session, trainer, module, (test, split, shift, throughput)
+                run_config,
+                session,
+                trainer,
+                module,
+                (test, split, shift, throughput, int(train.meta.get("skipped", 0))),
             )
     finally:
         finish(session)
@@ -220,10 +205,10 @@ def _write_outputs(config: SemiRunConfig, session, trainer, module, parts) -> di
     """Rank 0, after training: the EMA encoder and classifier, the final metrics with the split,
     the shift check and the ``training`` record, the report."""
     from labelless.backbones import save_encoder
-    from labelless.lifecycle import announce_stop, ranks_agree, stop_reason
+    from labelless.lifecycle import end_of_run, previous_metrics, training_record, write_metrics
     from labelless.semi.evaluation import final_metrics, save_classifier, write_semi_report
 
-    test, split, shift, throughput = parts
+    test, split, shift, throughput, skipped = parts
     run_dir, semi_cfg = session.path, config.semi
     algorithm = module.algorithm.to(memory_format=torch.contiguous_format)
     save_encoder(algorithm.ema_model.backbone, run_dir)
@@ -240,30 +225,17 @@ def _write_outputs(config: SemiRunConfig, session, trainer, module, parts) -> di
     if shift is not None:
         metrics["shift"] = shift
     elif session.resume:
-        previous = run_dir / "metrics.json"
-        if previous.is_file():
-            metrics["shift"] = json.loads(previous.read_text()).get("shift")
-    reason = stop_reason(module, trainer, config.trainer.max_epochs)
+        metrics["shift"] = previous_metrics(session).get("shift")
     metrics["training"] = {
         "method": semi_cfg.method,
         "saa": semi_cfg.saa,
         "mu": semi_cfg.mu,
-        "epochs_done": int(trainer.current_epoch),
-        "steps": int(trainer.global_step),
-        "wall_seconds": round(throughput.seconds, 2),
-        "samples_per_second": round(throughput.samples_per_second, 1),
-        "final_not_best": True,
-        "stopped_by": reason,
-        "world_size": int(trainer.world_size),
-        "ranks_agree": ranks_agree(session),
-        "resumed_from_step": session.checkpoint_step,
-        "schedule": module.clock.summary() if module.clock is not None else {},
-        "init": config.backbone.init,
+        **training_record(session, trainer, module, throughput, config, skipped),
     }
-    write_text_atomic(run_dir / "metrics.json", json.dumps(metrics, indent=2, default=float))
+    write_metrics(session, metrics)
     if config.report:
         write_semi_report(run_dir, algorithm, test, split)
-    announce_stop(reason, config.trainer.max_time, int(trainer.global_step))
+    end_of_run(module, trainer, config)
     return metrics
 
 
@@ -276,7 +248,7 @@ def _test_split(config: SemiRunConfig, splits: DataSplits) -> Dataset | None:
     require_class_labels(splits.train, config.data.name, config.data.target)
     test = splits.test
     if config.data.eval:
-        from labelless.api import data_options
+        from labelless.verbs.rundata import data_options
 
         other = load_dataset(config.data.eval, **data_options(config.data))
         test = other.test or other.train

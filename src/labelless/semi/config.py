@@ -8,7 +8,6 @@ Precedence as for pretraining: defaults < ``--config FILE`` < ``--set`` < flags.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from pydantic import Field, ValidationError, model_validator
@@ -18,17 +17,16 @@ from labelless.config import (
     BackboneConfig,
     DataConfig,
     OptimConfig,
+    Section,
     TrainerConfig,
-    _Section,
-    _validation_message,
-    apply_override,
-    apply_override_value,
-    load_yaml,
+    flags_to_keys,
+    resolve,
+    validation_message,
 )
 from labelless.errors import ConfigError
 
 
-class SemiSection(_Section):
+class SemiSection(Section):
     method: str = Field("fixmatch", description="semi-supervised algorithm (labelless semi --help)")
     kwargs: dict[str, Any] = Field(default_factory=dict, description="options of the algorithm")
     labels_per_class: int | None = Field(None, gt=0, description="labelled samples per class")
@@ -56,7 +54,7 @@ class SemiSection(_Section):
         return self
 
 
-class SemiViewsConfig(_Section):
+class SemiViewsConfig(Section):
     size: int | None = Field(None, gt=0, description="view side; default: native size")
     weak: dict[str, Any] = Field(default_factory=dict, description="ViewSpec fields, weak view")
     strong: dict[str, Any] = Field(default_factory=dict, description="ViewSpec fields, strong")
@@ -67,7 +65,7 @@ class SemiViewsConfig(_Section):
     )
 
 
-class SemiMonitorConfig(_Section):
+class SemiMonitorConfig(Section):
     every_n_epochs: int | None = Field(
         None,
         gt=0,
@@ -82,7 +80,7 @@ def _semi_optim() -> OptimConfig:
     )
 
 
-class SemiRunConfig(_Section):
+class SemiRunConfig(Section):
     data: DataConfig = Field(default_factory=DataConfig)
     backbone: BackboneConfig = Field(default_factory=BackboneConfig)
     semi: SemiSection = Field(default_factory=SemiSection)
@@ -125,21 +123,17 @@ SEMI_FLAG_KEYS: dict[str, str] = {
 }
 
 
-def _deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in update.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict) and key != "kwargs":
-            merged[key] = _deep_merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
 def build_semi_config(data: dict[str, Any], source: str = "config") -> SemiRunConfig:
     try:
         return SemiRunConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_validation_message(exc, source)) from exc
+        raise ConfigError(validation_message(exc, source)) from exc
+
+
+def default_semi_out(config: SemiRunConfig) -> str:
+    """``runs/semi-<method>-<data>``."""
+    stem = config.data.name.strip("<>").split()[-1].rstrip("/").split("/")[-1] or "data"
+    return f"runs/semi-{config.semi.method}-{stem}"
 
 
 def resolve_semi_config(
@@ -148,31 +142,11 @@ def resolve_semi_config(
     flags: dict[str, Any],
     base: dict[str, Any] | None = None,
 ) -> SemiRunConfig:
-    """Defaults < ``base`` (a resumed run's config) or ``config`` < ``overrides`` < ``flags``."""
-    unknown = sorted(set(flags) - set(SEMI_FLAG_KEYS))
-    if unknown:
-        raise ConfigError(
-            f"unknown option(s) {', '.join(unknown)}; valid: {', '.join(sorted(SEMI_FLAG_KEYS))}"
-        )
-    if isinstance(config, SemiRunConfig):
-        given = config.model_dump(mode="json")
-    elif isinstance(config, dict):
-        given = config
-    elif config is not None:
-        given = load_yaml(config)
-    else:
-        given = base or {}
-    # Sections default to the semi-supervised values (SGD, LR 0.03, ...), not to those of the
-    # shared section classes: a partial section in a file or flag is merged onto them.
-    data = _deep_merge(SemiRunConfig().model_dump(mode="json"), given)
-    for assignment in overrides or []:
-        apply_override(data, assignment)
-    for name, value in flags.items():
-        if value is not None:
-            apply_override_value(data, SEMI_FLAG_KEYS[name], value)
-    source = str(config) if isinstance(config, (str, Path)) else "command line"
-    run_config = build_semi_config(data, source)
+    """Defaults < ``base`` (a resumed run's config) or ``config`` < ``overrides`` < ``flags``
+    (``config.resolve``). Sections default to the semi-supervised values (SGD, LR 0.03, ...),
+    not to those of the shared section classes: a partial section is merged onto them."""
+    keys = flags_to_keys(flags, SEMI_FLAG_KEYS)
+    run_config = resolve(SemiRunConfig, config, overrides, keys, base=base)
     if run_config.out is None:
-        stem = run_config.data.name.strip("<>").split()[-1].rstrip("/").split("/")[-1] or "data"
-        run_config.out = f"runs/semi-{run_config.semi.method}-{stem}"
+        run_config.out = default_semi_out(run_config)
     return run_config

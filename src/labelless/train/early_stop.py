@@ -96,6 +96,11 @@ class RankMePlateau(L.Callback):
             trainer.should_stop = True
             self.stopped_epoch = epoch
 
+    def training_record(self) -> dict[str, Any]:
+        """Its entry in the run's ``training`` record: where it stopped and what it saw."""
+        record = {"stopped_epoch": self.stopped_epoch, "best": self.best, "history": self.history}
+        return {"rankme_plateau": record}
+
     def state_dict(self) -> dict[str, Any]:
         return {"best": self.best, "wait": self.wait, "history": list(self.history)}
 

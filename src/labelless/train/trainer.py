@@ -13,6 +13,7 @@ from lightning.pytorch.callbacks import RichProgressBar, TQDMProgressBar
 
 from labelless.config import TrainerConfig
 from labelless.errors import ConfigError
+from labelless.runfiles import RunFiles
 from labelless.runtime import tune_allocator
 from labelless.train.logs import RunCSVLogger
 
@@ -46,7 +47,7 @@ def build_trainer(cfg: TrainerConfig, run_dir: Path, callbacks: list[L.Callback]
     quiet_lightning()
     tune_allocator()
     torch.set_num_threads(cfg.threads)
-    logger = RunCSVLogger(run_dir / "logs")
+    logger = RunCSVLogger(RunFiles(run_dir).logs)
     progress: list[L.Callback] = []
     if cfg.progress_bar:
         try:

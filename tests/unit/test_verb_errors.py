@@ -1,5 +1,5 @@
 """The evaluation verbs refuse bad options and wrong inputs with a one-line error naming the fix
-(suite.py), in process through the CLI's ``main``: exit 2, no traceback, nothing written."""
+(labelless.verbs), in process through the CLI's ``main``: exit 2, no traceback, nothing written."""
 
 from __future__ import annotations
 

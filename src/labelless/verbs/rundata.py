@@ -1,0 +1,80 @@
+"""The data of a run (``pretrain``, ``semi``): its splits, its eval split and its training
+loader, read from the run's config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from labelless.config import DataConfig, RunConfig, build_config, load_yaml
+from labelless.data import Dataset, DataSplits, load_dataset
+from labelless.runfiles import RunFiles
+
+
+def data_options(data: DataConfig) -> dict[str, Any]:
+    """Keyword arguments of ``load_dataset`` from the data section: the image folder load size,
+    and for data files the target column and the loader's own options."""
+    options: dict[str, Any] = {"load_size": data.load_size, **data.options}
+    if data.target is not None:
+        options["target"] = data.target
+    return options
+
+
+def eval_split(data: DataConfig, splits: DataSplits) -> Dataset | None:
+    """The labelled data scored at the end: ``data.eval`` (its test split, else its train split)
+    or the data's own test split."""
+    if data.eval:
+        other = load_dataset(data.eval, **data_options(data))
+        return other.test or other.train
+    return splits.test
+
+
+def is_lazy_folder(config: RunConfig) -> bool:
+    from labelless.data import BUILTINS
+
+    return config.data.lazy and config.data.name not in BUILTINS
+
+
+def load_splits(config: RunConfig) -> DataSplits:
+    """The data; a lazy folder decodes only ``data.sample_size`` images here (statistics, monitors,
+    final metrics) and streams the rest through ``train_loader``."""
+    from labelless.data import image_folder
+
+    if is_lazy_folder(config):
+        sample = image_folder(
+            config.data.name,
+            load_size=config.data.load_size,
+            max_samples=config.data.sample_size,
+            seed=config.seed,
+        )
+        return DataSplits(sample)
+    return load_dataset(config.data.name, **data_options(config.data))
+
+
+def train_loader(config: RunConfig, train: Dataset, in_memory: bool):
+    """Batches of the training split: the resumable in-memory loader, or for a lazy folder a
+    DataLoader whose workers decode the files."""
+    from labelless.data.files import file_loader, scan_folder
+    from labelless.train.loader import train_loader as memory_loader
+
+    if in_memory or not is_lazy_folder(config):
+        from labelless.data.checks import warn_if_batch_exceeds_data
+
+        warn_if_batch_exceeds_data(config.optim.batch_size, len(train))
+        return memory_loader(train, config.optim.batch_size, seed=config.seed)
+    files, labels, _ = scan_folder(config.data.name)
+    return file_loader(
+        files,
+        labels,
+        load_size=config.data.load_size,
+        batch_size=config.optim.batch_size,
+        workers=config.data.workers,
+        seed=config.seed,
+        grayscale=train.in_channels == 1,
+    )
+
+
+def load_run_config(run_dir: str | Path) -> RunConfig:
+    """The pretraining config of ``run_dir`` (its ``config.yaml``)."""
+    path = RunFiles(Path(run_dir)).config_file
+    return build_config(load_yaml(path), str(path))
