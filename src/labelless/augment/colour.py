@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from labelless.augment.common import _per_sample, _rand, on_subset, select
+from labelless.augment.common import on_subset, per_sample_view, select, uniform_draw
 from labelless.errors import ConfigError
 
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)
@@ -44,18 +44,18 @@ def mean_grey(images: Tensor, grey: Tensor | None = None) -> Tensor:
 
 
 def _blend(images: Tensor, other: Tensor, factor: Tensor | float) -> Tensor:
-    factor = _per_sample(factor)
+    factor = per_sample_view(factor)
     return (factor * images + (1.0 - factor) * other).clamp(0.0, 1.0)
 
 
 def adjust_brightness(images: Tensor, factor: Tensor | float) -> Tensor:
     """``x * factor`` clamped to 0..1; ``factor`` is a float or per-sample ``[N]``."""
-    return (images * _per_sample(factor)).clamp(0.0, 1.0)
+    return (images * per_sample_view(factor)).clamp(0.0, 1.0)
 
 
 def adjust_contrast(images: Tensor, factor: Tensor | float) -> Tensor:
     """Blend with each image's mean grey level (mean over all channels when C != 3)."""
-    return _blend(images, _per_sample(mean_grey(images)), factor)
+    return _blend(images, per_sample_view(mean_grey(images)), factor)
 
 
 def adjust_saturation(images: Tensor, factor: Tensor | float) -> Tensor:
@@ -127,7 +127,7 @@ def jitter_parameters(
         _factor_range("saturation", saturation, 1.0),
         _factor_range("hue", hue, 0.0),
     ]
-    u = _rand((n, 9), generator, device or "cpu")
+    u = uniform_draw((n, 9), generator, device or "cpu")
     selected = u[:, 0] < p
     low = u.new_tensor([r[0] for r in ranges])
     high = u.new_tensor([r[1] for r in ranges])
@@ -256,7 +256,7 @@ def draw_coins(n: int, p: float, generator: torch.Generator | None, device=None)
     """Boolean ``[n]``: which samples an op with probability ``p`` applies to."""
     if not 0.0 <= p <= 1.0:
         raise ConfigError(f"probability p must be in [0, 1], got {p}")
-    return _rand((n,), generator, device or "cpu") < p
+    return uniform_draw((n,), generator, device or "cpu") < p
 
 
 def apply_grayscale(images: Tensor, selected: Tensor) -> Tensor:

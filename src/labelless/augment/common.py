@@ -10,7 +10,7 @@ from torch import Tensor
 from labelless.errors import ConfigError, DataError
 
 
-def _rand(shape: tuple[int, ...], generator: torch.Generator | None, device) -> Tensor:
+def uniform_draw(shape: tuple[int, ...], generator: torch.Generator | None, device) -> Tensor:
     """Uniform [0, 1) float32 of ``shape`` on ``device``, drawn from ``generator``."""
     device = torch.device(device)
     if generator is not None and generator.device.type != device.type:
@@ -21,7 +21,7 @@ def _rand(shape: tuple[int, ...], generator: torch.Generator | None, device) -> 
     return torch.rand(shape, generator=generator, device=device)
 
 
-def _per_sample(values: Tensor | float) -> Tensor | float:
+def per_sample_view(values: Tensor | float) -> Tensor | float:
     """``[N]`` -> ``[N, 1, 1, 1]`` so a per-sample value broadcasts over a batch."""
     return values.view(-1, 1, 1, 1) if isinstance(values, Tensor) else values
 

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from labelless.augment.common import _rand
+from labelless.augment.common import uniform_draw
 from labelless.errors import ConfigError
 
 PAD_MODES = ("reflect", "replicate", "circular", "constant")
@@ -39,7 +39,7 @@ def sample_cutout_boxes(
     side = round(size * min(height, width)) if isinstance(size, float) else int(size)
     if side < 0:
         raise ConfigError(f"cutout size must be >= 0, got {size}")
-    u = _rand((n, 2), generator, device or "cpu")
+    u = uniform_draw((n, 2), generator, device or "cpu")
     centre_y = (u[:, 0] * height).long().clamp_max(height - 1)
     centre_x = (u[:, 1] * width).long().clamp_max(width - 1)
     top, left = centre_y - side // 2, centre_x - side // 2
@@ -85,7 +85,7 @@ def cutout(
     """With probability ``p`` per sample, set one square (``sample_cutout_boxes``) to ``fill``."""
     n, _, height, width = images.shape
     boxes = sample_cutout_boxes(n, height, width, size, generator, device=images.device)
-    selected = _rand((n,), generator, images.device) < p
+    selected = uniform_draw((n,), generator, images.device) < p
     return apply_cutout(images, boxes, selected, fill)
 
 
@@ -93,7 +93,7 @@ def sample_crop_offsets(
     n: int, padding: int, generator: torch.Generator | None = None, *, device=None
 ) -> Tensor:
     """Offsets ``int64 [n, 2]`` (top, left), each uniform over ``0 .. 2 * padding``."""
-    u = _rand((n, 2), generator, device or "cpu")
+    u = uniform_draw((n, 2), generator, device or "cpu")
     return (u * (2 * padding + 1)).long().clamp_max(2 * padding)
 
 

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from labelless.augment.common import _per_sample, _rand, select
+from labelless.augment.common import per_sample_view, select, uniform_draw
 from labelless.augment.crops import (  # noqa: F401 (re-exported: they lived here)
     PAD_MODES,
     apply_cutout,
@@ -37,8 +37,8 @@ def vertical_flip(
     images: Tensor, p: float = 0.5, generator: torch.Generator | None = None
 ) -> Tensor:
     """Mirror each sample top-bottom with probability ``p``."""
-    flip = _rand((images.shape[0],), generator, images.device) < p
-    return torch.where(_per_sample(flip), images.flip(-2), images)
+    flip = uniform_draw((images.shape[0],), generator, images.device) < p
+    return torch.where(per_sample_view(flip), images.flip(-2), images)
 
 
 # ---- affine -----------------------------------------------------------------------------------
@@ -288,7 +288,7 @@ def random_affine(
     shear_range = _range("shear", shear, symmetric=True)
     if len(angle_range) != 2 or len(shear_range) not in (0, 2, 4):
         raise ConfigError("random_affine degrees needs 1 or 2 values, shear 1, 2 or 4")
-    u = _rand((7, n), generator, images.device).double()
+    u = uniform_draw((7, n), generator, images.device).double()
 
     def uniform(row: int, low: float, high: float) -> Tensor:
         return low + (high - low) * u[row]
@@ -309,4 +309,4 @@ def random_affine(
         fill=fill,
         interpolation=interpolation,
     )
-    return torch.where(_per_sample(u[0] < p), warped, images)
+    return torch.where(per_sample_view(u[0] < p), warped, images)

@@ -33,7 +33,7 @@ from labelless.augment.colour import (  # noqa: F401  (re-exported: colour ops l
     rgb_to_grayscale,
     solarize,
 )
-from labelless.augment.common import _per_sample, _rand, as_pair, on_subset, to_float  # noqa: F401
+from labelless.augment.common import as_pair, on_subset, per_sample_view, to_float, uniform_draw  # noqa: F401
 from labelless.errors import ConfigError
 
 # ---- geometry ---------------------------------------------------------------------------------
@@ -57,7 +57,7 @@ def sample_crop_boxes(
     ``attempts`` tries that fits is kept (all tries drawn at once). Samples with no fitting try get
     the centre crop whose aspect ratio is the image's clamped to ``ratio``. Offsets are uniform.
     """
-    u = _rand((n, 2 * attempts + 2), generator, device or "cpu")
+    u = uniform_draw((n, 2 * attempts + 2), generator, device or "cpu")
     area = height * width * (scale[0] + (scale[1] - scale[0]) * u[:, :attempts])
     log_lo, log_hi = math.log(ratio[0]), math.log(ratio[1])
     aspect = torch.exp(log_lo + (log_hi - log_lo) * u[:, attempts : 2 * attempts])
@@ -196,7 +196,7 @@ def horizontal_flip(
     images: Tensor, p: float = 0.5, generator: torch.Generator | None = None
 ) -> Tensor:
     """Mirror each sample left-right with probability ``p``."""
-    flip = _rand((images.shape[0],), generator, images.device) < p
+    flip = uniform_draw((images.shape[0],), generator, images.device) < p
     return apply_flips(images.clone(), flip, None)
 
 
@@ -237,7 +237,7 @@ def draw_blur(
     low, high = (sigma, sigma) if isinstance(sigma, (int, float)) else sigma
     if not 0 < low <= high:
         raise ConfigError(f"blur sigma range ({low}, {high}) must satisfy 0 < low <= high")
-    u = _rand((2, n), generator, device or "cpu")
+    u = uniform_draw((2, n), generator, device or "cpu")
     return u[0] < p, low + (high - low) * u[1]
 
 
@@ -272,7 +272,7 @@ def gaussian_blur(
     return on_subset(images.clone(), selected, blur)
 
 
-def _check_stats(channels: int, mean: Sequence[float], std: Sequence[float]) -> None:
+def check_stats(channels: int, mean: Sequence[float], std: Sequence[float]) -> None:
     if len(mean) != channels or len(std) != channels:
         raise ConfigError(
             f"mean/std have {len(mean)}/{len(std)} values but the images have {channels} "
@@ -283,7 +283,7 @@ def _check_stats(channels: int, mean: Sequence[float], std: Sequence[float]) -> 
 def normalize(images: Tensor, mean: Sequence[float], std: Sequence[float]) -> Tensor:
     """``(x - mean) / std`` per channel; ``mean`` and ``std`` need one value per channel."""
     c = images.shape[1]
-    _check_stats(c, mean, std)
+    check_stats(c, mean, std)
     mean_t = torch.as_tensor(mean, dtype=images.dtype, device=images.device).view(1, c, 1, 1)
     std_t = torch.as_tensor(std, dtype=images.dtype, device=images.device).view(1, c, 1, 1)
     return (images - mean_t) / std_t
@@ -313,7 +313,7 @@ def normalize_into(
     ``out`` (any layout, e.g. a ``channels_last`` slice); ``images`` may be uint8 with
     ``scale = 1 / 255``. ``in_place=True`` normalises float ``images`` in their own layout first
     and then copies (faster into another layout). Equals ``normalize`` up to float rounding."""
-    _check_stats(images.shape[1], mean, std)
+    check_stats(images.shape[1], mean, std)
     weight, bias = _normalization(tuple(mean), tuple(std), scale, out.dtype, out.device)
     if in_place and images.dtype == out.dtype:
         return out.copy_(torch.addcmul(bias, images, weight, out=images))

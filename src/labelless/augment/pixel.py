@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from labelless.augment.common import _per_sample, _rand
+from labelless.augment.common import per_sample_view, uniform_draw
 from labelless.errors import ConfigError
 
 # PIL's SMOOTH filter, which torchvision's adjust_sharpness blends against
@@ -27,7 +27,7 @@ def _selected(images: Tensor, p: float, generator: torch.Generator | None) -> Te
     """Boolean ``[N]``: which samples an op with probability ``p`` applies to."""
     if not 0.0 <= p <= 1.0:
         raise ConfigError(f"probability p must be in [0, 1], got {p}")
-    return _rand((images.shape[0],), generator, images.device) < p
+    return uniform_draw((images.shape[0],), generator, images.device) < p
 
 
 def _to_levels(images: Tensor, dtype: torch.dtype = torch.long) -> Tensor:
@@ -118,7 +118,7 @@ def adjust_sharpness(images: Tensor, factor: float | Tensor) -> Tensor:
     rows = images[..., :-2] + images[..., 1:-1] + images[..., 2:]
     box = rows[..., :-2, :] + rows[..., 1:-1, :] + rows[..., 2:, :]
     smooth = box.add_(interior, alpha=4.0).div_(13.0)
-    factor = _per_sample(factor.to(images) if isinstance(factor, Tensor) else factor)
+    factor = per_sample_view(factor.to(images) if isinstance(factor, Tensor) else factor)
     blended = factor * interior + (1.0 - factor) * smooth
     out = images.clone()
     out[:, :, 1:-1, 1:-1] = blended
@@ -131,7 +131,7 @@ def adjust_sharpness(images: Tensor, factor: float | Tensor) -> Tensor:
 def _with_probability(images: Tensor, p: float, generator, transformed: Tensor) -> Tensor:
     """``transformed`` for the samples drawn with probability ``p``, ``images`` for the rest."""
     selected = _selected(images, p, generator)
-    return torch.where(_per_sample(selected), transformed, images)
+    return torch.where(per_sample_view(selected), transformed, images)
 
 
 def random_invert(
@@ -182,9 +182,9 @@ def random_sharpness(
     if not 0.0 <= low <= high:
         raise ConfigError(f"sharpness factor_range ({low}, {high}) must satisfy 0 <= low <= high")
     selected = _selected(images, p, generator)
-    factor = low + (high - low) * _rand((images.shape[0],), generator, images.device)
+    factor = low + (high - low) * uniform_draw((images.shape[0],), generator, images.device)
     factor = torch.where(selected, factor, 1.0)
-    return torch.where(_per_sample(selected), adjust_sharpness(images, factor), images)
+    return torch.where(per_sample_view(selected), adjust_sharpness(images, factor), images)
 
 
 # ---- batch style standardisation --------------------------------------------------------------
@@ -223,7 +223,7 @@ def batch_style_standardization(
     if not 0.0 < beta <= 1.0:
         raise ConfigError(f"batch style standardization beta must be in (0, 1], got {beta}")
     n, _, height, width = images.shape
-    draw = _rand((1,), generator, images.device)
+    draw = uniform_draw((1,), generator, images.device)
     style = (draw * n).long().clamp_(max=n - 1)
     compute_dtype = (
         images.dtype if images.dtype in (torch.float32, torch.float64) else torch.float32

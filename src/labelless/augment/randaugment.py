@@ -27,7 +27,7 @@ from labelless.augment.colour import (
     mean_grey,
     rgb_to_grayscale,
 )
-from labelless.augment.common import _per_sample, _rand, select
+from labelless.augment.common import per_sample_view, select, uniform_draw
 from labelless.augment.geometry import (
     inverse_affine_matrices,
     rotate,
@@ -61,7 +61,7 @@ Fill = float | Sequence[float]
 
 def solarize_at(images: Tensor, threshold: Tensor | float) -> Tensor:
     """Invert pixels ``>= threshold`` (``x -> 1 - x``); ``threshold`` a float or per-sample [N]."""
-    return select(images >= _per_sample(threshold), 1.0 - images, images)
+    return select(images >= per_sample_view(threshold), 1.0 - images, images)
 
 
 _APPLY: dict[str, Callable[[Tensor, Tensor, Fill, str], Tensor]] = {
@@ -125,11 +125,11 @@ def blend_ops(images: Tensor, ops: Tensor, magnitudes: Tensor) -> Tensor:
     sample's result equals ``adjust_brightness`` / ``adjust_saturation`` / ``adjust_contrast``
     exactly. Colour rows need RGB (C == 3).
     """
-    factor = _per_sample(1.0 + magnitudes.to(images))
-    colour = _per_sample(ops == RANDAUGMENT_OPS.index("Color"))
-    contrast = _per_sample(ops == RANDAUGMENT_OPS.index("Contrast"))
+    factor = per_sample_view(1.0 + magnitudes.to(images))
+    colour = per_sample_view(ops == RANDAUGMENT_OPS.index("Color"))
+    contrast = per_sample_view(ops == RANDAUGMENT_OPS.index("Contrast"))
     grey = rgb_to_grayscale(images) if images.shape[1] == 3 else None
-    mean = _per_sample(mean_grey(images, grey))
+    mean = per_sample_view(mean_grey(images, grey))
     other = select(contrast, mean, torch.zeros_like(mean))
     if grey is not None:
         other = select(colour, grey, other)  # pixel-sized: lerp, not where
@@ -229,7 +229,7 @@ def sample_rand_augment(
     if not allowed:
         raise ConfigError("RandAugment exclude leaves no op to draw: keep at least one")
     device = torch.device(device or "cpu")
-    u = _rand((3, num_ops, n), generator, device).double()
+    u = uniform_draw((3, num_ops, n), generator, device).double()
     table = torch.tensor(allowed, device=device)
     ops = table[(u[0] * len(allowed)).long().clamp_max(len(allowed) - 1)]
     level = magnitude / (num_magnitude_bins - 1)

@@ -45,7 +45,7 @@ def series_lengths(x: Tensor) -> Tensor:
     return (valid * steps).amax(dim=1)
 
 
-def _rand(shape: tuple[int, ...], generator: torch.Generator | None, device) -> Tensor:
+def uniform_draw(shape: tuple[int, ...], generator: torch.Generator | None, device) -> Tensor:
     return torch.rand(shape, generator=generator, device=device)
 
 
@@ -76,7 +76,7 @@ def timestamp_masking(
     x = _check_series(x)
     if not 0.0 <= rate <= 1.0:
         raise ConfigError(f"masking rate must be in [0, 1], got {rate}")
-    drop = _rand((x.shape[0], 1, x.shape[2]), generator, x.device) < rate
+    drop = uniform_draw((x.shape[0], 1, x.shape[2]), generator, x.device) < rate
     return x.masked_fill(drop & ~torch.isnan(x), 0.0)
 
 
@@ -95,13 +95,13 @@ def permute_segments(
     steps = torch.arange(length, device=device).expand(batch, -1)
     cuts = torch.randint(1, max_segments + 1, (batch, 1), generator=generator, device=device) - 1
     # m - 1 distinct cut points among 1 .. length_i - 1: the highest random keys there
-    keys = _rand((batch, length), generator, device)
+    keys = uniform_draw((batch, length), generator, device)
     can_cut = (steps >= 1) & (steps < lengths.unsqueeze(1))
     keys = torch.where(can_cut, keys, torch.full_like(keys, -1.0))
     rank = keys.argsort(dim=1, descending=True).argsort(dim=1)
     boundary = (rank < cuts) & can_cut
     segment = boundary.long().cumsum(dim=1)  # [B, T], 0 .. m-1
-    new_rank = _rand((batch, max_segments), generator, device).argsort(dim=1).argsort(dim=1)
+    new_rank = uniform_draw((batch, max_segments), generator, device).argsort(dim=1).argsort(dim=1)
     order_key = new_rank.gather(1, segment) * length + steps
     padding = steps >= lengths.unsqueeze(1)
     order_key = torch.where(padding, max_segments * length + steps, order_key)
@@ -151,7 +151,7 @@ def overlapping_crops(
     outer_right = _randint(right, longest + 1, generator, device)
     low = torch.full_like(lengths, -outer_left)
     high = torch.maximum(lengths - outer_right, low)
-    offset = low + (_rand(lengths.shape, generator, device) * (high - low + 1)).long()
+    offset = low + (uniform_draw(lengths.shape, generator, device) * (high - low + 1)).long()
     view1 = _take(x, offset + outer_left, right - outer_left)
     view2 = _take(x, offset + left, outer_right - left)
     layout = torch.tensor([left - outer_left, 0, overlap], device=device)

@@ -18,7 +18,7 @@ from torch import Tensor
 
 from labelless.augment.common import check_images
 from labelless.augment.engine import apply_view, chunk_size, draw_view
-from labelless.augment.image import _check_stats, resize_center_crop  # noqa: F401 (re-exported)
+from labelless.augment.image import check_stats, resize_center_crop  # noqa: F401 (re-exported)
 from labelless.augment.spec import ViewSpec
 from labelless.errors import ConfigError, unknown_name
 
@@ -61,7 +61,7 @@ class ViewPipeline:
 
     def __call__(self, images: Tensor, generator: torch.Generator | None = None) -> list[Tensor]:
         n, channels = check_images(images).shape[:2]
-        _check_stats(channels, self.mean, self.std)
+        check_stats(channels, self.mean, self.std)
         views = []
         for spec in self.specs:
             draws = draw_view(spec, images.shape, generator, images.device)

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from labelless.errors import ConfigError, DataError
 from labelless.evaluate.knn import ArrayLike, as_float_tensor, as_label_tensor
-from labelless.evaluate.linear import _fit, _Probe, _standardise
+from labelless.evaluate.linear import LinearHead, fit_head, standardise
 
 Classifier = Literal["centroid", "logistic"]
 
@@ -67,10 +67,10 @@ def _predict(
         sums = torch.zeros(num_classes, support.shape[1], device=support.device)
         sums.index_add_(0, support_labels, support_n)
         return (F.normalize(queries - centre, dim=1) @ F.normalize(sums, dim=1).T).argmax(dim=1)
-    x, mean, std = _standardise(support)
-    weight, bias = _fit(x, support_labels, weight_decay, num_classes, epochs)
+    x, mean, std = standardise(support)
+    weight, bias = fit_head(x, support_labels, weight_decay, num_classes, epochs)
     with torch.no_grad():
-        return _Probe(mean, std, weight, bias).logits(queries).argmax(dim=1)
+        return LinearHead(mean, std, weight, bias).logits(queries).argmax(dim=1)
 
 
 def few_shot(

@@ -33,7 +33,7 @@ class LinearProbeResult:
 
 
 @dataclass
-class _Probe:
+class LinearHead:
     mean: torch.Tensor
     std: torch.Tensor
     weight: torch.Tensor  # [C, D], nn.Linear's layout
@@ -64,12 +64,12 @@ def stratified_split(labels: np.ndarray, val_fraction: float, seed: int):
     return np.sort(np.concatenate(fit)), np.sort(np.concatenate(val))
 
 
-def _standardise(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def standardise(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     mean, std = x.mean(dim=0), x.std(dim=0).clamp_min(1e-6)
     return (x - mean).div_(std), mean, std
 
 
-def _fit(
+def fit_head(
     x: torch.Tensor,
     y: torch.Tensor,
     weight_decay: float,
@@ -114,7 +114,7 @@ def _fit(
     return weight.detach(), bias.detach()
 
 
-def _score(probe: _Probe, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+def _score(probe: LinearHead, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
     with torch.no_grad():
         logits = probe.logits(x)
         accuracy = float((logits.argmax(dim=1) == y).float().mean())
@@ -144,13 +144,13 @@ def _select_weight_decay(
         )
     fit_index = torch.as_tensor(fit_index, device=train.device)
     val_index = torch.as_tensor(val_index, device=train.device)
-    fit_x, mean, std = _standardise(train[fit_index])
+    fit_x, mean, std = standardise(train[fit_index])
     fit_y, val_x, val_y = labels[fit_index], train[val_index], labels[val_index]
     val_accuracies: dict[str, float] = {}
     best, chosen, start, chosen_params = None, 0.0, None, None
     for weight_decay in sorted((float(w) for w in weight_decays), reverse=True):
-        start = _fit(fit_x, fit_y, weight_decay, num_classes, epochs, start)
-        accuracy, loss = _score(_Probe(mean, std, *start), val_x, val_y)
+        start = fit_head(fit_x, fit_y, weight_decay, num_classes, epochs, start)
+        accuracy, loss = _score(LinearHead(mean, std, *start), val_x, val_y)
         val_accuracies[repr(weight_decay)] = accuracy
         # Ties: the lower validation loss, then the larger decay (met first).
         if best is None or (accuracy, -loss) > best:
@@ -201,8 +201,8 @@ def linear_probe(
         chosen, val_accuracy, val_accuracies, start = _select_weight_decay(
             train, train_labels, weight_decays, num_classes, epochs, val_fraction, seed
         )
-    x, mean, std = _standardise(train)
-    probe = _Probe(mean, std, *_fit(x, train_labels, chosen, num_classes, epochs, start))
+    x, mean, std = standardise(train)
+    probe = LinearHead(mean, std, *fit_head(x, train_labels, chosen, num_classes, epochs, start))
     del x
     test_accuracy, _ = _score(probe, test, test_labels)
     protocol = {
