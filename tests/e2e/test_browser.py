@@ -1,6 +1,7 @@
 """The report and the comparison page in a real browser: headless Chromium opens them from disk
-with no console errors, every inlined image decodes, the table sorts on a click, and a screenshot
-of each is saved as a test artifact ($PYTEST_ARTIFACTS, else tests/artifacts/)."""
+with no console errors, every inlined image decodes, the table sorts on a click, a comparison of
+real pretraining, semi-supervised and table runs shows each one's metrics, and a screenshot of
+each page is saved as a test artifact ($PYTEST_ARTIFACTS, else tests/artifacts/)."""
 
 from __future__ import annotations
 
@@ -128,3 +129,81 @@ def test_report_and_comparison_render_without_console_errors(browser, tmp_path, 
     assert [e for e in browser.get_log("browser") if e["level"] == "SEVERE"] == []
     browser.save_screenshot(str(artifacts / "compare.png"))
     assert (artifacts / "report.png").stat().st_size > 1000
+
+
+def _tiny_runs(root: Path) -> dict[str, Path]:
+    """A pretraining run and a semi-supervised run on digits and a regression table run (a CSV,
+    evaluated after pretraining), one epoch each with the real API."""
+    import torch
+
+    from labelless import api
+    from labelless.semi.api import semi
+
+    torch.set_num_threads(1)
+    quick = ["trainer.progress_bar=false", "trainer.threads=1"]
+    pretrained = api.pretrain(
+        "digits",
+        "simclr",
+        epochs=1,
+        batch_size=64,
+        width=0.125,
+        out=str(root / "pretrained"),
+        overrides=quick,
+    )
+    semi_run = semi(
+        "digits",
+        "fixmatch",
+        labels_per_class=2,
+        epochs=1,
+        width=0.125,
+        batch_size=16,
+        mu=2,
+        out=str(root / "semi"),
+        overrides=[*quick, "report=false"],
+    )
+    rng = np.random.default_rng(0)
+    rows = rng.normal(size=(200, 4))
+    target = rows @ np.array([1.0, -2.0, 0.5, 0.0]) + 0.1 * rng.normal(size=200)
+    table = root / "rows.csv"
+    lines = [",".join(f"{v:.5f}" for v in (*row, y)) for row, y in zip(rows, target, strict=True)]
+    table.write_text("a,b,c,d,y\n" + "\n".join(lines) + "\n")
+    options = ["data.target=y", "data.options.test=0.25"]
+    table_run = api.pretrain(
+        str(table),
+        "scarf",
+        epochs=1,
+        batch_size=64,
+        out=str(root / "table"),
+        overrides=[*quick, *options],
+    )
+    api.evaluate(table_run.run_dir, str(table), data_options={"target": "y", "test": 0.25})
+    return {"pretrained": pretrained.run_dir, "semi": semi_run.run_dir, "table": table_run.run_dir}
+
+
+def test_comparison_shows_every_run_kinds_metrics(browser, tmp_path, artifacts):
+    runs = _tiny_runs(tmp_path)
+    page, _ = write_comparison(list(runs.values()), tmp_path / "compare.html")
+    assert _open(browser, page) == []
+    tables = browser.execute_script(
+        "return Array.from(document.querySelectorAll('section')).map(s => ["
+        "s.querySelector('h2').textContent,"
+        "Array.from(s.querySelectorAll('table.sortable th')).map(h => h.textContent.split(' ')[0]),"
+        "Array.from(s.querySelectorAll('table.sortable tbody tr')).map(r => r.cells[1].textContent)"
+        "])"
+    )
+    columns = {key: (names, rows) for key, names, rows in tables}
+    names, rows = columns["digits [native]"]
+    assert {"knn_top1", "linear_top1", "rankme"} <= set(names)  # the pretraining run's
+    assert {"test_top1", "test_top1_online"} <= set(names)  # the semi-supervised run's
+    assert rows == ["pretrained", "semi"]  # ranked by knn_top1, which the semi run lacks
+    names, rows = columns["rows.csv [native]"]  # the table run, as `labelless evaluate` wrote it
+    assert {"ridge_rmse", "ridge_r2", "linear_rmse_1", "mlp_rmse_0.01"} <= set(names)
+    assert rows == ["table"]
+    header = browser.execute_script(
+        "return Array.from(document.querySelectorAll('th'))"
+        ".find(h => h.textContent.startsWith('ridge_rmse'))"
+    )
+    header.click()  # lower is better: the first click sorts ascending
+    assert header.get_attribute("data-order") == "asc"
+    assert [e for e in browser.get_log("browser") if e["level"] == "SEVERE"] == []
+    browser.save_screenshot(str(artifacts / "compare_run_kinds.png"))

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from labelless.errors import DataError
+from labelless.evaluate.catalog import declare_metric
 from labelless.evaluate.clustering import kmeans_clustering
 from labelless.evaluate.fewshot import few_shot
 from labelless.evaluate.knn import knn_accuracy
@@ -22,6 +23,38 @@ from labelless.evaluate.rankme import RANKME_MAX_SAMPLES, embedding_std, rankme
 from labelless.evaluate.retrieval import retrieval_metrics
 
 DEFAULT_SHOTS = (1, 5, 10)
+
+# The metrics of ``evaluate_embeddings`` (and of a run's label-free final metrics), in the order
+# readers show them; see ``evaluate.catalog``.
+declare_metric("knn_top1", "kNN top-1 accuracy", "knn", charted=True)
+declare_metric(
+    "linear_top1",
+    "linear probe top-1 accuracy",
+    "linear",
+    charted=True,
+    fitted=("val_accuracies", "weight_decay", "val_accuracy"),
+)
+declare_metric(
+    "few_shot_{shots}_top1",
+    "{shots}-shot top-1 accuracy (mean over draws)",
+    "few_shot",
+    fitted=("skipped_shots",),
+)
+declare_metric(
+    "few_shot_{shots}_top1_std",
+    "{shots}-shot top-1 accuracy, std over draws",
+    "few_shot",
+    shown=False,
+    fitted=("skipped_shots",),
+)
+declare_metric("kmeans_nmi", "k-means NMI", "kmeans")
+declare_metric("kmeans_ari", "k-means ARI", "kmeans")
+declare_metric("map_at_r", "MAP@R (retrieval)", "retrieval", fitted=("r_precision",))
+declare_metric("precision_at_1", "precision@1 (retrieval)", "retrieval", fitted=("r_precision",))
+declare_metric("rankme", "RankMe (effective rank)", "rankme", charted=True)
+declare_metric("alpha_req", "alpha-ReQ (eigenspectrum decay)", "alpha_req", best_at=1.0)
+declare_metric("uniformity", "uniformity (t=2)", "uniformity", higher_is_better=False)
+declare_metric("embedding_std", "std of the L2-normalised embeddings", "embedding_std")
 
 
 def _few_shot(train_z, train_y, test_z, test_y, shots, draws, seed):

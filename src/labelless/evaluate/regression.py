@@ -8,6 +8,18 @@ import numpy as np
 import torch
 
 from labelless.data import Dataset
+from labelless.evaluate.catalog import declare_metric
+
+# ``protocol["regression"]`` holds the ridge protocol.
+declare_metric(
+    "ridge_rmse",
+    "ridge RMSE (target units)",
+    "ridge",
+    higher_is_better=False,
+    charted=True,
+    settings=("regression",),
+)
+declare_metric("ridge_r2", "ridge R^2", "ridge", settings=("regression",))
 
 
 def ridge_rmse(

@@ -33,8 +33,26 @@ from torch import nn
 
 from labelless.data.dataset import Dataset
 from labelless.errors import ConfigError, DataError
+from labelless.evaluate.catalog import declare_metric
 
 PROTOCOLS = ("linear", "mlp", "finetune", "scratch", "gbdt")
+
+# ``evaluate_table`` rows as recorded: ``<protocol>_<metric>_<fraction>``, e.g.
+# ``linear_accuracy_1`` or ``mlp_rmse_0.01`` (``protocol["tables"]`` holds the settings).
+for _protocol in PROTOCOLS:
+    declare_metric(
+        f"{_protocol}_accuracy_{{fraction}}",
+        f"{_protocol} accuracy, trained on a fraction {{fraction}} of the labels",
+        "tables",
+        charted=_protocol == "linear",
+    )
+    declare_metric(
+        f"{_protocol}_rmse_{{fraction}}",
+        f"{_protocol} RMSE (target units), trained on a fraction {{fraction}} of the targets",
+        "tables",
+        higher_is_better=False,
+        charted=_protocol == "linear",
+    )
 
 
 def task_of(dataset: Dataset) -> str:

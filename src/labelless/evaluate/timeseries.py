@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from labelless.augment.timeseries import series_lengths
+from labelless.evaluate.catalog import declare_metric
 
 SVM_C_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1e3, 1e4, math.inf)
 # libsvm iterations per fit: with C = inf on data that is not separable the solver can run for
@@ -33,6 +34,9 @@ SVM_C_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1e3, 1e4, math.inf)
 SVM_MAX_ITER = 100_000
 RIDGE_ALPHAS = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0)
 HORIZONS = (24, 48, 168, 336, 720)
+
+# ``svm_accuracy`` as recorded; its settings are ``protocol["svm"]`` (C is chosen by the search).
+declare_metric("svm_top1", "RBF SVM top-1 accuracy (TS2Vec)", "svm", charted=True, fitted=("C",))
 
 
 def _as_tensor(x: Any) -> torch.Tensor:

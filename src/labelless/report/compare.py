@@ -6,6 +6,12 @@ evaluation (dataset x preprocessing), one row per encoder, sortable, plus bar ch
 only comparable with another made under the same protocol, so every metric column checks the
 protocols of its cells; cells whose protocol differs from the column's most common one are
 flagged, with the differing keys spelt out, instead of being ranked silently.
+
+What a metric is (its columns' order, direction, protocol family, whether it is charted) comes
+from ``labelless.evaluate.catalog``, where the code that computes each metric declares it; a
+number no producer declared is still shown, after the declared ones, marked and assumed
+higher-is-better. The catalog (which imports torch) is imported when a page is written, not
+with this module.
 """
 
 from __future__ import annotations
@@ -16,50 +22,24 @@ from collections import Counter
 from dataclasses import dataclass, field
 from html import escape
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from labelless.atomic import check_can_create
 from labelless.errors import ConfigError, did_you_mean
 from labelless.report import plots
 
-# Metrics shown, in this order, when an evaluation has them; higher is better except where noted.
-METRICS = (
-    "knn_top1",
-    "linear_top1",
-    "few_shot_1_top1",
-    "few_shot_5_top1",
-    "few_shot_10_top1",
-    "kmeans_nmi",
-    "kmeans_ari",
-    "map_at_r",
-    "precision_at_1",
-    "rankme",
-    "alpha_req",
-    "uniformity",
-    "embedding_std",
-)
-LOWER_IS_BETTER = {"uniformity"}
-CHARTED = ("knn_top1", "linear_top1", "rankme")
-# Protocol entries that are results of a fit (not choices of the protocol): never compared.
-RESULT_KEYS = {"val_accuracies", "weight_decay", "r_precision", "val_accuracy", "skipped_shots"}
-FAMILY = {
-    "knn_top1": "knn",
-    "linear_top1": "linear",
-    "kmeans_nmi": "kmeans",
-    "kmeans_ari": "kmeans",
-    "map_at_r": "retrieval",
-    "precision_at_1": "retrieval",
-    "rankme": "rankme",
-    "alpha_req": "alpha_req",
-    "uniformity": "uniformity",
-}
+if TYPE_CHECKING:
+    from labelless.evaluate.catalog import MetricInfo
+
+DEFAULT_RANK_BY = "knn_top1"
 
 SCRIPT = """
 document.querySelectorAll("table.sortable").forEach(function (table) {
   table.querySelectorAll("th[data-column]").forEach(function (header) {
     header.addEventListener("click", function () {
       var column = Number(header.dataset.column);
-      var descending = header.dataset.order !== "desc";
+      var better = header.dataset.better === "asc" ? "asc" : "desc";  // the first click
+      var descending = header.dataset.order === better ? better === "asc" : better === "desc";
       table.querySelectorAll("th[data-column]").forEach(function (h) { h.dataset.order = ""; });
       header.dataset.order = descending ? "desc" : "asc";
       var body = table.tBodies[0];
@@ -89,6 +69,7 @@ td.value { text-align: right; font-variant-numeric: tabular-nums; }
 td.mismatch { background: #fff0d9; } .warning { color: #a05a00; font-weight: bold; }
 .grid { display: flex; flex-wrap: wrap; gap: 1em; } figure { margin: 0; }
 figcaption { font-size: .8em; color: #555; text-align: center; } code { font-size: .9em; }
+.legend { font-size: .85em; color: #555; }
 """
 
 
@@ -102,15 +83,21 @@ class Entry:
     evaluations: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def _final_key(metrics: dict[str, Any]) -> str:
-    split = str(metrics.get("protocol", {}).get("test_split") or "eval")
+    protocol = metrics.get("protocol") or {}
+    split = str(protocol.get("test_split") or protocol.get("split") or "eval")
     return f"{split.split('/')[0]} [native]"
 
 
 def read_entry(path: str | Path) -> Entry:
-    """The evaluations recorded in ``path/metrics.json``: the pretraining run's final metrics
-    (keyed ``"<data> [native]"``) and everything ``labelless evaluate`` added under
-    ``evaluations`` (which wins for the same key)."""
+    """The evaluations recorded in ``path/metrics.json``: a run's final metrics (any run kind:
+    every top-level number, keyed ``"<data> [native]"`` after the split they were scored on)
+    and everything ``labelless evaluate`` added under ``evaluations`` (which wins for the same
+    key)."""
     path = Path(path)
     file = path / "metrics.json"
     if not file.is_file():
@@ -127,7 +114,7 @@ def read_entry(path: str | Path) -> Entry:
     if not isinstance(metrics, dict):
         raise ConfigError(f"{str(file)!r} is not a JSON object; evaluate the encoder again")
     evaluations: dict[str, dict[str, Any]] = {}
-    if any(name in metrics for name in METRICS):
+    if any(_is_number(value) for value in metrics.values()):
         evaluations[_final_key(metrics)] = metrics
     evaluations.update(metrics.get("evaluations") or {})
     architecture = str((metrics.get("encoder") or {}).get("architecture", ""))
@@ -155,26 +142,26 @@ def _policy(preprocessing: dict[str, Any]) -> dict[str, Any]:
     return policy
 
 
-def _strip(value: Any) -> Any:
+def _strip(value: Any, fitted: tuple[str, ...]) -> Any:
     if isinstance(value, dict):
-        return {k: _strip(v) for k, v in value.items() if k not in RESULT_KEYS}
+        return {k: _strip(v, fitted) for k, v in value.items() if k not in fitted}
     return value
 
 
-def protocol_signature(key: str, metrics: dict[str, Any], metric: str) -> dict[str, Any]:
-    """What must be equal for ``metric`` of two encoders to be compared: the data and its
-    sample counts, the preprocessing rule, and the metric's own protocol (minus fitted values
-    such as the chosen weight decay)."""
+def protocol_signature(key: str, metrics: dict[str, Any], info: MetricInfo) -> dict[str, Any]:
+    """What must be equal for the metric ``info`` of two encoders to be compared: the data and
+    its sample counts, the preprocessing rule, and the settings of the metric's protocol family
+    (the ``protocol`` entries the catalog names, minus fitted values such as the chosen weight
+    decay)."""
     protocol = metrics.get("protocol") or {}
-    family = FAMILY.get(metric, "few_shot" if metric.startswith("few_shot") else None)
     signature = {
         "evaluation": key,
         "train_samples": protocol.get("train_samples"),
         "test_samples": protocol.get("test_samples"),
         "preprocessing": _policy(protocol.get("preprocessing") or {}),
     }
-    if family is not None:
-        signature[family] = _strip(protocol.get(family))
+    for setting in info.settings:
+        signature[setting] = _strip(protocol.get(setting), info.fitted)
     return signature
 
 
@@ -195,22 +182,26 @@ def _differences(signature: dict[str, Any], reference: dict[str, Any]) -> str:
 
 @dataclass
 class Column:
-    metric: str
+    info: MetricInfo
     cells: dict[str, tuple[float | None, str]]  # entry name -> (value, difference or "")
+
+    @property
+    def metric(self) -> str:
+        return self.info.name
 
     @property
     def mismatched(self) -> bool:
         return any(note for _, note in self.cells.values())
 
 
-def _column(key: str, metric: str, entries: list[Entry]) -> Column:
+def _column(key: str, info: MetricInfo, entries: list[Entry]) -> Column:
     values, signatures = {}, {}
     for entry in entries:
         metrics = entry.evaluations.get(key)
-        value = metrics.get(metric) if metrics else None
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = metrics.get(info.name) if metrics else None
+        if _is_number(value):
             values[entry.name] = float(value)
-            signatures[entry.name] = protocol_signature(key, metrics, metric)
+            signatures[entry.name] = protocol_signature(key, metrics, info)
     texts = {name: json.dumps(sig, sort_keys=True, default=str) for name, sig in signatures.items()}
     common = Counter(texts.values()).most_common(1)
     reference_text = common[0][0] if common else ""
@@ -223,28 +214,75 @@ def _column(key: str, metric: str, entries: list[Entry]) -> Column:
         same = texts[entry.name] == reference_text
         note = "" if same else _differences(signatures[entry.name], reference)
         cells[entry.name] = (values[entry.name], note)
-    return Column(metric, cells)
+    return Column(info, cells)
+
+
+def _columns(key: str, entries: list[Entry]) -> list[Column]:
+    """A column per number recorded under ``key`` by any entry, in catalog order (undeclared
+    names last); companion numbers the catalog does not show (a std over draws) are left out."""
+    from labelless.evaluate.catalog import metric_info, order_metrics
+
+    names = [
+        name
+        for entry in entries
+        for name, value in (entry.evaluations.get(key) or {}).items()
+        if _is_number(value)
+    ]
+    infos = [metric_info(name) for name in order_metrics(names)]
+    return [_column(key, info, entries) for info in infos if info.shown]
 
 
 def _ranked(entries: list[Entry], column: Column | None) -> list[Entry]:
     if column is None:
         return list(entries)
-    sign = 1.0 if column.metric in LOWER_IS_BETTER else -1.0
 
     def order(entry: Entry) -> tuple[int, float]:
         value, _ = column.cells[entry.name]
-        return (1, 0.0) if value is None else (0, sign * value)
+        return (1, 0.0) if value is None else (0, column.info.sort_key(value))
 
     return sorted(entries, key=order)
 
 
-def _table(table_id: str, entries: list[Entry], columns: list[Column]) -> str:
-    headers = ["rank", "encoder", "architecture", *[c.metric for c in columns]]
-    flags = [False, False, False, *[c.mismatched for c in columns]]
-    head = "".join(
-        f'<th data-column="{i}">{escape(h)}{" &#9888;" if flag else ""}</th>'
-        for i, (h, flag) in enumerate(zip(headers, flags, strict=True))
+def _marker(info: MetricInfo) -> str:
+    """A header's mark: undeclared (?), lower is better (down arrow), best at a value."""
+    if not info.declared:
+        return " ?"
+    if info.best_at is not None:
+        return f" &#8594;{info.best_at:g}"
+    return "" if info.higher_is_better else " &#8595;"
+
+
+def _header(index: int, column: Column) -> str:
+    info = column.info
+    title = f"{info.label}; {info.direction}"
+    if not info.declared:
+        title = "not declared by the code that recorded it: assumed higher is better"
+    better = "" if info.higher_is_better or info.best_at is not None else ' data-better="asc"'
+    flag = " &#9888;" if column.mismatched else ""
+    return (
+        f'<th data-column="{index}"{better} title="{escape(title)}">{escape(info.name)}'
+        f"{_marker(info)}{flag}</th>"
     )
+
+
+def _legend(columns: list[Column]) -> str:
+    marks = []
+    if any(not c.info.declared for c in columns):
+        marks.append(
+            "? not declared by the code that recorded it, assumed higher is better (declare it "
+            "with labelless.evaluate.catalog.declare_metric)"
+        )
+    if any(c.info.declared and not c.info.higher_is_better for c in columns):
+        marks.append("&#8595; lower is better")
+    if any(c.info.declared and c.info.best_at is not None for c in columns):
+        marks.append("&#8594;x closer to x is better")
+    return f'<p class="legend">{"; ".join(marks)}.</p>' if marks else ""
+
+
+def _table(table_id: str, entries: list[Entry], columns: list[Column]) -> str:
+    head = "".join(
+        f'<th data-column="{i}">{h}</th>' for i, h in enumerate(("rank", "encoder", "architecture"))
+    ) + "".join(_header(i, column) for i, column in enumerate(columns, start=3))
     rows = []
     for rank, entry in enumerate(entries, start=1):
         cells = [
@@ -292,7 +330,7 @@ def _mismatch_notes(entries: list[Entry], columns: list[Column]) -> str:
 def _charts(key: str, entries: list[Entry], columns: list[Column]) -> str:
     figures = []
     for column in columns:
-        if column.metric not in CHARTED:
+        if not column.info.charted:
             continue
         ranked = [e for e in _ranked(entries, column) if column.cells[e.name][0] is not None]
         if not ranked:
@@ -316,17 +354,18 @@ def _charts(key: str, entries: list[Entry], columns: list[Column]) -> str:
 
 
 def _section(index: int, key: str, entries: list[Entry], rank_by: str) -> str:
-    present = [m for m in METRICS if any(m in (e.evaluations.get(key) or {}) for e in entries)]
-    columns = [_column(key, metric, entries) for metric in present]
+    columns = _columns(key, entries)
     by = next((c for c in columns if c.metric == rank_by), columns[0] if columns else None)
     ranked = _ranked(entries, by)
     shown = [e for e in ranked if key in e.evaluations]
     missing = any(key not in e.evaluations for e in ranked)
-    ranked_by = f"ranked by {by.metric}" if by is not None else "no metric to rank by"
-    lower = " (lower is better)" if by is not None and by.metric in LOWER_IS_BETTER else ""
+    ranked_by = (
+        f"ranked by {by.metric} ({by.info.direction})" if by is not None else "no metric to rank by"
+    )
     parts = [
-        f"<h2>{escape(key)}</h2><p>{escape(ranked_by + lower)}; click a column to sort.</p>",
+        f"<h2>{escape(key)}</h2><p>{escape(ranked_by)}; click a column to sort.</p>",
         _table(f"table-{index}", shown, columns),
+        _legend(columns),
         _mismatch_notes(shown, columns),
     ]
     if missing:
@@ -366,10 +405,10 @@ def _check_rank_by(rank_by: str, entries: list[Entry]) -> None:
             for entry in entries
             for record in entry.evaluations.values()
             for metric, value in record.items()
-            if isinstance(value, (int, float)) and not isinstance(value, bool)
+            if _is_number(value)
         }
     )
-    if rank_by == "knn_top1" or rank_by in names:
+    if rank_by == DEFAULT_RANK_BY or rank_by in names:
         return
     raise ConfigError(
         f"--rank-by {rank_by!r} is not a metric of these runs{did_you_mean(rank_by, names)}; "
@@ -379,7 +418,7 @@ def _check_rank_by(rank_by: str, entries: list[Entry]) -> None:
 
 
 def write_comparison(
-    paths: list[str | Path], out: str | Path, *, rank_by: str = "knn_top1"
+    paths: list[str | Path], out: str | Path, *, rank_by: str = DEFAULT_RANK_BY
 ) -> tuple[Path, list[Entry]]:
     """Write the comparison page of ``paths`` (run directories / evaluation folders) to ``out``
     atomically; returns its path and the entries read. Nothing is written when an input is bad."""

@@ -20,6 +20,7 @@ import torch
 from labelless.data import Dataset
 from labelless.evaluate import embed
 from labelless.semi.algorithms.base import SemiAlgorithm
+from labelless.semi.metrics import OPEN_SET_AUROC, TEST_TOP1, TEST_TOP1_ONLINE
 from labelless.semi.splits import LabelSplit
 
 
@@ -70,8 +71,8 @@ def final_metrics(algorithm: SemiAlgorithm, test: Dataset | None, split: LabelSp
     _, online = _logits(algorithm, test.samples[known], ema=False)
     predictions = logits.argmax(dim=1).numpy()
     metrics: dict[str, Any] = {
-        "test_top1": float((predictions[known] == labels[known]).mean()),
-        "test_top1_online": float((online.argmax(1).numpy() == labels[known]).mean()),
+        TEST_TOP1: float((predictions[known] == labels[known]).mean()),
+        TEST_TOP1_ONLINE: float((online.argmax(1).numpy() == labels[known]).mean()),
         "protocol": protocol,
     }
     protocol["classes"] = "known classes only" if split.open_set else "all"
@@ -79,7 +80,7 @@ def final_metrics(algorithm: SemiAlgorithm, test: Dataset | None, split: LabelSp
     if algorithm.open_set and outliers.any():
         algorithm.ema_model.cpu()
         scores = algorithm.outlier_score_from_embeddings(z, algorithm.ema_model).numpy()
-        metrics["open_set_auroc"] = auroc(scores[labels >= 0], outliers[labels >= 0])
+        metrics[OPEN_SET_AUROC] = auroc(scores[labels >= 0], outliers[labels >= 0])
     return metrics
 
 
