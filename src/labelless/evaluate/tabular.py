@@ -55,6 +55,11 @@ for _protocol in PROTOCOLS:
     )
 
 
+def row_metric_name(row: dict[str, Any]) -> str:
+    """The name an ``evaluate_table`` row is recorded under (``linear_accuracy_1``, ...)."""
+    return f"{row['protocol']}_{row['metric']}_{row['fraction']:g}"
+
+
 def task_of(dataset: Dataset) -> str:
     task = dataset.meta.get("task")
     if task in ("classification", "regression"):

@@ -51,12 +51,10 @@ class Tables(Modality):
     def protocols(self, encoder, train, test, train_z, test_z, *, seed, trained_heads):
         if not trained_heads:
             return {}, {}
-        from labelless.evaluate.tabular import evaluate_table
+        from labelless.evaluate.tabular import evaluate_table, row_metric_name
 
         rows = evaluate_table(encoder, train, test, protocols=("linear", "mlp"), seeds=(seed,))
-        metrics = {
-            f"{row['protocol']}_{row['metric']}_{row['fraction']:g}": row["value"] for row in rows
-        }
+        metrics = {row_metric_name(row): row["value"] for row in rows}
         record = {
             "tables": "linear and MLP heads on frozen embeddings, label fractions 1 and 0.01 "
             "(stratified, seeded; evaluate.tabular.evaluate_table)"
