@@ -9,7 +9,6 @@ score at telling known from unknown classes.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +16,10 @@ import lightning as L
 import numpy as np
 import torch
 
+from labelless.atomic import write_path_atomic
 from labelless.data import Dataset
 from labelless.evaluate import embed
+from labelless.runfiles import RunFiles
 from labelless.semi.algorithms.base import SemiAlgorithm
 from labelless.semi.metrics import OPEN_SET_AUROC, TEST_TOP1, TEST_TOP1_ONLINE
 from labelless.semi.splits import LabelSplit
@@ -88,19 +89,15 @@ def save_classifier(algorithm: SemiAlgorithm, run_dir: Path) -> Path:
     """``classifier.safetensors``: the EMA model's whole state (backbone + heads), atomically."""
     from safetensors.torch import save_file
 
-    path = Path(run_dir) / "classifier.safetensors"
-    tmp = path.with_name(f".{path.name}.tmp")
     state = {
         k: v.detach().cpu().contiguous().clone()
         for k, v in algorithm.ema_model.state_dict().items()
     }
-    save_file(
-        state,
-        str(tmp),
-        metadata={"num_classes": str(algorithm.num_classes), "method": algorithm.name},
+    metadata = {"num_classes": str(algorithm.num_classes), "method": algorithm.name}
+    return write_path_atomic(
+        RunFiles(Path(run_dir)).classifier,
+        lambda temporary: save_file(state, str(temporary), metadata=metadata),
     )
-    os.replace(tmp, path)
-    return path
 
 
 def write_semi_report(run_dir: Path, algorithm: SemiAlgorithm, test: Dataset | None, split):
