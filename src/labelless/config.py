@@ -433,14 +433,6 @@ def dump_yaml(config: RunConfig) -> str:
     return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename, with
-    ordinary permissions (``labelless.atomic``)."""
-    from labelless.atomic import write_text_atomic as write
-
-    write(path, text)
-
-
 # Flag name (CLI and Python keyword) -> dotted config key.
 FLAG_KEYS: dict[str, str] = {
     "data": "data.name",

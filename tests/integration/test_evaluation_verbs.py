@@ -11,8 +11,9 @@ import pytest
 import torch
 
 from labelless import api
+from labelless.atomic import write_text_atomic
 from labelless.backbones import create_backbone, save_encoder
-from labelless.config import build_config, dump_yaml, write_text_atomic
+from labelless.config import build_config, dump_yaml
 from labelless.errors import CheckpointError, ConfigError
 from labelless.verbs.pretrain import final_metrics
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 
 from torch import nn
@@ -17,12 +16,6 @@ from labelless.errors import CheckpointError
 WEIGHTS_FILE = "encoder.safetensors"
 META_FILE = "encoder.json"
 FORMAT = "labelless-encoder/1"
-
-
-def _write_atomically(target: Path, write: Callable[[Path], None]) -> None:
-    """Write through ``write(temp_path)`` to a temp file beside ``target``, then rename it (an
-    export is meant to be shared: ordinary permissions, ``labelless.atomic``)."""
-    write_path_atomic(target, write)
 
 
 def save_encoder(backbone: nn.Module, directory: str | Path) -> Path:
@@ -53,10 +46,10 @@ def save_encoder(backbone: nn.Module, directory: str | Path) -> Path:
     tensors = {
         k: v.detach().to("cpu", copy=True).contiguous() for k, v in backbone.state_dict().items()
     }
-    _write_atomically(
+    write_path_atomic(
         directory / WEIGHTS_FILE, lambda p: save_file(tensors, str(p), metadata={"format": "pt"})
     )
-    _write_atomically(directory / META_FILE, lambda p: p.write_text(text + "\n", encoding="utf-8"))
+    write_path_atomic(directory / META_FILE, lambda p: p.write_text(text + "\n", encoding="utf-8"))
     return directory
 
 

@@ -24,7 +24,7 @@ from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from labelless.atomic import check_can_create
+from labelless.atomic import check_can_create, write_atomic
 from labelless.errors import ConfigError, did_you_mean
 from labelless.report import plots
 
@@ -452,5 +452,5 @@ def write_comparison(
         f"<script>{SCRIPT}</script></body></html>\n"
     )
     path = Path(out)
-    plots.atomic_write(path, lambda stream: stream.write(page.encode("utf-8")))
+    write_atomic(path, lambda stream: stream.write(page.encode("utf-8")))
     return path, entries

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from labelless.atomic import write_atomic
 from labelless.report import plots
 from labelless.runfiles import RunFiles
 
@@ -137,7 +138,7 @@ def _embedding_section(figures: Path, embeddings, labels, class_names, map_metho
             "class_names": names,
             "method": np.array(used),
         }
-        plots.atomic_write(map_path, lambda stream: np.savez(stream, **arrays))
+        write_atomic(map_path, lambda stream: np.savez(stream, **arrays))
     elif map_path.is_file():
         with np.load(map_path) as saved:
             coordinates, labels = saved["coordinates"], saved["labels"]
@@ -272,5 +273,5 @@ def write_report(
         f"<body><h1>{title}</h1>{body}</body></html>\n"
     )
     path = RunFiles(run_dir).report
-    plots.atomic_write(path, lambda stream: stream.write(page.encode("utf-8")))
+    write_atomic(path, lambda stream: stream.write(page.encode("utf-8")))
     return path

@@ -5,10 +5,8 @@ from __future__ import annotations
 import csv
 import math
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
 import matplotlib
 import numpy as np
@@ -74,16 +72,10 @@ def figure_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") + ".png"
 
 
-def atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> Path:
-    """Call ``write(stream)`` on a temporary file beside ``path``, then rename it to ``path``
-    (ordinary permissions: a report is meant to be shared; ``labelless.atomic``)."""
-    return write_atomic(path, write)
-
-
 def save_figure(figure, path: Path) -> Path:
     """Write ``figure`` as a PNG to ``path`` atomically and close it."""
     try:
-        return atomic_write(
+        return write_atomic(
             path,
             lambda stream: figure.savefig(
                 stream, format="png", dpi=100, metadata={"Software": None}
