@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from labelless.atomic import check_can_create, write_atomic
 from labelless.errors import ConfigError, did_you_mean
 from labelless.report import plots
+from labelless.runfiles import RunFiles
 
 if TYPE_CHECKING:
     from labelless.evaluate.catalog import MetricInfo
@@ -99,7 +100,7 @@ def read_entry(path: str | Path) -> Entry:
     and everything ``labelless evaluate`` added under ``evaluations`` (which wins for the same
     key)."""
     path = Path(path)
-    file = path / "metrics.json"
+    file = RunFiles(path).metrics_json
     if not file.is_file():
         raise ConfigError(
             f"{str(path)!r} has no metrics.json: pass run directories or folders written by "
@@ -118,7 +119,7 @@ def read_entry(path: str | Path) -> Entry:
         evaluations[_final_key(metrics)] = metrics
     evaluations.update(metrics.get("evaluations") or {})
     architecture = str((metrics.get("encoder") or {}).get("architecture", ""))
-    encoder_json = path / "encoder.json"
+    encoder_json = RunFiles(path).encoder_meta
     if not architecture and encoder_json.is_file():
         try:
             architecture = str(json.loads(encoder_json.read_text()).get("architecture", ""))

@@ -21,6 +21,7 @@ from lightning.pytorch.loggers.logger import Logger
 from lightning.pytorch.utilities import rank_zero_only
 
 from labelless.atomic import write_text_atomic
+from labelless.runfiles import METRICS_CSV
 
 
 def read_rows(path: Path) -> tuple[list[str], list[dict[str, str]]]:
@@ -84,7 +85,7 @@ class RunCSVLogger(Logger):
 
     @property
     def path(self) -> Path:
-        return self._log_dir / "metrics.csv"
+        return self._log_dir / METRICS_CSV
 
     @rank_zero_only
     def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
