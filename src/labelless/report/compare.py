@@ -91,7 +91,7 @@ def _is_number(value: Any) -> bool:
 def _final_key(metrics: dict[str, Any]) -> str:
     protocol = metrics.get("protocol") or {}
     split = str(protocol.get("test_split") or protocol.get("split") or "eval")
-    return f"{split.split('/')[0]} [native]"
+    return f"{protocol.get('data') or split.split('/')[0]} [native]"
 
 
 def read_entry(path: str | Path) -> Entry:

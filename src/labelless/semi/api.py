@@ -206,14 +206,19 @@ def _write_outputs(config: SemiRunConfig, session, trainer, module, parts) -> di
     the shift check and the ``training`` record, the report."""
     from labelless.backbones import save_encoder
     from labelless.lifecycle import end_of_run, previous_metrics, training_record, write_metrics
+    from labelless.modalities import modality_of
     from labelless.semi.evaluation import final_metrics, save_classifier, write_semi_report
+    from labelless.verbs.targets import data_label
 
     test, split, shift, throughput, skipped = parts
     run_dir, semi_cfg = session.path, config.semi
     algorithm = module.algorithm.to(memory_format=torch.contiguous_format)
     save_encoder(algorithm.ema_model.backbone, run_dir)
     save_classifier(algorithm, run_dir)
-    metrics = final_metrics(algorithm, test, split, config)
+    backbone = algorithm.ema_model.backbone
+    preprocessing = modality_of(backbone).preprocessing(backbone.meta)
+    data = data_label(config.data.eval or config.data.name)
+    metrics = final_metrics(algorithm, test, split, config, preprocessing, data)
     metrics["split"] = {
         "mode": split.mode,
         "labelled": len(split.labelled),

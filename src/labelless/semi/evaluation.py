@@ -47,17 +47,23 @@ def auroc(scores: np.ndarray, positive: np.ndarray) -> float:
     return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
-def final_metrics(algorithm: SemiAlgorithm, test: Dataset | None, split: LabelSplit, config):
-    """``test_top1`` (EMA model, end of training), ``test_top1_online`` and the protocol."""
+def final_metrics(
+    algorithm: SemiAlgorithm,
+    test: Dataset | None,
+    split: LabelSplit,
+    config,
+    preprocessing: dict[str, Any],
+    data: str,
+):
+    """``test_top1`` (EMA model, end of training), ``test_top1_online`` and the protocol;
+    ``preprocessing`` is the modality's record of how inputs were read, ``data`` the name of
+    the scored data."""
     protocol: dict[str, Any] = {
         "model": "EMA of the weights at the end of training (final, not best)",
         "ema_momentum": config.semi.ema_momentum,
+        "data": data,
         "split": test.name if test is not None else None,
-        "preprocessing": {
-            "input_size": algorithm.backbone.meta.input_size,
-            "mean": algorithm.backbone.meta.mean,
-            "std": algorithm.backbone.meta.std,
-        },
+        "preprocessing": preprocessing,
     }
     if test is None or not test.has_labels:
         note = (

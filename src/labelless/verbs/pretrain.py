@@ -33,6 +33,7 @@ from labelless.rundir import check_start_flags
 from labelless.verbs.components import build_components
 from labelless.verbs.rundata import eval_split, load_splits, train_loader
 from labelless.verbs.scoring import label_free, score, warn_if_collapsed
+from labelless.verbs.targets import data_label
 
 # Rows of an unlabelled training split embedded for the label-free final measures.
 LABEL_FREE_ROWS = 25_600
@@ -167,6 +168,7 @@ def final_metrics(
     from labelless.evaluate import embed
 
     preprocessing = modality_of(encoder).preprocessing(encoder.meta)
+    data = data_label(config.data.eval or config.data.name)
     regression = eval_data is not None and train.targets is not None
     regression = regression and eval_data.targets is not None
     labelled = eval_data is not None and train.has_labels and eval_data.has_labels
@@ -175,7 +177,7 @@ def final_metrics(
         rows = split.samples if eval_data is not None else train.sample_rows(LABEL_FREE_ROWS)
         z = embed(encoder, rows)
         metrics = label_free(z)
-        metrics["protocol"].update(preprocessing=preprocessing, split=split.name)
+        metrics["protocol"].update(preprocessing=preprocessing, data=data, split=split.name)
         warn_if_collapsed(metrics, z, split.name)
         return metrics, (z if eval_data is not None else None)
     test_z = embed(encoder, eval_data.samples)
@@ -193,7 +195,7 @@ def final_metrics(
         temperature=monitor.knn_temperature,
         seed=config.seed,
     )
-    metrics["protocol"]["preprocessing"] = preprocessing
+    metrics["protocol"].update(preprocessing=preprocessing, data=data)
     return metrics, test_z
 
 
