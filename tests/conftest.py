@@ -19,6 +19,17 @@ def _seed():
 
 
 @pytest.fixture
+def one_thread():
+    """torch on one thread for the test, restored afterwards: tiny models run fastest on one
+    thread, and two OpenMP threads on a busy 2-core machine slow a learning test from seconds to
+    minutes."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
 def data_root() -> Path:
     """The real-data root; skips the test with a reason when it is not configured."""
     root = os.environ.get("LABELLESS_DATA")

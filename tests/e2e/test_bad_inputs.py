@@ -1,9 +1,10 @@
 """The bad-input sweep (issue 16): one table of wrong or hostile inputs to every verb.
 
-Each row runs ``labelless.cli.main(argv)`` in-process and asserts the promise of the command line:
-exit code 2, a one-line ``error:`` (after any ``warning:`` lines) naming the problem, no traceback,
-and nothing written or changed, neither in the case's own folder (its copies of the fixture files
-and runs) nor in the working directory where a default ``runs/`` would land.
+Each row runs ``labelless.cli.main(argv)`` in-process (``run_in_process``) and asserts the promise
+of the command line: exit code 2, a one-line ``error:`` (after any ``warning:`` lines) naming the
+problem, no traceback, no training step (an optimiser step fails the case, however fast or slow
+the machine), and nothing written or changed, neither in the case's own folder (its copies of the
+fixture files and runs) nor in the working directory where a default ``runs/`` would land.
 
 A row is ``(id, argv, exit code, fragment)``: ``argv`` is split like a shell line and its
 ``{name}`` placeholders are the fixture paths (see ``_WORLD``); each case gets its own copy of the
@@ -13,11 +14,9 @@ case's scratch folder and ``{cwd}`` its working directory (which holds a user's 
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shlex
 import shutil
-import signal
 import string
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -25,13 +24,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 import yaml
+from torch.optim.optimizer import register_optimizer_step_pre_hook
 
-from labelless.cli import main
-
-# A case must fail before any training: this bounds each one (seconds).
-CASE_DEADLINE = 30
+from ..helpers import snapshot
+from .cli import error_lines, run_in_process
 
 # The one tiny pretrained run every run-directory and checkpoint case starts from.
 TINY_RUN = (
@@ -541,13 +538,8 @@ def world(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("world")
     for name, build in _WORLD.items():
         build(root / _NAMES.get(name, name))
-    threads = torch.get_num_threads()
-    with pytest.MonkeyPatch.context() as patch:
-        patch.chdir(root)
-        patch.setenv("COLUMNS", "200")
-        code = main([*shlex.split(TINY_RUN), "--out", str(root / "run")])
-    torch.set_num_threads(threads)  # the run sets its own (trainer.threads)
-    assert code == 0, "the tiny pretrained run failed"
+    run = run_in_process(*shlex.split(TINY_RUN), "--out", str(root / "run"), cwd=root)
+    assert run.returncode == 0, f"the tiny pretrained run failed: {run.stderr[-2000:]}"
     for name, build in _FROM_RUN.items():
         build(root / "run", root / name)
     return root
@@ -573,70 +565,56 @@ def _materialise(template: str, world: Path, case_dir: Path) -> list[str]:
     return [part.format(**paths) for part in shlex.split(template)]
 
 
-def _snapshot(root: Path) -> dict[str, tuple]:
-    """Every path under ``root`` (itself included): kind, size, mode bits, mtime and, for files,
-    a hash of the bytes."""
-    state = {}
-    for folder, dirs, files in os.walk(root):
-        for name in [".", *dirs, *files]:
-            path = Path(folder, name)
-            info = path.lstat()
-            digest = None
-            if path.is_file() and not path.is_symlink():
-                digest = hashlib.blake2b(path.read_bytes(), digest_size=16).hexdigest()
-            key = str(path.relative_to(root))
-            state[key] = (info.st_mode, info.st_size, info.st_mtime_ns, digest)
-    return state
+class WentOnToTrain(BaseException):
+    """A case reached an optimiser step (a BaseException: no ``except Exception`` swallows it)."""
 
 
 @contextmanager
-def _deadline(seconds: int) -> Iterator[None]:
-    def expire(signum, frame):
-        raise TimeoutError(f"the case did not fail within {seconds} s: it went on to work")
+def _no_training() -> Iterator[None]:
+    """Fail the case at its first optimiser step, whatever the optimiser and the loop: a bad
+    input must be refused before any training."""
 
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.alarm(seconds)
+    def refuse(optimizer, args, kwargs):
+        raise WentOnToTrain(f"the case went on to train ({type(optimizer).__name__}.step)")
+
+    handle = register_optimizer_step_pre_hook(refuse)
     try:
         yield
     finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
+        handle.remove()
 
 
-def run_case(template: str, world: Path, case_dir: Path, monkeypatch, capsys):
+def run_case(template: str, world: Path, case_dir: Path) -> tuple[int, str, dict, dict]:
     """Run one row in-process: ``(exit code, stderr, snapshot before, snapshot after)``."""
     argv = _materialise(template, world, case_dir)
     cwd = case_dir / "cwd"
     cwd.mkdir()
     (cwd / "todo.md").write_text("a file of the user's in the working directory\n")
-    monkeypatch.chdir(cwd)
-    monkeypatch.setenv("COLUMNS", "200")
-    capsys.readouterr()
-    before = _snapshot(case_dir)
-    with _deadline(CASE_DEADLINE):
-        code = main(argv)
-    stderr = capsys.readouterr().err
-    return code, stderr, before, _snapshot(case_dir)
-
-
-def error_lines(stderr: str) -> list[str]:
-    """stderr's non-blank lines other than ``warning:`` lines."""
-    lines = [line for line in stderr.splitlines() if line.strip()]
-    return [line for line in lines if not line.startswith("warning:")]
+    before = snapshot(case_dir)
+    with _no_training():
+        result = run_in_process(*argv, cwd=cwd)
+    return result.returncode, result.stderr, before, snapshot(case_dir)
 
 
 @pytest.mark.parametrize(
     ("argv", "code", "fragment"),
     [pytest.param(argv, code, fragment, id=name) for name, argv, code, fragment in CASES],
 )
-def test_bad_input(argv, code, fragment, world, tmp_path, monkeypatch, capsys):
-    exit_code, stderr, before, after = run_case(argv, world, tmp_path, monkeypatch, capsys)
+def test_bad_input(argv, code, fragment, world, tmp_path):
+    exit_code, stderr, before, after = run_case(argv, world, tmp_path)
     assert exit_code == code, stderr
     assert "Traceback" not in stderr
     lines = error_lines(stderr)
     assert len(lines) == 1 and lines[0].startswith("error:"), stderr
     assert fragment in lines[0], stderr
     assert after == before, "the failed command wrote or changed files"
+
+
+def test_a_case_that_goes_on_to_train_fails(world, tmp_path):
+    """The no-training check is only as good as its hook: a valid command reaches an optimiser
+    step and the case fails there."""
+    with pytest.raises(WentOnToTrain):
+        run_case(TINY_RUN + " --out {tmp}/out", world, tmp_path)
 
 
 def test_the_table_is_large_and_ids_unique():
@@ -652,14 +630,14 @@ def test_the_snapshot_sees_a_rewrite_a_chmod_and_a_removed_probe(tmp_path):
     note.parent.mkdir()
     note.write_text("keep\n")
     os.utime(note.parent, ns=(10**18, 10**18))
-    before = _snapshot(tmp_path)
-    assert _snapshot(tmp_path) == before
+    before = snapshot(tmp_path)
+    assert snapshot(tmp_path) == before
     os.utime(note, ns=(10**18, 10**18))
-    assert _snapshot(tmp_path) != before
-    before = _snapshot(tmp_path)
+    assert snapshot(tmp_path) != before
+    before = snapshot(tmp_path)
     note.chmod(0o600)
-    assert _snapshot(tmp_path) != before
-    before = _snapshot(tmp_path)
+    assert snapshot(tmp_path) != before
+    before = snapshot(tmp_path)
     (note.parent / ".probe").mkdir()
     (note.parent / ".probe").rmdir()
-    assert _snapshot(tmp_path) != before
+    assert snapshot(tmp_path) != before

@@ -1,4 +1,8 @@
-"""The command line as a person uses it: exit codes, one-line errors, listings."""
+"""The command line as a person uses it: exit codes, one-line errors, listings.
+
+User errors run in-process (``run_in_process``, the same ``main`` the console script calls);
+one error, the listings and every verb's happy path run ``labelless`` in a fresh interpreter.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from .cli import one_line_error, run_cli
+from .cli import one_line_error, run_cli, run_in_process
 
 
 def test_missing_data_path(tmp_path):
+    """The one user error that goes through a real ``labelless`` process."""
     out = tmp_path / "run"
     message = one_line_error(
         run_cli("pretrain", "--data", str(tmp_path / "no_such_folder"), "--out", str(out))
@@ -21,7 +26,7 @@ def test_missing_data_path(tmp_path):
 
 def test_unknown_method(tmp_path):
     message = one_line_error(
-        run_cli("pretrain", "--method", "simclrr", "--out", str(tmp_path / "run"))
+        run_in_process("pretrain", "--method", "simclrr", "--out", str(tmp_path / "run"))
     )
     assert "unknown method 'simclrr'" in message and "simclr" in message and "byol" in message
 
@@ -29,20 +34,20 @@ def test_unknown_method(tmp_path):
 def test_corrupt_config(tmp_path):
     config = tmp_path / "broken.yaml"
     config.write_text("optim: {lr: [0.1\n")
-    message = one_line_error(run_cli("pretrain", "--config", str(config)))
+    message = one_line_error(run_in_process("pretrain", "--config", str(config)))
     assert "not valid YAML" in message and "fix its syntax" in message
     config.write_text("optim:\n  learning_rate: 0.1\n")
-    message = one_line_error(run_cli("pretrain", "--config", str(config)))
+    message = one_line_error(run_in_process("pretrain", "--config", str(config)))
     assert "optim.learning_rate" in message
 
 
 def test_bad_set_override():
-    message = one_line_error(run_cli("pretrain", "--set", "optim.lr"))
+    message = one_line_error(run_in_process("pretrain", "--set", "optim.lr"))
     assert "key=value" in message
 
 
 def test_evaluate_missing_run(tmp_path):
-    message = one_line_error(run_cli("evaluate", str(tmp_path / "nothing")))
+    message = one_line_error(run_in_process("evaluate", str(tmp_path / "nothing")))
     assert "encoder" in message.lower()
 
 
@@ -50,10 +55,10 @@ def test_listings():
     methods = run_cli("methods")
     assert methods.returncode == 0
     assert "simclr" in methods.stdout and "byol" in methods.stdout
-    tables = run_cli("methods", "--modality", "tabular")
+    tables = run_in_process("methods", "--modality", "tabular")
     assert "scarf" in tables.stdout and "simclr" not in tables.stdout
     assert "choose one of image, tabular, timeseries" in one_line_error(
-        run_cli("methods", "--modality", "audio")
+        run_in_process("methods", "--modality", "audio")
     )
     datasets = run_cli("datasets")
     assert datasets.returncode == 0
@@ -63,7 +68,7 @@ def test_listings():
 
 @pytest.mark.data
 def test_datasets_shows_real_data_available(data_root):
-    result = run_cli("datasets")
+    result = run_in_process("datasets")
     line = next(row for row in result.stdout.splitlines() if "cifar10" in row)
     assert "yes" in line
 
@@ -115,7 +120,7 @@ def test_pretrain_on_an_unlabelled_folder_then_evaluate(tmp_path):
     info = json.loads((out / "encoder.json").read_text())
     assert info["input_size"] == 16 and info["in_channels"] == 3
     # the unlabelled folder's encoder evaluated on a labelled set of another kind: a clear error
-    mismatch = run_cli("evaluate", str(out), "--data", "digits")
+    mismatch = run_in_process("evaluate", str(out), "--data", "digits")
     assert mismatch.returncode == 2 and "3-channel" in mismatch.stderr
 
 
@@ -128,19 +133,19 @@ def test_init_from_another_architecture(tmp_path):
     )
     out = tmp_path / "run"
     message = one_line_error(
-        run_cli("pretrain", "--init", str(source), "--width", "0.5", "--out", str(out))
+        run_in_process("pretrain", "--init", str(source), "--width", "0.5", "--out", str(out))
     )
     assert "width=0.25" in message and "width=0.5" in message and "drop --init" in message
     assert not out.exists()
     message = one_line_error(
-        run_cli("pretrain", "--init", str(tmp_path / "nothing"), "--out", str(out))
+        run_in_process("pretrain", "--init", str(tmp_path / "nothing"), "--out", str(out))
     )
     assert "no encoder.safetensors" in message
-    assert "--init" in run_cli("pretrain", "--help").stdout
+    assert "--init" in run_in_process("pretrain", "--help").stdout
 
 
 def run_verb(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return run_cli(*args, cwd=cwd, timeout=300, one_thread=True)
+    return run_cli(*args, cwd=cwd, one_thread=True)
 
 
 @pytest.fixture(scope="module")
@@ -187,9 +192,9 @@ def test_evaluate_verb_on_a_run_an_encoder_file_and_a_bad_path(pretrained, tmp_p
     assert "preprocessing overridden" in result.stdout
     record = json.loads((out / "metrics.json").read_text())
     assert list(record["evaluations"]) == ["digits [dataset-norm]"]
-    message = one_line_error(run_verb("evaluate", str(tmp_path / "nope"), "--out", str(out)))
+    message = one_line_error(run_in_process("evaluate", str(tmp_path / "nope"), "--out", str(out)))
     assert "does not exist" in message and "timm:NAME --weights FILE" in message
-    message = one_line_error(run_verb("evaluate", weights))
+    message = one_line_error(run_in_process("evaluate", weights))
     assert "needs --out DIR" in message
 
 
@@ -201,7 +206,7 @@ def test_compare_report_prune_finetune_select_verbs(pretrained, tmp_path):
     result = run_verb("compare", str(pretrained), str(pretrained), "--out", str(page))
     assert result.returncode == 0, result.stderr[-2000:]
     assert "compared 2 encoders" in result.stdout and page.is_file()
-    message = one_line_error(run_verb("compare", str(tmp_path), "--out", str(page)))
+    message = one_line_error(run_in_process("compare", str(tmp_path), "--out", str(page)))
     assert "no metrics.json" in message
 
     result = run_verb("report", str(pretrained))
@@ -212,7 +217,7 @@ def test_compare_report_prune_finetune_select_verbs(pretrained, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     levels = json.loads((pretrained / "prune.json").read_text())["levels"]
     assert [row["sparsity"] for row in levels] == [0.0, 0.25, 0.5]
-    message = one_line_error(run_verb("prune", str(pretrained), "--sparsity", "half"))
+    message = one_line_error(run_in_process("prune", str(pretrained), "--sparsity", "half"))
     assert "comma-separated" in message
 
     result = run_verb("finetune", str(pretrained), "--epochs", "1")

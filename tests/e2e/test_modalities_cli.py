@@ -1,4 +1,6 @@
-"""The same verbs on tables and time series, from files, as a person types them."""
+"""The same verbs on tables and time series, from files, as a person types them. Pretraining and
+evaluating a table run ``labelless`` in a fresh interpreter; the other runs and the user errors
+run in-process (``run_in_process``)."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ import json
 import numpy as np
 import pytest
 
-from .cli import one_line_error, run_cli
+from .cli import one_line_error, run_cli, run_in_process
 
 QUICK = ["--set", "trainer.progress_bar=false", "--set", "trainer.threads=1"]
 
@@ -82,7 +84,7 @@ def test_pretrain_a_table_from_csv(table, tmp_path):
 
 def test_semi_supervised_table(table, tmp_path):
     out = tmp_path / "fixmatch"
-    result = run_cli(
+    result = run_in_process(
         "semi",
         "--data",
         str(table),
@@ -113,7 +115,7 @@ def test_table_errors_are_one_line(table, tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text("a,b,label\n1,2,x\n3,oops,y\n4,5,x\n" + "6,7,y\n" * 200)
     message = one_line_error(
-        run_cli(
+        run_in_process(
             "pretrain",
             "--data",
             str(bad),
@@ -130,7 +132,7 @@ def test_table_errors_are_one_line(table, tmp_path):
     assert "'b'" in message and "oops" in message
     assert not (tmp_path / "run").exists()
     message = one_line_error(
-        run_cli(
+        run_in_process(
             "pretrain",
             "--data",
             str(table),
@@ -144,7 +146,7 @@ def test_table_errors_are_one_line(table, tmp_path):
     )
     assert "'label'" in message and "diagnosis" in message
     message = one_line_error(
-        run_cli(
+        run_in_process(
             "pretrain",
             "--data",
             str(table),
@@ -183,7 +185,7 @@ def test_pretrain_time_series_from_ts_files(tmp_path):
     _write_ts(tmp_path / "toy_TRAIN.ts", *make(60))
     _write_ts(tmp_path / "toy_TEST.ts", *make(40))
     out = tmp_path / "ts2vec"
-    result = run_cli(
+    result = run_in_process(
         "pretrain",
         "--data",
         str(tmp_path / "toy_TRAIN.ts"),

@@ -7,20 +7,18 @@ import json
 import os
 import shutil
 import signal
-import socket
 import stat
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 
-from labelless.cli import main
 from labelless.rundir import LOCK, MARKER, RunDir
 
-from .cli import one_line_error, run_cli
+from ..helpers import free_port, snapshot
+from .cli import WIDE, one_line_error, run_cli, run_in_process, start_cli, wait_until_paused
 
 pytestmark = pytest.mark.slow  # every test here trains or launches runs (make test, not test-fast)
 
@@ -56,35 +54,17 @@ SEMI = [
 ]
 
 
-def snapshot(root: Path) -> dict[str, tuple]:
-    found = {}
-    for path in sorted(root.rglob("*")):
-        info = path.lstat()
-        content = path.read_bytes() if path.is_file() else b""
-        found[str(path.relative_to(root))] = (info.st_mode, info.st_mtime_ns, hash(content))
-    return found
-
-
-def cli(*args: str, capsys) -> tuple[int, str, str]:
-    code = main(list(args))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
 @pytest.fixture(scope="module")
 def finished_runs(tmp_path_factory):
     """A pretraining run ended by a 2-second budget and a 1-epoch semi-supervised run, on
     digits; ``announced`` holds what the pretraining run printed."""
-    import contextlib
-    import io
-
     root = tmp_path_factory.mktemp("finished")
-    printed = io.StringIO()
-    with contextlib.redirect_stdout(printed):
-        budget = ["--epochs", "1000", "--max-time", "2"]
-        assert main(["pretrain", *TINY, *budget, "--out", str(root / "pretrain")]) == 0
-    (root / "announced.txt").write_text(printed.getvalue())
-    assert main(["semi", *SEMI, "--epochs", "1", "--out", str(root / "semi")]) == 0
+    budget = ["--epochs", "1000", "--max-time", "2"]
+    pretrain = run_in_process("pretrain", *TINY, *budget, "--out", str(root / "pretrain"))
+    assert pretrain.returncode == 0, pretrain.stderr[-2000:]
+    (root / "announced.txt").write_text(pretrain.stdout)
+    semi = run_in_process("semi", *SEMI, "--epochs", "1", "--out", str(root / "semi"))
+    assert semi.returncode == 0, semi.stderr[-2000:]
     return root
 
 
@@ -100,35 +80,36 @@ def run_copy(finished_runs, tmp_path):
 
 
 @pytest.mark.parametrize("command", ["pretrain", "semi"])
-def test_a_failed_resume_changes_nothing(run_copy, command, capsys):
+def test_a_failed_resume_changes_nothing(run_copy, command):
     run = run_copy(command)
     checkpoint = run / "checkpoints" / "last.ckpt"
     checkpoint.write_bytes(checkpoint.read_bytes()[:1000])  # truncated
     before = snapshot(run)
-    code, _, err = cli(command, "--out", str(run), "--resume", "--epochs", "2", capsys=capsys)
+    result = run_in_process(command, "--out", str(run), "--resume", "--epochs", "2")
+    code, err = result.returncode, result.stderr
     assert code == 2 and err.startswith("error: cannot resume") and "Traceback" not in err
     assert "not a readable checkpoint" in err and "--overwrite" in err
     assert snapshot(run) == before  # config.yaml and logs/metrics.csv untouched
 
 
-def test_resume_with_other_data_or_method_names_the_settings(run_copy, capsys):
+def test_resume_with_other_data_or_method_names_the_settings(run_copy):
     run = run_copy("pretrain")
     before = snapshot(run)
-    code, _, err = cli(
-        "pretrain", "--out", str(run), "--resume", "--method", "byol", "--lr", "0.1", capsys=capsys
+    result = run_in_process(
+        "pretrain", "--out", str(run), "--resume", "--method", "byol", "--lr", "0.1"
     )
-    assert code == 2
+    err = result.stderr
+    assert result.returncode == 2
     assert "method.name ('simclr' -> 'byol')" in err and "optim.lr" in err
     assert "another --out" in err
     assert snapshot(run) == before
 
 
-def test_a_second_process_cannot_resume_a_run_in_use(run_copy, capsys):
+def test_a_second_process_cannot_resume_a_run_in_use(run_copy):
     run = run_copy("pretrain")
     with RunDir(run, action="resume").open():
-        code, _, err = cli(
-            "pretrain", "--out", str(run), "--resume", "--epochs", "2", capsys=capsys
-        )
+        result = run_in_process("pretrain", "--out", str(run), "--resume", "--epochs", "2")
+    code, err = result.returncode, result.stderr
     assert code == 2 and "in use by another labelless process" in err
     assert f"pid {os.getpid()}" in err
 
@@ -154,9 +135,7 @@ def test_a_time_budget_says_it_ended_the_run(finished_runs):
     assert training["stopped_by"] == "time budget" and training["epochs_done"] < 1000
 
 
-def test_overwrite_of_the_data_folder_and_user_files_keeps_every_byte(
-    tmp_path, capsys, monkeypatch
-):
+def test_overwrite_of_the_data_folder_and_user_files_keeps_every_byte(tmp_path):
     from PIL import Image
 
     photos = tmp_path / "photos"
@@ -169,49 +148,24 @@ def test_overwrite_of_the_data_folder_and_user_files_keeps_every_byte(
     (notes / "plan.txt").write_text("keep me")
     work = tmp_path / "work"
     work.mkdir()
-    monkeypatch.chdir(work)
     before = snapshot(tmp_path)
     for out, fragment in ((photos, "training data"), (".", "working directory"), (notes, "not a")):
-        code, _, err = cli(
-            "pretrain", "--data", str(photos), "--out", str(out), "--overwrite", capsys=capsys
+        result = run_in_process(
+            "pretrain", "--data", str(photos), "--out", str(out), "--overwrite", cwd=work
         )
-        assert code == 2 and fragment in err, err
+        assert result.returncode == 2 and fragment in result.stderr, result.stderr
     assert snapshot(tmp_path) == before
 
 
-def test_several_nodes_without_a_launcher_is_an_error(tmp_path, capsys, monkeypatch):
+def test_several_nodes_without_a_launcher_is_an_error(tmp_path, monkeypatch):
     for name in ("RANK", "NODE_RANK", "GROUP_RANK", "TORCHELASTIC_RUN_ID", "SLURM_NTASKS"):
         monkeypatch.delenv(name, raising=False)
-    code, _, err = cli(
-        "pretrain", *TINY, "--num-nodes", "2", "--out", str(tmp_path / "r"), capsys=capsys
-    )
-    assert code == 2 and "torchrun" in err
+    result = run_in_process("pretrain", *TINY, "--num-nodes", "2", "--out", str(tmp_path / "r"))
+    assert result.returncode == 2 and "torchrun" in result.stderr
     assert not (tmp_path / "r").exists()
 
 
 # ---- processes killed and resumed (subprocesses, as a person runs them) ----------------------
-
-
-def _start(*args: str) -> subprocess.Popen:
-    env = dict(os.environ, COLUMNS="200", OMP_NUM_THREADS="1")
-    return subprocess.Popen(
-        [sys.executable, "-m", "labelless.cli", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-
-
-def _wait_for_rows(log: Path, rows: int, process: subprocess.Popen, timeout: float = 300) -> None:
-    """Until ``log`` has ``rows`` data rows (the run is mid-training)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert process.poll() is None, process.communicate()
-        if log.is_file() and len(log.read_text().splitlines()) > rows:
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"{log} never reached {rows} rows")
 
 
 def _loss_by_step(log: Path) -> dict[str, str]:
@@ -225,7 +179,7 @@ def _loss_by_step(log: Path) -> dict[str, str]:
 
 @pytest.mark.slow
 def test_kill_9_then_resume_equals_the_uninterrupted_run_bit_for_bit(tmp_path):
-    # 5 steps an epoch, 4 epochs, a checkpoint every 2 steps: killed mid-epoch after step >= 7
+    # 5 steps an epoch, 4 epochs, a checkpoint every 2 steps: killed mid-epoch after step 8
     args = [
         *TINY,
         "--epochs",
@@ -238,8 +192,9 @@ def test_kill_9_then_resume_equals_the_uninterrupted_run_bit_for_bit(tmp_path):
     whole = run_cli("pretrain", *args, "--out", str(tmp_path / "whole"), one_thread=True)
     assert whole.returncode == 0, whole.stderr
     killed = tmp_path / "killed"
-    process = _start("pretrain", *args, "--out", str(killed))
-    _wait_for_rows(killed / "logs" / "metrics.csv", 8, process)
+    paused = tmp_path / "paused"
+    process = start_cli("pretrain", *args, "--out", str(killed), pause_after_step=8, marker=paused)
+    wait_until_paused(process, paused)
     process.send_signal(signal.SIGKILL)
     process.wait()
     step = torch.load(killed / "checkpoints" / "last.ckpt", weights_only=True)["global_step"]
@@ -260,12 +215,13 @@ def test_kill_9_then_resume_equals_the_uninterrupted_run_bit_for_bit(tmp_path):
 @pytest.mark.slow
 def test_kill_9_in_the_first_epoch_then_the_same_command_works(tmp_path):
     args = [*TINY, "--epochs", "1", "--batch-size", "32", "--out", str(tmp_path / "run")]
-    process = _start("pretrain", *args)
-    _wait_for_rows(tmp_path / "run" / "logs" / "metrics.csv", 1, process)
+    paused = tmp_path / "paused"
+    process = start_cli("pretrain", *args, pause_after_step=1, marker=paused)
+    wait_until_paused(process, paused)
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert not (tmp_path / "run" / "checkpoints" / "last.ckpt").exists()  # a stub
-    resume = run_cli("pretrain", "--out", str(tmp_path / "run"), "--resume")
+    resume = run_in_process("pretrain", "--out", str(tmp_path / "run"), "--resume")
     assert "stopped before its first checkpoint" in one_line_error(resume)
     again = run_cli("pretrain", *args, one_thread=True)  # no --overwrite needed
     assert again.returncode == 0, again.stderr
@@ -275,10 +231,12 @@ def test_kill_9_in_the_first_epoch_then_the_same_command_works(tmp_path):
 @pytest.mark.slow
 def test_ctrl_c_says_how_to_resume_and_exits_130(tmp_path):
     args = [*TINY, "--epochs", "50", "--batch-size", "64", "--out", str(tmp_path / "run")]
-    process = _start("pretrain", *args, "--set", "trainer.checkpoint_every_n_steps=1")
-    _wait_for_rows(tmp_path / "run" / "logs" / "metrics.csv", 3, process)
+    paused = tmp_path / "paused"
+    every_step = ["--set", "trainer.checkpoint_every_n_steps=1"]
+    process = start_cli("pretrain", *args, *every_step, pause_after_step=3, marker=paused)
+    wait_until_paused(process, paused)
     process.send_signal(signal.SIGINT)
-    _, err = process.communicate(timeout=120)
+    _, err = process.communicate()
     assert process.returncode == 130, err
     assert "interrupted:" in err and f"--out {tmp_path / 'run'} --resume" in err
     assert "Traceback" not in err
@@ -288,12 +246,6 @@ def test_ctrl_c_says_how_to_resume_and_exits_130(tmp_path):
 
 
 DDP_ON_CPU = ["--strategy", "ddp", "--accelerator", "cpu", "--set", "trainer.threads=1"]
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _ranks_trained_together(run: Path, world: int) -> dict:
@@ -331,7 +283,7 @@ def test_ddp_on_two_cpu_processes_from_the_cli(tmp_path, command):
 
 @pytest.mark.distributed
 def test_two_torchrun_agents_as_two_nodes(tmp_path):
-    port = str(_free_port())
+    port = str(free_port())
     args = [
         *TINY,
         "--epochs",
@@ -346,7 +298,7 @@ def test_two_torchrun_agents_as_two_nodes(tmp_path):
         "--out",
         str(tmp_path / "run"),
     ]
-    env = dict(os.environ, OMP_NUM_THREADS="1", COLUMNS="200")
+    env = dict(os.environ, OMP_NUM_THREADS="1", **WIDE)
     agents = [
         subprocess.Popen(
             [
@@ -375,7 +327,7 @@ def test_two_torchrun_agents_as_two_nodes(tmp_path):
         )
         for node in (0, 1)
     ]
-    outputs = [agent.communicate(timeout=300) for agent in agents]
+    outputs = [agent.communicate() for agent in agents]
     for agent, (_, err) in zip(agents, outputs, strict=True):
         assert agent.returncode == 0, err
     _ranks_trained_together(tmp_path / "run", 2)

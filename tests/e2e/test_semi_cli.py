@@ -1,10 +1,11 @@
-"""``labelless semi`` as a person types it: a short run, and one-line errors with exit code 2."""
+"""``labelless semi`` as a person types it: a short run (a fresh interpreter), and one-line errors
+with exit code 2 (in-process)."""
 
 from __future__ import annotations
 
 import json
 
-from .cli import one_line_error, run_cli
+from .cli import one_line_error, run_cli, run_in_process
 
 
 def test_semi_short_run(tmp_path):
@@ -39,16 +40,18 @@ def test_semi_short_run(tmp_path):
 
 
 def test_semi_user_errors(tmp_path):
-    message = one_line_error(run_cli("semi", "--method", "fixmatchh", "--out", str(tmp_path / "a")))
+    message = one_line_error(
+        run_in_process("semi", "--method", "fixmatchh", "--out", str(tmp_path / "a"))
+    )
     assert "unknown semi-supervised method 'fixmatchh'" in message and "flexmatch" in message
     message = one_line_error(
-        run_cli(
+        run_in_process(
             "semi", "--data", "digits", "--labels-per-class", "1000", "--out", str(tmp_path / "b")
         )
     )
     assert "lower it" in message
     assert not (tmp_path / "b").exists()
     message = one_line_error(
-        run_cli("semi", "--method", "mixmatch", "--saa", "--out", str(tmp_path / "c"))
+        run_in_process("semi", "--method", "mixmatch", "--saa", "--out", str(tmp_path / "c"))
     )
     assert "FixMatch family" in message

@@ -3,7 +3,6 @@ one process at a time, resume checks, atomic files with ordinary permissions."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import stat
 from pathlib import Path
@@ -23,15 +22,7 @@ from labelless.rundir import (
     resume_differences,
 )
 
-
-def snapshot(root: Path) -> dict[str, tuple]:
-    """Every path under ``root`` with its mode, size, mtime and content hash."""
-    found = {}
-    for path in sorted(root.rglob("*")):
-        info = path.lstat()
-        digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else ""
-        found[str(path.relative_to(root))] = (info.st_mode, info.st_size, info.st_mtime_ns, digest)
-    return found
+from ..helpers import snapshot
 
 
 @pytest.fixture

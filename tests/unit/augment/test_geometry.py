@@ -25,6 +25,8 @@ from labelless.augment.geometry import (
 )
 from labelless.errors import ConfigError
 
+from ...helpers import gen, rand_images
+
 torch.set_num_threads(1)
 
 # For the same parameters: nearest matches TF.affine on every pixel in these tests (we allow
@@ -32,14 +34,6 @@ torch.set_num_threads(1)
 # bilinear within 1e-5 (observed max ~5e-6, float32 rounding of the sampling grid).
 NEAREST_MAX_DIFFERING = 0.005
 BILINEAR_ATOL = 1e-5
-
-
-def gen(seed: int = 0) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
-
-
-def rand_images(n: int = 8, c: int = 3, h: int = 20, w: int = 24, seed: int = 0) -> torch.Tensor:
-    return torch.rand(n, c, h, w, generator=gen(seed))
 
 
 def assert_matches(out: torch.Tensor, expected: torch.Tensor, interpolation: str) -> None:

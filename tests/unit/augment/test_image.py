@@ -33,16 +33,10 @@ from labelless.augment import (
 from labelless.augment.image import JITTER_OPS, jitter_parameters
 from labelless.errors import ConfigError
 
+from ...helpers import gen, rand_images
+
 # torchvision's tensor grayscale uses 0.2989 for red, ITU-R 601-2 (ours) 0.299: up to 1e-4 apart.
 GRAY_ATOL = 1.5e-4
-
-
-def gen(seed: int = 0) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
-
-
-def rand_images(n: int = 8, c: int = 3, h: int = 20, w: int = 24, seed: int = 0) -> torch.Tensor:
-    return torch.rand(n, c, h, w, generator=gen(seed))
 
 
 def per_sample(fn, images, factors) -> torch.Tensor:

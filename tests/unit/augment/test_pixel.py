@@ -25,9 +25,7 @@ from labelless.augment.pixel import (
 )
 from labelless.errors import ConfigError
 
-
-def gen(seed: int = 0) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
+from ...helpers import gen
 
 
 def rand_uint8(n: int = 8, c: int = 3, h: int = 12, w: int = 14, seed: int = 0) -> torch.Tensor:

@@ -20,14 +20,12 @@ from labelless.augment.randaugment import (
 )
 from labelless.errors import ConfigError
 
+from ...helpers import gen
+
 torch.set_num_threads(1)
 
 # torchvision's tensor grayscale uses 0.2989 for red, ITU-R 601-2 (ours) 0.299: up to 1e-4 apart.
 GRAY_ATOL = 1.5e-4
-
-
-def gen(seed: int = 0) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
 
 
 def uint8_levels(n: int = 8, c: int = 3, h: int = 20, w: int = 24, seed: int = 0) -> torch.Tensor:

@@ -38,12 +38,5 @@ def people():
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    """Table models are tiny: one thread is fastest, and two OpenMP threads on a busy 2-core
-    machine slow the learning test from ~3 s to minutes. Restored afterwards."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _tables_on_one_thread(one_thread):
+    """Table models are tiny: every table test runs on one thread (``one_thread``)."""
