@@ -26,8 +26,10 @@ def _config(**trainer):
     return config
 
 
-def test_thirty_second_simclr_beats_random_init(tmp_path, digits, random_init_knn):
-    result = api.pretrain(config=_config(max_epochs=60, max_time=30), out=str(tmp_path / "run"))
+def test_sixty_epoch_simclr_beats_random_init(tmp_path, digits, random_init_knn):
+    """60 epochs, not a time budget: the margin below must not depend on how many epochs the
+    machine fits in some seconds."""
+    result = api.pretrain(config=_config(max_epochs=60, max_time=None), out=str(tmp_path / "run"))
     floor = random_init_knn(result.encoder, k=20)
     # Measured: random init ~0.83, 60 epochs of SimCLR ~0.96.
     assert result.metrics["knn_top1"] >= floor + 0.05, (result.metrics["knn_top1"], floor)
