@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from labelless.errors import ConfigError
 from labelless.methods.base import Method, register_method
-from labelless.nn.ema import EMA
+from labelless.nn.ema import EMA, linear_momentum
 from labelless.nn.masking import (
     MaskedTokenPredictor,
     gather_tokens,
@@ -54,9 +54,7 @@ class IJEPA(Method):
     ``predictor_width``) takes them, with mask tokens at one target block's positions, and its
     outputs there are compared with ``prediction_loss``. Our ViT has a CLS token, which I-JEPA's
     has not: it joins the predictor's input, so the CLS output (the exported encoder's features)
-    is trained too. The masks are drawn from the step's ``generator``. ``embedding``, the
-    backbone's output for the whole view, costs a full forward: it is computed only when
-    ``wants_embedding`` is set.
+    is trained too. ``embedding`` is the backbone's output for the whole view.
     """
 
     default_views = "ijepa"
@@ -86,7 +84,8 @@ class IJEPA(Method):
         self.target_scale = _check_range("target_scale", target_scale, 1.0)
         self.target_aspect = _check_range("target_aspect", target_aspect, None)
         self.context_scale = _check_range("context_scale", context_scale, 1.0)
-        momentum = _check_range("momentum", momentum, 1.0)
+        self.momentum = _check_range("momentum", momentum, 1.0)
+        self.current_momentum = self.momentum[0]
         self.loss = loss
         self.patch_size = int(backbone.patch_size)
         self.predictor = MaskedTokenPredictor(
@@ -96,10 +95,9 @@ class IJEPA(Method):
             depth=predictor_depth,
             num_heads=predictor_heads,
         )
-        self.target = EMA(self.backbone, momentum, schedule="linear")
-        self.current_momentum = self.target.current_momentum
+        self.target = EMA(self.backbone)
 
-    def forward(self, views, batch, *, generator=None):
+    def forward(self, views, batch):
         images = views[0]
         n, grid = len(images), patch_grid(images, self.patch_size)
         masks = sample_block_masks(
@@ -110,7 +108,6 @@ class IJEPA(Method):
             target_aspect=self.target_aspect,
             context_scale=self.context_scale,
             device=images.device,
-            generator=generator,
         )
         m, block = self.num_targets, masks.target_index.shape[-1]
         target_index = masks.target_index.reshape(n * m, block)  # sample-major: [N * M, K_t]
@@ -124,11 +121,11 @@ class IJEPA(Method):
         prediction = self.predictor(
             tokens[:, 1:], context_index, target_index, grid, prefix=tokens[:, :1]
         )
-        out = {"loss": prediction_loss(prediction, targets, self.loss)}
-        if self.wants_embedding:
-            with torch.no_grad():
-                out["embedding"] = self.backbone(images)
-        return out
+        loss = prediction_loss(prediction, targets, self.loss)
+        with torch.no_grad():
+            embedding = self.backbone(images)
+        return {"loss": loss, "embedding": embedding.detach()}
 
     def on_step_end(self, progress: float) -> None:
-        self.current_momentum = self.target.step(self.backbone, progress)
+        self.current_momentum = linear_momentum(progress, *self.momentum)
+        self.target.update(self.backbone, self.current_momentum)

@@ -9,7 +9,6 @@ import labelless.methods.swav  # noqa: F401  (registers "swav")
 from labelless.backbones import create_backbone
 from labelless.errors import ConfigError
 from labelless.methods import create_method
-from labelless.methods.base import forward_grouped
 from labelless.nn.losses import sinkhorn, swav
 
 
@@ -100,8 +99,7 @@ def test_queue_joins_the_codes_from_its_start_fraction():
 
     @torch.no_grad()
     def by_hand(views, use_queue):
-        # crops of one size in one backbone batch, as the method does (BatchNorm backbone)
-        z = [method._project(f) for f in forward_grouped(method.backbone, views)]
+        z = [method._project(method.backbone(v)) for v in views]
         scores = [method._scores(zi) for zi in z]
         codes = []
         for i in range(2):

@@ -88,7 +88,7 @@ class IOMatch(SemiAlgorithm):
     def build_model(self, backbone):
         return IOMatchNet(backbone, self.num_classes)
 
-    def forward(self, labelled, unlabelled, progress, *, generator=None):
+    def forward(self, labelled, unlabelled, progress):
         (closed_l, binary_l, _), (closed_w, binary_w, _), (closed_s, _, open_s) = self.forward_all(
             labelled, unlabelled
         )
