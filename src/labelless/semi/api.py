@@ -251,12 +251,9 @@ def _test_split(config: SemiRunConfig, splits: DataSplits) -> Dataset | None:
     from labelless.semi.splits import require_class_labels, warn_no_test_split
 
     require_class_labels(splits.train, config.data.name, config.data.target)
-    test = splits.test
-    if config.data.eval:
-        from labelless.verbs.rundata import data_options
+    from labelless.verbs.rundata import eval_split
 
-        other = load_dataset(config.data.eval, **data_options(config.data))
-        test = other.test or other.train
+    test = eval_split(config.data, splits)
     warn_no_test_split(test, config.data.eval or config.data.name)
     return test
 
