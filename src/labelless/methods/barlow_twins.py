@@ -12,7 +12,10 @@ from labelless.nn.losses import barlow_twins
 
 @register_method("barlow_twins")
 class BarlowTwins(Method):
-    """Drive the cross-correlation matrix of the two views' projections towards the identity."""
+    """Drive the cross-correlation matrix of the two views' projections towards the identity.
+
+    Each view goes through the backbone on its own, as in the authors' code (per-view
+    BatchNorm statistics, like the per-view normalisation of the loss)."""
 
     default_views = "barlow_twins"
     summary = "redundancy reduction: cross-correlation of two views -> identity (Zbontar 2021)"
@@ -30,7 +33,7 @@ class BarlowTwins(Method):
         self.projector = mlp([self.embed_dim, proj_hidden_dim, proj_hidden_dim, proj_dim])
         self.lambd = lambd
 
-    def forward(self, views, batch):
+    def forward(self, views, batch, *, generator=None):
         features = [self.backbone(view) for view in views[:2]]
         z0, z1 = (self.projector(f) for f in features)
         loss = barlow_twins(z0, z1, lambd=self.lambd)

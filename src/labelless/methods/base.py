@@ -2,9 +2,18 @@
 
 A method is a plain ``nn.Module`` that owns the backbone and whatever heads and targets it needs:
 
-    forward(views, batch) -> {"loss": scalar, "embedding": [B, D] backbone features of view 0, ...}
+    forward(views, batch, *, generator=None) -> {"loss": scalar, "embedding"?: [B, D], ...}
     on_step_end(progress)  # after each optimiser step; progress in [0, 1] of the whole run
 
+- ``generator``: every random draw of the step (masks, mixing, a time crop) comes from it. The
+  training module passes its checkpointed augmentation generator, so a resumed run draws what
+  the uninterrupted run would have; ``None`` draws from the global RNG.
+- ``embedding``: backbone features of view 0, without gradient, what monitors read. A method
+  that gets them for free returns them always; one that needs an extra forward (MAE, I-JEPA)
+  returns them only when ``wants_embedding`` is set (``RankMeMonitor`` sets it). Consumers
+  cope with its absence.
+
+``tests/unit/methods/test_contract.py`` checks every registered method against this contract.
 It never imports Lightning, so a 20-line PyTorch loop can train it as well as the Trainer.
 """
 
@@ -12,7 +21,7 @@ from __future__ import annotations
 
 import inspect
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -31,6 +40,9 @@ class Method(nn.Module):
     modality: str = "image"  # the data it trains on: "image", "tabular" or "timeseries"
     default_backbone: str | None = None  # None: the modality's default backbone
     default_backbone_kwargs: dict[str, Any] | None = None  # its options when it is the one built
+    #: Set by whoever reads ``out["embedding"]`` (``RankMeMonitor``): methods that would need an
+    #: extra forward to produce it skip it while this is False.
+    wants_embedding: bool = False
 
     def __init__(self, backbone: nn.Module) -> None:
         super().__init__()
@@ -42,8 +54,16 @@ class Method(nn.Module):
     def embed_dim(self) -> int:
         return int(self.backbone.embed_dim)
 
-    def forward(self, views: list[torch.Tensor], batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-        raise NotImplementedError(f"{type(self).__name__} must implement forward(views, batch)")
+    def forward(
+        self,
+        views: list[torch.Tensor],
+        batch: dict[str, Any],
+        *,
+        generator: torch.Generator | None = None,
+    ) -> dict[str, torch.Tensor]:
+        raise NotImplementedError(
+            f"{type(self).__name__} must implement forward(views, batch, *, generator=None)"
+        )
 
     def on_step_end(self, progress: float) -> None:
         """Hook for EMA targets and other schedules; most methods need nothing here."""
@@ -52,6 +72,33 @@ class Method(nn.Module):
         """Parameters trained at the base learning rate throughout: the schedule (warm-up,
         decay) leaves them alone. Most methods have none."""
         return []
+
+
+def forward_grouped(
+    encoder: Callable[[torch.Tensor], torch.Tensor], views: Sequence[torch.Tensor]
+) -> list[torch.Tensor]:
+    """``[encoder(view) for view in views]`` with one ``encoder`` call per distinct view shape:
+    views of one ``[C, H, W]`` (2 global crops, then the local crops) are concatenated along the
+    batch, encoded together and split back, in the original order (the multi-crop forward of
+    Caron et al. 2020, SwAV, and 2021, DINO).
+
+    Without BatchNorm this is the per-view forward, fewer and larger calls; with BatchNorm the
+    batch statistics are those of the concatenated views (what SimCLR's, SwAV's and DINO's
+    released code computes). Each method says in its docstring whether it uses it.
+    """
+    groups: dict[tuple, list[int]] = {}
+    for i, view in enumerate(views):
+        groups.setdefault((tuple(view.shape[1:]), view.dtype, view.device), []).append(i)
+    outputs: list[torch.Tensor | None] = [None] * len(views)
+    for members in groups.values():
+        if len(members) == 1:
+            outputs[members[0]] = encoder(views[members[0]])
+            continue
+        encoded = encoder(torch.cat([views[i] for i in members]))
+        parts = encoded.split([len(views[i]) for i in members])
+        for i, part in zip(members, parts, strict=True):
+            outputs[i] = part
+    return outputs
 
 
 def check_positive_options(section: str, owner: type, **values: float) -> None:

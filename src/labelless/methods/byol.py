@@ -9,14 +9,18 @@ import torch
 from torch import nn
 
 from labelless.methods.base import Method, register_method
-from labelless.nn.ema import EMA, cosine_momentum
+from labelless.nn.ema import EMA
 from labelless.nn.heads import mlp
 from labelless.nn.losses import byol
 
 
 @register_method("byol")
 class BYOL(Method):
-    """An online network (backbone, projector, predictor) regresses an EMA target's projection."""
+    """An online network (backbone, projector, predictor) regresses an EMA target's projection.
+
+    The target's momentum rises from ``momentum[0]`` to ``momentum[1]`` on a cosine (sec. 3.2).
+    Each view goes through the backbone on its own, as in the authors' code (per-view
+    BatchNorm statistics)."""
 
     default_views = "byol"
     summary = "non-contrastive: predictor + EMA target, no negatives (Grill et al. 2020)"
@@ -33,11 +37,10 @@ class BYOL(Method):
         super().__init__(backbone)
         self.projector = mlp([self.embed_dim, proj_hidden_dim, proj_dim], norm="bn")
         self.predictor = mlp([proj_dim, pred_hidden_dim, proj_dim], norm="bn")
-        self.target = EMA(self._online())
-        self.momentum = tuple(momentum)
-        self.current_momentum = self.momentum[0]
+        self.target = EMA(self._online(), momentum, schedule="cosine")
+        self.current_momentum = self.target.current_momentum
 
-    def forward(self, views, batch):
+    def forward(self, views, batch, *, generator=None):
         v0, v1 = views[:2]
         features0 = self.backbone(v0)
         p0 = self.predictor(self.projector(features0))
@@ -48,8 +51,7 @@ class BYOL(Method):
         return {"loss": loss, "embedding": features0.detach()}
 
     def on_step_end(self, progress: float) -> None:
-        self.current_momentum = cosine_momentum(progress, *self.momentum)
-        self.target.update(self._online(), self.current_momentum)
+        self.current_momentum = self.target.step(self._online(), progress)
 
     def _online(self) -> nn.Module:
         # A view of the online path (no copy): the EMA pairs its parameters with the target's.

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from torch import nn
 
-from labelless.methods.base import Method, check_positive_options, register_method
+from labelless.methods.base import (
+    Method,
+    check_positive_options,
+    forward_grouped,
+    register_method,
+)
 from labelless.nn.heads import mlp
 from labelless.nn.losses import dcl
 
@@ -12,7 +17,8 @@ from labelless.nn.losses import dcl
 @register_method("dcl")
 class DCL(Method):
     """SimCLR with the positive pair removed from the InfoNCE denominator (Yeh et al. 2022, eq. 6),
-    which removes the negative-positive coupling that makes small batches learn slowly."""
+    which removes the negative-positive coupling that makes small batches learn slowly. As
+    SimCLR, the two views go through the backbone in one concatenated batch."""
 
     default_views = "simclr"
     summary = "contrastive: InfoNCE without the positive in the denominator (Yeh et al. 2022)"
@@ -33,8 +39,8 @@ class DCL(Method):
         self.temperature = temperature
         self.sigma = sigma
 
-    def forward(self, views, batch):
-        features = [self.backbone(view) for view in views[:2]]
+    def forward(self, views, batch, *, generator=None):
+        features = forward_grouped(self.backbone, views[:2])
         z0, z1 = (self.projector(f) for f in features)
         loss = dcl(z0, z1, self.temperature, weighted=self.weighted, sigma=self.sigma)
         return {"loss": loss, "embedding": features[0].detach()}

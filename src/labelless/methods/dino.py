@@ -10,8 +10,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from labelless.errors import ConfigError
-from labelless.methods.base import Method, check_positive_options, register_method
-from labelless.nn.ema import EMA, cosine_momentum
+from labelless.methods.base import (
+    Method,
+    check_positive_options,
+    forward_grouped,
+    register_method,
+)
+from labelless.nn.ema import EMA
 from labelless.nn.heads import mlp
 from labelless.nn.losses import dino, update_center
 
@@ -69,6 +74,10 @@ class DINO(Method):
     (``center_momentum``) of the teacher's mean output; the teacher temperature warms up linearly
     from ``warmup_teacher_temp`` to ``teacher_temp`` over ``warmup_teacher_temp_fraction`` of the
     run. The last layer takes no gradient during the first ``freeze_last_layer_steps`` steps.
+
+    Crops of one size go through the backbone (student and teacher) in one concatenated batch
+    (``forward_grouped``: one call for the global crops, one for the local ones), as in the
+    authors' multi-crop code; a BatchNorm backbone normalises over the crops of a size together.
     """
 
     default_views = "dino"
@@ -108,19 +117,18 @@ class DINO(Method):
             bottleneck_dim=bottleneck_dim,
             norm=head_norm,
         )
-        self.teacher = EMA(self._student())
+        self.teacher = EMA(self._student(), momentum, schedule="cosine")
         self.student_temp = student_temp
         self.teacher_temps = (warmup_teacher_temp, teacher_temp, warmup_teacher_temp_fraction)
         self.current_teacher_temp = teacher_temperature(0.0, *self.teacher_temps)
         self.center_momentum = center_momentum
-        self.momentum = tuple(momentum)
-        self.current_momentum = self.momentum[0]
+        self.current_momentum = self.teacher.current_momentum
         self.freeze_last_layer_steps = freeze_last_layer_steps
         self.num_global_crops = num_global_crops
         self.register_buffer("center", torch.zeros(1, out_dim))
         self.register_buffer("step", torch.zeros((), dtype=torch.long))
 
-    def forward(self, views, batch):
+    def forward(self, views, batch, *, generator=None):
         num_global = self.num_global_crops
         if len(views) < max(2, num_global):
             raise ConfigError(
@@ -128,10 +136,10 @@ class DINO(Method):
                 "use the 'dino' view recipe"
             )
         self.head.freeze_last_layer = bool(self.step < self.freeze_last_layer_steps)
-        features = [self.backbone(view) for view in views]
+        features = forward_grouped(self.backbone, views)
         student = [self.head(f) for f in features]
         with torch.no_grad():
-            teacher = [self.teacher(view) for view in views[:num_global]]
+            teacher = forward_grouped(self.teacher, views[:num_global])
         losses = [
             dino(student[j], teacher[i], self.center, self.student_temp, self.current_teacher_temp)
             for i in range(num_global)
@@ -146,8 +154,7 @@ class DINO(Method):
     def on_step_end(self, progress: float) -> None:
         self.step += 1
         self.current_teacher_temp = teacher_temperature(progress, *self.teacher_temps)
-        self.current_momentum = cosine_momentum(progress, *self.momentum)
-        self.teacher.update(self._student(), self.current_momentum)
+        self.current_momentum = self.teacher.step(self._student(), progress)
 
     def _student(self) -> nn.Module:
         # A view of the student path (no copy): the EMA pairs its parameters with the teacher's.

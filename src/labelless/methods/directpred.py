@@ -10,7 +10,7 @@ from torch import nn
 
 from labelless.errors import ConfigError
 from labelless.methods.base import Method, register_method
-from labelless.nn.ema import EMA, cosine_momentum
+from labelless.nn.ema import EMA
 from labelless.nn.heads import mlp
 from labelless.nn.losses import byol, directpred_predictor, update_correlation
 
@@ -24,7 +24,8 @@ class DirectPred(Method):
     processes) and, every ``freq`` of them, sets ``W_p = U diag(p) U^T`` with
     ``p_j = sqrt(s_j) / max sqrt(s) + eps``. ``W_p`` and ``F`` are buffers: no gradient, no
     optimiser state, saved in checkpoints. Defaults as in the authors' sample command
-    (``freq=1``, ``rho=0.3``, ``eps=0.01``).
+    (``freq=1``, ``rho=0.3``, ``eps=0.01``). As BYOL: cosine target momentum, each view
+    through the backbone on its own.
     """
 
     default_views = "byol"
@@ -47,15 +48,14 @@ class DirectPred(Method):
         if not isinstance(freq, int) or freq < 1:
             raise ConfigError(f"directpred's freq must be a positive int, got {freq!r}; try 1")
         self.projector = mlp([self.embed_dim, proj_hidden_dim, proj_dim], norm="bn")
-        self.target = EMA(self._online())
+        self.target = EMA(self._online(), momentum, schedule="cosine")
         self.register_buffer("correlation", torch.zeros(proj_dim, proj_dim))
         self.register_buffer("predictor_weight", torch.eye(proj_dim))
         self.register_buffer("updates", torch.zeros((), dtype=torch.long))
-        self.momentum = tuple(momentum)
-        self.current_momentum = self.momentum[0]
+        self.current_momentum = self.target.current_momentum
         self.rho, self.eps, self.freq = rho, eps, freq
 
-    def forward(self, views, batch):
+    def forward(self, views, batch, *, generator=None):
         v0, v1 = views[:2]
         features0 = self.backbone(v0)
         z0, z1 = self.projector(features0), self.projector(self.backbone(v1))
@@ -77,8 +77,7 @@ class DirectPred(Method):
         self.updates += 1
 
     def on_step_end(self, progress: float) -> None:
-        self.current_momentum = cosine_momentum(progress, *self.momentum)
-        self.target.update(self._online(), self.current_momentum)
+        self.current_momentum = self.target.step(self._online(), progress)
 
     def _online(self) -> nn.Module:
         return nn.Sequential(self.backbone, self.projector)

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from labelless.errors import ConfigError
 from labelless.methods.base import Method, register_method
-from labelless.nn.ema import EMA, linear_momentum
+from labelless.nn.ema import EMA
 from labelless.nn.masking import (
     MaskedTokenPredictor,
     gather_tokens,
@@ -54,7 +54,9 @@ class IJEPA(Method):
     ``predictor_width``) takes them, with mask tokens at one target block's positions, and its
     outputs there are compared with ``prediction_loss``. Our ViT has a CLS token, which I-JEPA's
     has not: it joins the predictor's input, so the CLS output (the exported encoder's features)
-    is trained too. ``embedding`` is the backbone's output for the whole view.
+    is trained too. The masks are drawn from the step's ``generator``. ``embedding``, the
+    backbone's output for the whole view, costs a full forward: it is computed only when
+    ``wants_embedding`` is set.
     """
 
     default_views = "ijepa"
@@ -84,8 +86,7 @@ class IJEPA(Method):
         self.target_scale = _check_range("target_scale", target_scale, 1.0)
         self.target_aspect = _check_range("target_aspect", target_aspect, None)
         self.context_scale = _check_range("context_scale", context_scale, 1.0)
-        self.momentum = _check_range("momentum", momentum, 1.0)
-        self.current_momentum = self.momentum[0]
+        momentum = _check_range("momentum", momentum, 1.0)
         self.loss = loss
         self.patch_size = int(backbone.patch_size)
         self.predictor = MaskedTokenPredictor(
@@ -95,9 +96,10 @@ class IJEPA(Method):
             depth=predictor_depth,
             num_heads=predictor_heads,
         )
-        self.target = EMA(self.backbone)
+        self.target = EMA(self.backbone, momentum, schedule="linear")
+        self.current_momentum = self.target.current_momentum
 
-    def forward(self, views, batch):
+    def forward(self, views, batch, *, generator=None):
         images = views[0]
         n, grid = len(images), patch_grid(images, self.patch_size)
         masks = sample_block_masks(
@@ -108,6 +110,7 @@ class IJEPA(Method):
             target_aspect=self.target_aspect,
             context_scale=self.context_scale,
             device=images.device,
+            generator=generator,
         )
         m, block = self.num_targets, masks.target_index.shape[-1]
         target_index = masks.target_index.reshape(n * m, block)  # sample-major: [N * M, K_t]
@@ -121,11 +124,11 @@ class IJEPA(Method):
         prediction = self.predictor(
             tokens[:, 1:], context_index, target_index, grid, prefix=tokens[:, :1]
         )
-        loss = prediction_loss(prediction, targets, self.loss)
-        with torch.no_grad():
-            embedding = self.backbone(images)
-        return {"loss": loss, "embedding": embedding.detach()}
+        out = {"loss": prediction_loss(prediction, targets, self.loss)}
+        if self.wants_embedding:
+            with torch.no_grad():
+                out["embedding"] = self.backbone(images)
+        return out
 
     def on_step_end(self, progress: float) -> None:
-        self.current_momentum = linear_momentum(progress, *self.momentum)
-        self.target.update(self.backbone, self.current_momentum)
+        self.current_momentum = self.target.step(self.backbone, progress)

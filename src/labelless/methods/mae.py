@@ -41,7 +41,9 @@ class MAE(Method):
     patch tokens go to a ``decoder_depth`` x ``decoder_width`` transformer with its own mask
     token and fixed 2D sine-cosine position embeddings, whose outputs at the masked positions are
     linearly projected to ``patch_size^2 * C`` pixels. The loss is ``reconstruction_loss`` on the
-    masked patches. ``embedding`` is the encoder's output for the whole, unmasked view.
+    masked patches. The masks are drawn from the step's ``generator``. ``embedding``, the
+    encoder's output for the whole, unmasked view, costs a full forward: it is computed only when
+    ``wants_embedding`` is set.
     """
 
     default_views = "mae"
@@ -72,16 +74,21 @@ class MAE(Method):
             num_heads=decoder_heads,
         )
 
-    def forward(self, views, batch):
+    def forward(self, views, batch, *, generator=None):
         images = views[0]
         grid = patch_grid(images, self.patch_size)
         keep, masked = random_masking(
-            len(images), grid[0] * grid[1], self.mask_ratio, device=images.device
+            len(images),
+            grid[0] * grid[1],
+            self.mask_ratio,
+            device=images.device,
+            generator=generator,
         )
         tokens = self.backbone.forward_tokens(images, keep)  # [N, 1 + K, D], CLS first
         prediction = self.decoder(tokens[:, 1:], keep, masked, grid, prefix=tokens[:, :1])
         target = gather_tokens(patchify(images, self.patch_size), masked)
-        loss = reconstruction_loss(prediction, target, self.norm_pix_loss)
-        with torch.no_grad():
-            embedding = self.backbone(images)
-        return {"loss": loss, "embedding": embedding.detach()}
+        out = {"loss": reconstruction_loss(prediction, target, self.norm_pix_loss)}
+        if self.wants_embedding:
+            with torch.no_grad():
+                out["embedding"] = self.backbone(images)
+        return out

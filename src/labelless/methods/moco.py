@@ -53,13 +53,12 @@ class MoCoV2(Method):
         check_positive_options("method.kwargs", type(self), temperature=temperature)
         # MoCo v2's head: a 2-layer MLP without BatchNorm (Chen et al. 2020, sec. 2).
         self.projector = mlp([self.embed_dim, proj_hidden_dim, proj_dim], norm="none")
-        self.key_encoder = EMA(self._online())
+        self.key_encoder = EMA(self._online(), momentum)  # constant momentum (sec. 3.2)
         self.queue = EmbeddingQueue(queue_size, proj_dim)
         self.temperature = temperature
-        self.momentum = momentum
         self.symmetric = symmetric
 
-    def forward(self, views, batch):
+    def forward(self, views, batch, *, generator=None):
         v0, v1 = views[:2]
         features0 = self.backbone(v0)
         q0 = self.projector(features0)
@@ -80,7 +79,7 @@ class MoCoV2(Method):
         return {"loss": loss, "embedding": features0.detach()}
 
     def on_step_end(self, progress: float) -> None:
-        self.key_encoder.update(self._online(), self.momentum)
+        self.key_encoder.step(self._online(), progress)
 
     def _online(self) -> nn.Module:
         return nn.Sequential(self.backbone, self.projector)

@@ -10,7 +10,7 @@ from torch import nn
 
 from labelless.errors import ConfigError
 from labelless.methods.base import Method, check_positive_options, register_method
-from labelless.nn.ema import EMA, cosine_momentum
+from labelless.nn.ema import EMA
 from labelless.nn.heads import mlp
 from labelless.nn.losses import moco_v3
 
@@ -22,7 +22,9 @@ class MoCoV3(Method):
 
     Works with any backbone (ResNets, and the ViT the paper studies). ``freeze_patch_embed=True``
     keeps a ViT's patch projection at its random initialisation, the paper's fix for the
-    instability of ViT training (sec. 4.2, "random patch projection").
+    instability of ViT training (sec. 4.2, "random patch projection"). The key encoder's
+    momentum rises from ``momentum[0]`` to ``momentum[1]`` on a cosine. Each view goes through
+    the backbone on its own, as in the authors' code (per-view BatchNorm statistics).
     """
 
     default_views = "byol"
@@ -55,12 +57,11 @@ class MoCoV3(Method):
             [self.embed_dim, proj_hidden_dim, proj_hidden_dim, proj_dim], norm="bn", last_norm=True
         )
         self.predictor = mlp([proj_dim, pred_hidden_dim, proj_dim], norm="bn")
-        self.key_encoder = EMA(self._online())
+        self.key_encoder = EMA(self._online(), momentum, schedule="cosine")
         self.temperature = temperature
-        self.momentum = tuple(momentum)
-        self.current_momentum = self.momentum[0]
+        self.current_momentum = self.key_encoder.current_momentum
 
-    def forward(self, views, batch):
+    def forward(self, views, batch, *, generator=None):
         v0, v1 = views[:2]
         features0 = self.backbone(v0)
         q0 = self.predictor(self.projector(features0))
@@ -72,8 +73,7 @@ class MoCoV3(Method):
         return {"loss": loss, "embedding": features0.detach()}
 
     def on_step_end(self, progress: float) -> None:
-        self.current_momentum = cosine_momentum(progress, *self.momentum)
-        self.key_encoder.update(self._online(), self.current_momentum)
+        self.current_momentum = self.key_encoder.step(self._online(), progress)
 
     def _online(self) -> nn.Module:
         # A view of the online path (no copy): the EMA pairs its parameters with the key encoder's.

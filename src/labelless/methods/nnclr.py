@@ -6,7 +6,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from labelless.methods.base import Method, check_positive_options, register_method
+from labelless.methods.base import (
+    Method,
+    check_positive_options,
+    forward_grouped,
+    register_method,
+)
 from labelless.methods.queue import EmbeddingQueue, nearest_neighbours
 from labelless.nn.heads import mlp
 from labelless.nn.losses import info_nce
@@ -15,7 +20,10 @@ from labelless.nn.losses import info_nce
 @register_method("nnclr")
 class NNCLR(Method):
     """SimCLR whose positive for a view is the nearest neighbour of its projection in a support
-    queue of earlier projections, predicted from the other view through a predictor."""
+    queue of earlier projections, predicted from the other view through a predictor.
+
+    Built on SimCLR's setup (sec. 4.1): the two views go through the backbone in one
+    concatenated batch."""
 
     default_views = "byol"
     summary = "contrastive: nearest neighbour from a support queue as the positive (Dwibedi 2021)"
@@ -40,8 +48,8 @@ class NNCLR(Method):
         self.support = EmbeddingQueue(queue_size, proj_dim)
         self.temperature = temperature
 
-    def forward(self, views, batch):
-        features = [self.backbone(view) for view in views[:2]]
+    def forward(self, views, batch, *, generator=None):
+        features = forward_grouped(self.backbone, views[:2])
         z0, z1 = (self.projector(f) for f in features)
         p0, p1 = self.predictor(z0), self.predictor(z1)
         neighbours = [self._neighbour(z) for z in (z0, z1)]

@@ -40,7 +40,7 @@ class SCARF(Method):
         self.temperature = temperature
         self.symmetric = symmetric
 
-    def forward(self, views, batch):
+    def forward(self, views, batch, *, generator=None):
         anchor, corrupted = (self.backbone(view) for view in views[:2])
         z0, z1 = self.projector(anchor), self.projector(corrupted)
         loss = scarf_info_nce(z0, z1, self.temperature)

@@ -5,14 +5,22 @@ from __future__ import annotations
 
 from torch import nn
 
-from labelless.methods.base import Method, check_positive_options, register_method
+from labelless.methods.base import (
+    Method,
+    check_positive_options,
+    forward_grouped,
+    register_method,
+)
 from labelless.nn.heads import mlp
 from labelless.nn.losses import info_nce
 
 
 @register_method("simclr")
 class SimCLR(Method):
-    """Two views, an MLP projector and NT-Xent with in-batch and cross-process negatives."""
+    """Two views, an MLP projector and NT-Xent with in-batch and cross-process negatives.
+
+    Both views go through the backbone in one concatenated batch (``forward_grouped``), as in
+    the authors' code: a BatchNorm backbone normalises over both views together."""
 
     default_views = "simclr"
     summary = "contrastive: NT-Xent over two views, negatives from the whole batch (Chen 2020)"
@@ -30,8 +38,8 @@ class SimCLR(Method):
         self.projector = mlp([self.embed_dim, proj_hidden_dim, proj_dim], norm="bn")
         self.temperature = temperature
 
-    def forward(self, views, batch):
-        features = [self.backbone(view) for view in views[:2]]
+    def forward(self, views, batch, *, generator=None):
+        features = forward_grouped(self.backbone, views[:2])
         z0, z1 = (self.projector(f) for f in features)
         loss = info_nce(z0, z1, self.temperature)
         return {"loss": loss, "embedding": features[0].detach()}

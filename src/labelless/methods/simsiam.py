@@ -14,7 +14,8 @@ class SimSiam(Method):
     """A predictor on one branch regresses the other branch's projection under stop-gradient.
 
     No negatives and no momentum encoder: the stop-gradient on the target projection is what keeps
-    the representation from collapsing (Chen & He 2021, sec. 4.1).
+    the representation from collapsing (Chen & He 2021, sec. 4.1). Each view goes through the
+    backbone on its own, as in the authors' code (per-view BatchNorm statistics).
     """
 
     default_views = "moco"
@@ -43,7 +44,7 @@ class SimSiam(Method):
     def constant_lr_parameters(self) -> list[nn.Parameter]:
         return list(self.predictor.parameters()) if self.constant_predictor_lr else []
 
-    def forward(self, views, batch):
+    def forward(self, views, batch, *, generator=None):
         features = [self.backbone(view) for view in views[:2]]
         z0, z1 = (self.projector(f) for f in features)
         p0, p1 = self.predictor(z0), self.predictor(z1)

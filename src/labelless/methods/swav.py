@@ -8,7 +8,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from labelless.errors import ConfigError
-from labelless.methods.base import Method, check_positive_options, register_method
+from labelless.methods.base import (
+    Method,
+    check_positive_options,
+    forward_grouped,
+    register_method,
+)
 from labelless.methods.queue import EmbeddingQueue
 from labelless.nn.heads import mlp
 from labelless.nn.losses import sinkhorn, sinkhorn_with_queue, swav
@@ -27,6 +32,10 @@ class SwAV(Method):
     first epoch so that a random start cannot be collapsed into a few clusters), or, when
     ``freeze_prototypes_fraction`` is set, during that fraction of the run's progress: a budget
     run of a few hundred steps would otherwise spend most of them against fixed prototypes.
+
+    Crops of one size go through the backbone in one concatenated batch (``forward_grouped``),
+    as in the authors' multi-crop code; a BatchNorm backbone normalises over the crops of a
+    size together.
     """
 
     default_views = "swav"
@@ -112,7 +121,7 @@ class SwAV(Method):
             queued_scores = queued.to(scores.dtype) @ self.prototypes.weight.T
         return sinkhorn_with_queue(scores, queued_scores, self.epsilon, self.sinkhorn_iterations)
 
-    def forward(self, views, batch):
+    def forward(self, views, batch, *, generator=None):
         if len(views) <= self.num_global_crops:
             raise ConfigError(
                 f"swav needs more than {self.num_global_crops} views (global crops + others), "
@@ -120,7 +129,7 @@ class SwAV(Method):
             )
         if self.training:
             self._normalise_prototypes()  # rows back on the unit sphere after the last step
-        features = [self.backbone(view) for view in views]
+        features = forward_grouped(self.backbone, views)
         projections = [self._project(f) for f in features]
         scores = [self._scores(z) for z in projections]
         codes = [self._codes(scores[i], i) for i in range(self.num_global_crops)]

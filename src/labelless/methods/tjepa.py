@@ -12,7 +12,8 @@ from torch import Tensor, nn
 
 from labelless.errors import ConfigError
 from labelless.methods.base import Method, register_method
-from labelless.nn.ema import EMA, linear_momentum
+from labelless.nn import sampling
+from labelless.nn.ema import EMA
 from labelless.nn.losses_tabular import latent_prediction_loss
 from labelless.nn.masking import MaskedTokenPredictor, gather_tokens
 
@@ -24,27 +25,38 @@ def _share(name: str, values: Sequence[float]) -> tuple[float, float]:
     return low, high
 
 
-def _count(num_features: int, share: tuple[float, float], upper: int) -> int:
+def _count(
+    num_features: int,
+    share: tuple[float, float],
+    upper: int,
+    generator: torch.Generator | None = None,
+) -> int:
     """A feature count drawn uniformly between the rounded shares of F, clipped to [1, upper]."""
     low, high = round(num_features * share[0]), round(num_features * share[1])
-    count = int(torch.randint(low, max(low, high) + 1, ()).item())
+    count = int(sampling.randint(low, max(low, high) + 1, (), generator=generator).item())
     return min(max(count, 1), upper)
 
 
 def feature_masks(
-    batch: int, num_features: int, num_targets: int, context: tuple, target: tuple, device
+    batch: int,
+    num_features: int,
+    num_targets: int,
+    context: tuple,
+    target: tuple,
+    device,
+    generator: torch.Generator | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Per row, a context subset of the features and ``num_targets`` target subsets drawn from
-    the features outside the context (targets may overlap one another). The subset sizes are
-    drawn once per batch (so the index tensors stack). Returns ``context_index [B, K_c]`` and
-    ``target_index [B, M, K_t]``, each row sorted."""
+    the features outside the context (targets may overlap one another), from ``generator``.
+    The subset sizes are drawn once per batch (so the index tensors stack). Returns
+    ``context_index [B, K_c]`` and ``target_index [B, M, K_t]``, each row sorted."""
     if num_features < 2:
         raise ConfigError("tjepa needs at least 2 feature columns (a context and a target)")
-    n_context = _count(num_features, context, num_features - 1)
-    n_target = _count(num_features, target, num_features - n_context)
-    order = torch.rand(batch, num_features, device=device).argsort(dim=1)
-    context_index = order[:, :n_context].sort(dim=1).values
-    scores = torch.rand(batch, num_targets, num_features, device=device)
+    n_context = _count(num_features, context, num_features - 1, generator)
+    n_target = _count(num_features, target, num_features - n_context, generator)
+    noise = sampling.rand((batch, num_features), generator=generator, device=device)
+    context_index = noise.argsort(dim=1)[:, :n_context].sort(dim=1).values
+    scores = sampling.rand((batch, num_targets, num_features), generator=generator, device=device)
     in_context = torch.zeros(batch, num_features, dtype=torch.bool, device=device)
     in_context.scatter_(1, context_index, True)
     scores = scores.masked_fill(in_context[:, None, :], 2.0)  # never pick a context feature
@@ -65,7 +77,8 @@ class TJEPA(Method):
     regularisation tokens (``reg_tokens`` of ``ft_transformer``: the paper's [REG] tokens,
     which it finds critical against collapse). A narrow transformer predictor takes those
     outputs and a mask token per target feature (with a per-feature position code) and its
-    outputs there are compared with ``latent_prediction_loss``. The [CLS] and [REG] outputs join
+    outputs there are compared with ``latent_prediction_loss``. The masks are drawn from the
+    step's ``generator``. The [CLS] and [REG] outputs join
     the predictor's input, so the exported encoder's [CLS] embedding is trained too.
     ``embedding``: the backbone's output for the whole row.
 
@@ -114,8 +127,6 @@ class TJEPA(Method):
             raise ConfigError(
                 f"momentum must be (start, end) with 0 < start <= end <= 1, got {momentum}"
             )
-        self.momentum = (low, high)
-        self.current_momentum = low
         self.predictor = MaskedTokenPredictor(
             self.embed_dim,
             self.embed_dim,
@@ -123,14 +134,15 @@ class TJEPA(Method):
             depth=predictor_depth,
             num_heads=predictor_heads,
         )
-        self.target = EMA(self.backbone)
+        self.target = EMA(self.backbone, (low, high), schedule="linear")
+        self.current_momentum = self.target.current_momentum
 
-    def forward(self, views, batch):
+    def forward(self, views, batch, *, generator=None):
         x = views[0]
         n, num_features, m = len(x), x.shape[1], self.num_targets
         prefix = int(getattr(self.backbone, "num_prefix_tokens", 1))
         context_index, target_index = feature_masks(
-            n, num_features, m, self.context_share, self.target_share, x.device
+            n, num_features, m, self.context_share, self.target_share, x.device, generator
         )
         target_index = target_index.reshape(n * m, -1)  # row-major: [N * M, K_t]
         with torch.no_grad():
@@ -151,5 +163,4 @@ class TJEPA(Method):
         return {"loss": loss, "embedding": embedding}
 
     def on_step_end(self, progress: float) -> None:
-        self.current_momentum = linear_momentum(progress, *self.momentum)
-        self.target.update(self.backbone, self.current_momentum)
+        self.current_momentum = self.target.step(self.backbone, progress)

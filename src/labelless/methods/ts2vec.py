@@ -37,7 +37,7 @@ class TS2Vec(Method):
         self.alpha = alpha
         self.temporal_unit = temporal_unit
 
-    def forward(self, views, batch):
+    def forward(self, views, batch, *, generator=None):
         view1, view2, overlap = views[:3]
         z1 = self.backbone.forward_sequence(view1)
         z2 = self.backbone.forward_sequence(view2)

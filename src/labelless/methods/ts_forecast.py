@@ -73,7 +73,7 @@ class TSForecast(Method):
         timestamp); call ``eval()`` first for the deterministic forecast."""
         return self._forecast(lookback)[0]
 
-    def forward(self, views, batch):
+    def forward(self, views, batch, *, generator=None):
         clean, view_a, view_b = views[:3]
         lookback = self._split(clean)
         forecast, z = self._forecast(clean[..., :lookback])

@@ -12,6 +12,7 @@ from torch import nn
 from labelless.backbones.timeseries import instance_pool, valid_steps
 from labelless.errors import DataError
 from labelless.methods.base import Method, check_positive_options, register_method
+from labelless.nn import sampling
 from labelless.nn.heads import mlp
 from labelless.nn.losses import info_nce
 from labelless.nn.losses_timeseries import future_prediction_nce
@@ -41,7 +42,8 @@ class TSTCC(Method):
     """A weak (jitter + scale) and a strong (permutation + jitter) view. Temporal contrasting: the
     context of one view's past predicts the other view's next K timestamps (InfoNCE against the
     other series). Contextual contrasting: NT-Xent between the projected contexts of the views.
-    Loss = lambda_tc (L_TC^s + L_TC^w) + lambda_cc L_CC (1 and 0.7 in the paper)."""
+    Loss = lambda_tc (L_TC^s + L_TC^w) + lambda_cc L_CC (1 and 0.7 in the paper). The split
+    timestamp is drawn from the step's ``generator``."""
 
     default_views = "tstcc"
     summary = (
@@ -87,7 +89,7 @@ class TSTCC(Method):
         predictions = self.predictors(context).view(len(context), self.timesteps, -1)
         return future_prediction_nce(predictions[:, :steps], future)
 
-    def forward(self, views, batch):
+    def forward(self, views, batch, *, generator=None):
         weak, strong = views[:2]
         full_weak, z_weak = self._steps(weak)
         _, z_strong = self._steps(strong)
@@ -95,7 +97,8 @@ class TSTCC(Method):
         if length < 2:
             raise DataError("tstcc needs series of at least 2 timestamps")
         steps = min(self.timesteps, length - 1)
-        t = int(torch.randint(0, length - steps, (1,)).item())  # last timestamp of the past
+        # the last timestamp of the past
+        t = int(sampling.randint(0, length - steps, (1,), generator=generator).item())
         c_weak = self.context(z_weak[:, : t + 1])
         c_strong = self.context(z_strong[:, : t + 1])
         temporal = self._temporal(c_strong, z_weak[:, t + 1 : t + 1 + steps]) + self._temporal(

@@ -12,7 +12,10 @@ from labelless.nn.losses import vicreg
 
 @register_method("vicreg")
 class VICReg(Method):
-    """Invariance between views, plus variance and covariance terms on each view's embeddings."""
+    """Invariance between views, plus variance and covariance terms on each view's embeddings.
+
+    Each view goes through the backbone on its own, as in the authors' code: the variance and
+    covariance terms are per view, and so are a BatchNorm backbone's batch statistics."""
 
     default_views = "vicreg"
     summary = "regularised: invariance + variance + covariance terms, no negatives (Bardes 2022)"
@@ -36,7 +39,7 @@ class VICReg(Method):
             "cov_weight": cov_weight,
         }
 
-    def forward(self, views, batch):
+    def forward(self, views, batch, *, generator=None):
         features = [self.backbone(view) for view in views[:2]]
         z0, z1 = (self.projector(f) for f in features)
         loss = vicreg(z0, z1, **self.weights)

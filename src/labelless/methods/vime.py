@@ -52,7 +52,7 @@ class VIME(Method):
         valid = codes < torch.tensor(self.cardinalities or [0], dtype=torch.long)[:, None]
         self.register_buffer("valid_codes", valid[: len(self.cardinalities)], persistent=False)
 
-    def forward(self, views, batch):
+    def forward(self, views, batch, *, generator=None):
         x, corrupted, mask = views[:3]
         hidden = self.backbone(corrupted)
         numeric = x[:, : self.num_numeric]

@@ -1,9 +1,10 @@
 """Masked prediction on Vision Transformers: batched patch masks, block masks, patchify, and the
 narrow transformer that predicts tokens at masked positions (MAE's decoder, I-JEPA's predictor).
 
-Every sampler draws for the whole batch with tensor ops (no loop over samples) and returns
-``long`` indices into the row-major patch grid, the form ``VisionTransformer.forward_tokens``
-takes as ``keep_index``.
+Every sampler draws for the whole batch with tensor ops (no loop over samples), from
+``generator`` (the training step's, so that a resumed run draws the same masks; see
+``nn.sampling``), and returns ``long`` indices into the row-major patch grid, the form
+``VisionTransformer.forward_tokens`` takes as ``keep_index``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from torch import Tensor, nn
 
 from labelless.backbones.vit import Block
 from labelless.errors import ConfigError
+from labelless.nn import sampling
 
 
 def require_vit(backbone: nn.Module, method: str) -> None:
@@ -78,7 +80,7 @@ def random_masking(
             f"masking needs at least 2 patches, got {num_patches}; use a smaller patch_size"
         )
     num_keep = min(max(int(num_patches * (1 - mask_ratio)), 1), num_patches - 1)
-    noise = torch.rand(batch_size, num_patches, device=device, generator=generator)
+    noise = sampling.rand((batch_size, num_patches), generator=generator, device=device)
     order = noise.argsort(dim=1)
     return order[:, :num_keep], order[:, num_keep:]
 
@@ -93,7 +95,7 @@ def block_size(
     """One block's ``(height, width)`` in patches: area ``scale`` of the grid (uniform), aspect
     ``height / width`` uniform in ``aspect``, rounded and clamped to the grid (at least 1x1)."""
     rows, cols = grid
-    u = torch.rand(2, generator=generator).tolist()
+    u = sampling.rand((2,), generator=generator).tolist()
     area = rows * cols * (scale[0] + u[0] * (scale[1] - scale[0]))
     ratio = aspect[0] + u[1] * (aspect[1] - aspect[0])
     height = min(max(round(math.sqrt(area * ratio)), 1), rows)
@@ -155,10 +157,10 @@ def sample_block_masks(
 
     def draw(n: int) -> tuple[Tensor, Tensor]:
         shape = (n, num_targets)
-        t_top = torch.randint(0, rows - t_h + 1, shape, generator=generator).to(device)
-        t_left = torch.randint(0, cols - t_w + 1, shape, generator=generator).to(device)
-        c_top = torch.randint(0, rows - c_h + 1, (n,), generator=generator).to(device)
-        c_left = torch.randint(0, cols - c_w + 1, (n,), generator=generator).to(device)
+        t_top = sampling.randint(0, rows - t_h + 1, shape, generator=generator).to(device)
+        t_left = sampling.randint(0, cols - t_w + 1, shape, generator=generator).to(device)
+        c_top = sampling.randint(0, rows - c_h + 1, (n,), generator=generator).to(device)
+        c_left = sampling.randint(0, cols - c_w + 1, (n,), generator=generator).to(device)
         targets = block_index(t_top, t_left, (t_h, t_w), grid)  # [n, M, K_t]
         context = torch.zeros(n, rows * cols, dtype=torch.bool, device=device)
         context.scatter_(1, block_index(c_top, c_left, (c_h, c_w), grid), True)
@@ -178,7 +180,7 @@ def sample_block_masks(
             f"the target blocks cover the whole context on a {rows}x{cols} patch grid; "
             "lower num_targets or target_scale, or use a smaller patch_size"
         )
-    noise = torch.rand(context.shape, generator=generator).to(device)
+    noise = sampling.rand(tuple(context.shape), generator=generator).to(device)
     score = torch.where(context, noise, torch.full_like(noise, 2.0))
     context_index = score.argsort(dim=1)[:, :keep].sort(dim=1).values
     return BlockMasks(context_index, targets, (t_h, t_w), (c_h, c_w))

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from labelless.errors import ConfigError
+from labelless.nn import sampling
 
 
 def cross_entropy(logits: Tensor, targets: Tensor) -> Tensor:
@@ -131,11 +131,9 @@ def mixup(
     ``lambda' = max(lambda, 1 - lambda)``, each row mixed with a random permutation of the
     batch, so that a mixed sample stays closer to its own input. Returns mixed inputs, mixed
     soft targets and ``lambda'``. Draws go through ``generator`` (reproducible, resumable)."""
-    device = generator.device if generator is not None else inputs.device
-    seed = int(torch.randint(2**31 - 1, (1,), generator=generator, device=device))
-    lam = float(np.random.default_rng(seed).beta(alpha, alpha))
+    lam = sampling.beta(alpha, generator)
     lam = max(lam, 1.0 - lam)
-    order = torch.randperm(len(inputs), generator=generator, device=device).to(inputs.device)
+    order = sampling.randperm(len(inputs), generator=generator, device=inputs.device)
     mixed = lam * inputs + (1.0 - lam) * inputs[order]
     mixed_targets = lam * targets + (1.0 - lam) * targets[order]
     return mixed, mixed_targets, lam

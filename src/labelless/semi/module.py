@@ -3,8 +3,9 @@
 It extends the self-supervised ``SSLModule`` (same run clock, learning-rate schedule, seeded
 per-process augmentation generator, checkpointed generator and clock state) and replaces the
 training step: weak views of the labelled batch, the algorithm's views of the unlabelled batch
-(SAA swaps the strong view of naive samples), the algorithm's loss, and per-step logs of the
-supervised / unlabelled losses, the mask ratio and the pseudo-label accuracy.
+(SAA swaps the strong view of naive samples), the algorithm's loss (its random draws from the
+same generator as the views), and per-step logs of the supervised / unlabelled losses, the mask
+ratio and the pseudo-label accuracy.
 """
 
 from __future__ import annotations
@@ -81,10 +82,8 @@ class SemiModule(SSLModule):
         return labelled, {**unl, "views": views}
 
     def training_step(self, batch: dict, batch_idx: int):
-        if hasattr(self.algorithm, "generator"):
-            self.algorithm.generator = self.generator
         labelled, unlabelled = self.make_views(batch)
-        out = self.algorithm(labelled, unlabelled, self.progress)
+        out = self.algorithm(labelled, unlabelled, self.progress, generator=self.generator)
         loss = out["loss"]
         if not torch.isfinite(loss):
             raise TrainingError(

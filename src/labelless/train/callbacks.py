@@ -76,6 +76,10 @@ class RankMeMonitor(L.Callback):
 
     Collapse: the std of L2-normalised embeddings times sqrt(D) below ``collapse_std`` (a healthy
     embedding sits near 1) or RankMe below ``collapse_rank``.
+
+    It reads ``outputs["embedding"]`` of the training step, so it asks the method for it
+    (``method.wants_embedding``) until ``max_rows`` rows of the epoch are collected: methods
+    that pay an extra forward for the embedding (MAE, I-JEPA) pay it only then.
     """
 
     def __init__(
@@ -85,8 +89,12 @@ class RankMeMonitor(L.Callback):
         self._rows: list[torch.Tensor] = []
         self._count = 0
 
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        _want_embedding(pl_module, True)
+
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         self._rows, self._count = [], 0
+        _want_embedding(pl_module, True)
 
     def state_dict(self) -> dict:
         """The embeddings collected so far this epoch, so that a run resumed mid-epoch measures
@@ -107,6 +115,8 @@ class RankMeMonitor(L.Callback):
             return
         self._rows.append(embedding.detach().float().cpu())
         self._count += len(embedding)
+        if self._count >= self.max_rows:
+            _want_embedding(pl_module, False)
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         if not self._rows:
@@ -122,6 +132,12 @@ class RankMeMonitor(L.Callback):
                 "predictor / stop-gradient, or augmentations too weak for the method",
                 stacklevel=1,
             )
+
+
+def _want_embedding(pl_module, wanted: bool) -> None:
+    method = getattr(pl_module, "method", None)
+    if method is not None:
+        method.wants_embedding = wanted
 
 
 class AtomicLastCheckpoint(Checkpoint):

@@ -26,7 +26,8 @@ class SSLModule(L.LightningModule):
 
     Augmentation runs here, after the batch reached the device, with a per-process generator
     seeded from ``seed`` and the process rank, saved in checkpoints so a resumed run draws the
-    same augmentations it would have drawn.
+    same augmentations it would have drawn. The method's own draws (masks, mixing) come from the
+    same generator, handed to it as ``method(views, batch, generator=...)``.
 
     The learning rate is ``optim["lr"]`` times the schedule (``optim["schedule"]``: ``"cosine"``
     or ``"infinite"``) at the progress of each step; with ``budget_seconds`` the schedules are
@@ -123,7 +124,7 @@ class SSLModule(L.LightningModule):
             views = batch["views"]
         else:
             views = self.views(batch["inputs"], generator=self.generator)
-        out = self.method(views, batch)
+        out = self.method(views, batch, generator=self.generator)
         loss = out["loss"]
         if not torch.isfinite(loss):
             raise TrainingError(
@@ -158,7 +159,7 @@ class SSLModule(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["augment_generator"] = self.generator.get_state()
-        checkpoint["torch_rng"] = torch.get_rng_state()  # methods that draw from the global RNG
+        checkpoint["torch_rng"] = torch.get_rng_state()  # dropout and other global-RNG draws
         if self.clock is not None:
             checkpoint["run_clock"] = self.clock.state_dict()
 

@@ -20,6 +20,7 @@ def views():
 
 def _check_contract(method, views) -> dict:
     """The output dict contract, and gradient reaching every backbone parameter."""
+    method.wants_embedding = True  # as a RankMeMonitor asks
     out = method(views, {})
     assert out["loss"].ndim == 0 and torch.isfinite(out["loss"])
     assert out["embedding"].shape == (len(views[0]), method.embed_dim)

@@ -3,15 +3,19 @@
 An algorithm is a plain ``nn.Module`` holding the backbone, a linear classifier, an EMA copy of
 both (the model that is evaluated) and the shared ``SampleState``:
 
-    forward(labelled, unlabelled, progress) -> {"loss", "sup_loss", "unsup_loss", "mask_ratio",
-                                                "pseudo_acc"?, "mask", "pseudo_labels", ...}
+    forward(labelled, unlabelled, progress, *, generator=None)
+        -> {"loss", "sup_loss", "unsup_loss", "mask_ratio", "pseudo_acc"?, "mask",
+            "pseudo_labels", ...}
     on_step_end(progress)   # EMA update and other schedules, after each optimiser step
 
 ``labelled = {"views": [weak], "label": [B], "index": [B]}``; ``unlabelled = {"views": [...],
 "index": [mu B], "label": [mu B]}`` where ``views`` are the views the algorithm declares in
 ``unlabelled_views`` (names of augmentation recipes, e.g. ``("weak", "strong")``) and ``label``
 holds the true labels only to measure pseudo-label accuracy (-1 when unknown; algorithms never
-train on it). No Lightning here: a plain PyTorch loop can train an algorithm.
+train on it). Every random draw of a step (MixMatch's MixUp) comes from ``generator``, the
+training module's checkpointed augmentation generator (``None``: the global RNG), so a resumed
+run draws what the uninterrupted run would have. No Lightning here: a plain PyTorch loop can
+train an algorithm. ``tests/unit/semi/test_contract.py`` checks every registered algorithm.
 """
 
 from __future__ import annotations
@@ -81,12 +85,11 @@ class SemiAlgorithm(nn.Module):
             raise ConfigError(f"ema_momentum must be in [0, 1), got {ema_momentum}")
         self.num_classes = int(num_classes)
         self.model = self.build_model(backbone)
-        self.ema = EMA(self.model)
+        self.ema = EMA(self.model, float(ema_momentum), schedule="warmup")
         self.state = state
-        self.ema_momentum = float(ema_momentum)
         self.unsup_weight = float(unsup_weight)
         self.separate_targets = bool(separate_targets)
-        self.register_buffer("ema_updates", torch.zeros((), dtype=torch.long))
+        self.register_load_state_dict_pre_hook(_rename_ema_updates)
 
     def build_model(self, backbone: nn.Module) -> nn.Module:
         """The trained network; algorithms with extra heads override this."""
@@ -104,7 +107,12 @@ class SemiAlgorithm(nn.Module):
         return self.model(images)
 
     def forward(
-        self, labelled: dict[str, Any], unlabelled: dict[str, Any], progress: float
+        self,
+        labelled: dict[str, Any],
+        unlabelled: dict[str, Any],
+        progress: float,
+        *,
+        generator: torch.Generator | None = None,
     ) -> dict[str, Tensor]:
         raise NotImplementedError(f"{type(self).__name__} must implement forward")
 
@@ -118,14 +126,10 @@ class SemiAlgorithm(nn.Module):
         ``model`` (the EMA model at evaluation), higher = more likely an unknown class."""
         raise NotImplementedError(f"{type(self).__name__} has no outlier score")
 
-    @torch.no_grad()
     def on_step_end(self, progress: float) -> None:
         """EMA update with a warm-up ``min(m, (1 + n) / (10 + n))`` over the first updates (as
         TensorFlow's ExponentialMovingAverage), so a short run's EMA is not stuck at init."""
-        count = int(self.ema_updates)
-        momentum = min(self.ema_momentum, (1.0 + count) / (10.0 + count))
-        self.ema.update(self.model, momentum)
-        self.ema_updates += 1
+        self.ema.step(self.model, progress)
 
     def on_epoch_end(self) -> None:
         """Per-epoch bookkeeping (none by default)."""
@@ -237,6 +241,13 @@ def create_algorithm(
 
 def list_algorithms() -> dict[str, str]:
     return {name: ALGORITHMS[name].summary for name in sorted(ALGORITHMS)}
+
+
+def _rename_ema_updates(module: nn.Module, state_dict: dict, prefix: str, *args: Any) -> None:
+    """Checkpoints written before the EMA counted its own updates kept ``ema_updates``."""
+    old = prefix + "ema_updates"
+    if old in state_dict:
+        state_dict[prefix + "ema.updates"] = state_dict.pop(old)
 
 
 def _forward_views(model: nn.Module, views: list[Tensor]) -> list:

@@ -84,7 +84,7 @@ class DAC(SemiAlgorithm):
     def build_model(self, backbone):
         return MultiHeadNet(backbone, self.num_classes, self.num_heads)
 
-    def forward(self, labelled, unlabelled, progress):
+    def forward(self, labelled, unlabelled, progress, *, generator=None):
         (main_l, heads_l), (main_w, heads_w), (main_s, heads_s) = self.forward_all(
             labelled, unlabelled
         )

@@ -34,7 +34,7 @@ class FixMatch(SemiAlgorithm):
         mask, pseudo, _ = confidence_mask(probs, self.threshold)
         return mask, pseudo
 
-    def forward(self, labelled, unlabelled, progress):
+    def forward(self, labelled, unlabelled, progress, *, generator=None):
         logits_l, logits_w, logits_s = self.forward_all(labelled, unlabelled)
         sup_loss = self.supervised_loss(logits_l, labelled)
         with torch.no_grad():

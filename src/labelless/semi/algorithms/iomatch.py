@@ -88,7 +88,7 @@ class IOMatch(SemiAlgorithm):
     def build_model(self, backbone):
         return IOMatchNet(backbone, self.num_classes)
 
-    def forward(self, labelled, unlabelled, progress):
+    def forward(self, labelled, unlabelled, progress, *, generator=None):
         (closed_l, binary_l, _), (closed_w, binary_w, _), (closed_s, _, open_s) = self.forward_all(
             labelled, unlabelled
         )

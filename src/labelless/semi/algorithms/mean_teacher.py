@@ -28,7 +28,7 @@ class MeanTeacher(SemiAlgorithm):
         super().__init__(backbone, num_classes, state, unsup_weight=unsup_weight, **kwargs)
         self.rampup = float(rampup)
 
-    def forward(self, labelled, unlabelled, progress):
+    def forward(self, labelled, unlabelled, progress, *, generator=None):
         student_view, teacher_view = unlabelled["views"]
         logits_l, logits_student = self.forward_all(
             labelled, {**unlabelled, "views": [student_view]}

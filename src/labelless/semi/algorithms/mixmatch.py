@@ -22,7 +22,8 @@ class MixMatch(SemiAlgorithm):
     alpha)`` (0.75). Loss: cross-entropy on the mixed labelled part plus ``lambda_u`` (75) times
     the squared error between predicted and mixed guessed distributions, ``lambda_u`` ramped up
     linearly over the first ``rampup`` of the run. One forward over the whole mixed batch plays
-    the role of the paper's interleaving (BatchNorm sees labelled and unlabelled together).
+    the role of the paper's interleaving (BatchNorm sees labelled and unlabelled together). The
+    MixUp coefficient and permutation are drawn from the step's ``generator``.
     """
 
     summary = "sharpened guesses over K views, MixUp (Berthelot et al. 2019)"
@@ -44,9 +45,8 @@ class MixMatch(SemiAlgorithm):
         super().__init__(backbone, num_classes, state, unsup_weight=unsup_weight, **kwargs)
         self.unlabelled_views = ("weak",) * int(num_views)
         self.temperature, self.alpha, self.rampup = float(temperature), float(alpha), rampup
-        self.generator: torch.Generator | None = None  # set by the training module
 
-    def forward(self, labelled, unlabelled, progress):
+    def forward(self, labelled, unlabelled, progress, *, generator=None):
         views = unlabelled["views"]
         with torch.no_grad():
             guesses = torch.stack([F.softmax(self.logits(v).float(), -1) for v in views])
@@ -55,7 +55,7 @@ class MixMatch(SemiAlgorithm):
         onehot = F.one_hot(labelled["label"], self.num_classes).float()
         inputs = torch.cat([x, *views])
         targets = torch.cat([onehot, *([guess] * len(views))])
-        mixed, mixed_targets, _ = mixup(inputs, targets, self.alpha, self.generator)
+        mixed, mixed_targets, _ = mixup(inputs, targets, self.alpha, generator)
         logits = self.logits(mixed.contiguous(memory_format=torch.channels_last))
         n = len(x)
         sup_loss = cross_entropy(logits[:n], mixed_targets[:n]).mean()

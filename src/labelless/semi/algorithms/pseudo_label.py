@@ -29,7 +29,7 @@ class PseudoLabel(SemiAlgorithm):
         self.threshold = check_threshold("threshold", threshold)
         self.rampup = float(rampup)
 
-    def forward(self, labelled, unlabelled, progress):
+    def forward(self, labelled, unlabelled, progress, *, generator=None):
         logits_l, logits_u = self.forward_all(labelled, unlabelled)
         sup_loss = self.supervised_loss(logits_l, labelled)
         with torch.no_grad():

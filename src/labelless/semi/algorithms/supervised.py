@@ -15,7 +15,7 @@ class Supervised(SemiAlgorithm):
     unlabelled_views = ()
     summary = "labelled samples only (the floor)"
 
-    def forward(self, labelled, unlabelled, progress):
+    def forward(self, labelled, unlabelled, progress, *, generator=None):
         logits = self.logits(labelled["views"][0])
         loss = self.supervised_loss(logits, labelled)
         return self.result(loss, loss.detach() * 0.0)
