@@ -3,7 +3,7 @@
 point; its implementation lives in ``labelless.verbs`` under the verb's name.
 
 import labelless
-result = labelless.pretrain("digits", method="simclr", epochs=20, out="runs/digits-simclr")
+result = labelless.pretrain("digits", method="simclr", epochs=20, out="runs/simclr-digits")
 print(result.metrics["knn_top1"], result.run_dir)
 """
 

@@ -239,7 +239,9 @@ class RunConfig(Section):
     trainer: TrainerConfig = Field(default_factory=TrainerConfig)
     monitor: MonitorConfig = Field(default_factory=MonitorConfig)
     seed: int = Field(0, ge=0, le=SEED_MAX, description="random seed (0 .. 2**32 - 1)")
-    out: str | None = Field(None, description="run directory; default runs/<method>-<data>")
+    out: str | None = Field(
+        None, description="run directory; default runs/<method>-<data stem> (runs/simclr-digits)"
+    )
 
 
 # Names people type for a key, by the key they mean (in the same section).

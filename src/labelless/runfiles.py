@@ -1,11 +1,13 @@
 """The names of a run directory's files, in one place (importable from any layer).
 
 ``RunFiles(path).metrics_json`` and friends are the only spelling of the layout; ``rundir.RunDir``
-(the run-directory object: planning, locking, resume checks) extends it.
+(the run-directory object: planning, locking, resume checks) extends it. ``default_run_dir`` is
+the one naming scheme of the run directories that ``pretrain`` and ``semi`` choose.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,3 +85,32 @@ class RunFiles:
     def has_config(self) -> bool:
         """A folder with a ``config.yaml``: what the evaluation verbs treat as a run."""
         return self.path.is_dir() and self.config_file.is_file()
+
+
+RUNS = "runs"
+# Characters kept in a default run name: safe on every common filesystem (no colon, slash,
+# backslash, space or wildcard) and in a shell without quoting.
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_DATA_SUFFIX = re.compile(r"\.[A-Za-z][A-Za-z0-9]{0,7}$")  # .csv, .gz, .parquet, .ts, ...
+_IN_MEMORY = re.compile(r"^<in-memory (.*)>$")
+
+
+def data_stem(data: str) -> str:
+    """The short, filesystem-safe name of a dataset for a run directory: a built-in name as it is
+    (``digits``; ``ucr:GunPoint`` -> ``ucr-GunPoint``), a file or folder path by its last
+    component without data-file suffixes (``./tables/rows.csv.gz`` -> ``rows``), in-memory data
+    by its name. Only letters, digits, ``-``, ``_`` and ``.`` are kept (``data`` if none is)."""
+    text = str(data).strip()
+    text = _IN_MEMORY.sub(r"\1", text)
+    text = text.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
+    while _DATA_SUFFIX.search(text) and _DATA_SUFFIX.sub("", text):
+        text = _DATA_SUFFIX.sub("", text)
+    return _UNSAFE.sub("-", text).strip("-.") or "data"
+
+
+def default_run_dir(*parts: str, data: str) -> str:
+    """``runs/<part>-...-<data stem>``, the default ``--out`` of a run: ``runs/simclr-digits``
+    (pretrain: the method), ``runs/semi-fixmatch-digits`` (semi), ``runs/ts2vec-ucr-GunPoint``,
+    ``runs/scarf-rows`` for ``rows.csv``. Every part is made filesystem-safe as ``data_stem``."""
+    names = [_UNSAFE.sub("-", str(part)).strip("-.") for part in parts]
+    return f"{RUNS}/{'-'.join([*(name for name in names if name), data_stem(data)])}"

@@ -1,8 +1,8 @@
 """``semi(...)``: train a classifier from few labels and many unlabelled samples; write a run.
 
 import labelless
-result = labelless.semi("digits", method="fixmatch", labels_per_class=2, out="runs/digits-fm")
-print(result.metrics["test_top1"], result.run_dir)
+result = labelless.semi("digits", method="fixmatch", labels_per_class=2)
+print(result.metrics["test_top1"], result.run_dir)  # runs/semi-fixmatch-digits
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ from labelless.config import (
     validation_message,
 )
 from labelless.errors import ConfigError
+from labelless.runfiles import default_run_dir
 
 
 class SemiSection(Section):
@@ -90,7 +91,9 @@ class SemiRunConfig(Section):
     monitor: SemiMonitorConfig = Field(default_factory=SemiMonitorConfig)
     seed: int = Field(0, ge=0, le=SEED_MAX, description="random seed (0 .. 2**32 - 1)")
     report: bool = Field(True, description="write report.html (embedding map, curves)")
-    out: str | None = Field(None, description="run directory; default runs/semi-<method>-<data>")
+    out: str | None = Field(
+        None, description="run directory; default runs/semi-<method>-<data stem>"
+    )
 
 
 SEMI_FLAG_KEYS: dict[str, str] = {
@@ -131,9 +134,8 @@ def build_semi_config(data: dict[str, Any], source: str = "config") -> SemiRunCo
 
 
 def default_semi_out(config: SemiRunConfig) -> str:
-    """``runs/semi-<method>-<data>``."""
-    stem = config.data.name.strip("<>").split()[-1].rstrip("/").split("/")[-1] or "data"
-    return f"runs/semi-{config.semi.method}-{stem}"
+    """``runs/semi-<method>-<data stem>`` (``runfiles.default_run_dir``)."""
+    return default_run_dir("semi", config.semi.method, data=config.data.name)
 
 
 def resolve_semi_config(

@@ -30,6 +30,7 @@ from labelless.lifecycle import (
 )
 from labelless.modalities import modality_of
 from labelless.rundir import check_start_flags
+from labelless.runfiles import default_run_dir
 from labelless.verbs.components import build_components
 from labelless.verbs.rundata import eval_split, load_splits, train_loader
 from labelless.verbs.scoring import label_free, score, warn_if_collapsed
@@ -47,9 +48,8 @@ class PretrainResult:
 
 
 def default_out(config: RunConfig) -> str:
-    """``runs/<method>-<data>``."""
-    data = Path(config.data.name.strip("<>").split()[-1]).name or "data"
-    return str(Path("runs") / f"{config.method.name}-{data}")
+    """``runs/<method>-<data stem>`` (``runfiles.default_run_dir``)."""
+    return default_run_dir(config.method.name, data=config.data.name)
 
 
 PRETRAIN = RunKind("pretrain", RunConfig, FLAG_KEYS, default_out)
