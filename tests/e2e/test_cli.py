@@ -229,3 +229,34 @@ def test_compare_report_prune_finetune_select_verbs(pretrained, tmp_path):
     result = run_verb("select", str(pretrained), "--max-samples", "200")
     assert result.returncode == 0, result.stderr[-2000:]
     assert "rankme" in result.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["mae", "ijepa"])
+def test_masked_methods_run_out_of_the_box(method, tmp_path):
+    """``--method mae`` (or ijepa) alone: the run builds the ViT the method needs (its
+    ``default_backbone``, sized to the 8 px digits), not the modality's ResNet, and trains."""
+    import json
+
+    out = tmp_path / method
+    result = run_verb(
+        "pretrain",
+        "--data",
+        "digits",
+        "--method",
+        method,
+        "--epochs",
+        "1",
+        "--out",
+        str(out),
+        "--set",
+        "trainer.progress_bar=false",
+        "--set",
+        "trainer.threads=1",
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    encoder = json.loads((out / "encoder.json").read_text())
+    assert encoder["architecture"] == "vit_tiny"
+    assert encoder["kwargs"] == {"pool": "mean", "image_size": 8, "patch_size": 2}
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["training"]["epochs_done"] == 1 and 0.1 < metrics["knn_top1"] <= 1.0

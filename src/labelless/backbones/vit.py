@@ -175,6 +175,25 @@ def _check_options(image_size, patch_size, embed_dim, depth, num_heads, mlp_rati
 
 POOLS = ("cls", "mean")
 
+
+def default_patch_size(image_size: int) -> int:
+    """A patch side for ``image_size`` px images when none is given: the largest side up to
+    ViT-B/16's 16 px that divides the image and leaves at least 8 patches a side (224 px -> 16,
+    a 14 x 14 grid; 32 px -> 4, the usual CIFAR ViT patch), or 2 patches a side for tiny images
+    (8 px -> 2, a 4 x 4 grid)."""
+    size = max(1, int(image_size))
+    grid = min(8, max(1, size // 2))
+    fitting = [p for p in range(1, 17) if size % p == 0 and size // p >= grid]
+    return max(fitting, default=1)
+
+
+def sized_to(input_size: int | None) -> dict[str, int]:
+    """``image_size`` and ``patch_size`` options of a ViT for ``input_size`` px views (the
+    position-embedding grid matches the views); {} when the size is unknown."""
+    if input_size is None:
+        return {}
+    return {"image_size": int(input_size), "patch_size": default_patch_size(input_size)}
+
 VIT_SIZES = {
     "vit_tiny": {"embed_dim": 192, "depth": 12, "num_heads": 3},
     "vit_small": {"embed_dim": 384, "depth": 12, "num_heads": 6},

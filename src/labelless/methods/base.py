@@ -44,6 +44,13 @@ class Method(nn.Module):
     #: extra forward to produce it skip it while this is False.
     wants_embedding: bool = False
 
+    @classmethod
+    def backbone_options(cls, input_size: int | None) -> dict[str, Any]:
+        """Options of ``default_backbone`` when a run builds it, for inputs of ``input_size``
+        (the view side of images; None for data without one): ``default_backbone_kwargs``. A
+        method whose default backbone must be sized to the data (a ViT's patch grid) adds them."""
+        return dict(cls.default_backbone_kwargs or {})
+
     def __init__(self, backbone: nn.Module) -> None:
         super().__init__()
         if not hasattr(backbone, "embed_dim"):

@@ -3,6 +3,8 @@ Learning from Images with a Joint-Embedding Predictive Architecture", CVPR 2023.
 
 from __future__ import annotations
 
+from typing import Any
+
 from collections.abc import Sequence
 
 import torch
@@ -10,6 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from labelless.errors import ConfigError
+from labelless.backbones.vit import sized_to
 from labelless.methods.base import Method, register_method
 from labelless.nn.ema import EMA
 from labelless.nn.masking import (
@@ -61,6 +64,14 @@ class IJEPA(Method):
 
     default_views = "ijepa"
     summary = "joint-embedding predictive: predict EMA-target block features (Assran et al. 2023)"
+    # Out of the box a ViT-Tiny sized to the views (image_size = view side, patch side by
+    # backbones.vit.default_patch_size), features = mean of the patch tokens, as the paper's.
+    default_backbone = "vit_tiny"
+    default_backbone_kwargs = {"pool": "mean"}  # noqa: RUF012
+
+    @classmethod
+    def backbone_options(cls, input_size: int | None) -> dict[str, Any]:
+        return {**super().backbone_options(input_size), **sized_to(input_size)}
 
     def __init__(
         self,

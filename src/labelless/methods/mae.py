@@ -3,9 +3,12 @@ CVPR 2022."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
+from labelless.backbones.vit import sized_to
 from labelless.methods.base import Method, register_method
 from labelless.nn.masking import (
     MaskedTokenPredictor,
@@ -48,6 +51,14 @@ class MAE(Method):
 
     default_views = "mae"
     summary = "masked autoencoder: reconstruct 75% hidden ViT patches' pixels (He et al. 2022)"
+    # Out of the box a ViT-Tiny sized to the views (image_size = view side, patch side by
+    # backbones.vit.default_patch_size), features = mean of the patch tokens, as the paper's.
+    default_backbone = "vit_tiny"
+    default_backbone_kwargs = {"pool": "mean"}  # noqa: RUF012
+
+    @classmethod
+    def backbone_options(cls, input_size: int | None) -> dict[str, Any]:
+        return {**super().backbone_options(input_size), **sized_to(input_size)}
 
     def __init__(
         self,

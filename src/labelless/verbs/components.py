@@ -91,8 +91,8 @@ def build_components(config: RunConfig, train: Dataset, *, initialise: bool = Tr
         train,
         view_size=config.views.size,
         initialise=initialise,
-        default=getattr(METHODS.get(name), "default_backbone", None),
-        default_kwargs=getattr(METHODS.get(name), "default_backbone_kwargs", None),
+        default=METHODS[name].default_backbone if name in METHODS else None,
+        default_kwargs=method_backbone_options(name, train, config.views.size),
     )
     method = create_method(name, backbone, **config.method.kwargs)
     views = build_views(
@@ -101,6 +101,17 @@ def build_components(config: RunConfig, train: Dataset, *, initialise: bool = Tr
     if any(isinstance(m, nn.Conv2d) for m in backbone.modules()):
         method = method.to(memory_format=torch.channels_last)
     return backbone, method, views
+
+
+def method_backbone_options(method: str, train: Dataset, view_size: int | None) -> dict | None:
+    """The options of ``method``'s default backbone for ``train``'s views (``view_size``, else
+    the data's own size): a ViT for MAE or I-JEPA gets a patch grid that fits the views."""
+    from labelless.methods import METHODS
+
+    if method not in METHODS:
+        return None
+    inputs = get_modality(train.modality).backbone_inputs(train, view_size)
+    return METHODS[method].backbone_options(inputs.get("input_size"))
 
 
 def _describe(meta) -> str:
