@@ -86,6 +86,27 @@ def test_resume_continues_from_the_saved_step(tmp_path):
     assert len(loss_rows) == 3 * steps_per_epoch  # first session's rows kept, new ones appended
 
 
+def test_config_yaml_records_resolved_values_and_reproduces_the_run(tmp_path):
+    """No --view-size, no --backbone, the width given as a backbone option: config.yaml records
+    the view side, the backbone and its width as built, and ``--config RUN/config.yaml`` trains
+    the same encoder."""
+    quiet = ["trainer.progress_bar=false", "trainer.threads=1", "backbone.kwargs={width: 0.125}"]
+    first = api.pretrain("digits", "simclr", epochs=1, out=str(tmp_path / "a"), overrides=quiet)
+    saved = yaml.safe_load((first.run_dir / "config.yaml").read_text())
+    assert saved["views"]["size"] == 8 and saved["views"]["recipe"] == "simclr"
+    assert saved["backbone"]["name"] == "resnet18_cifar" and saved["backbone"]["width"] == 0.125
+    assert saved["backbone"]["kwargs"] == {}
+    again = api.pretrain(config=first.run_dir / "config.yaml", out=str(tmp_path / "b"))
+    assert yaml.safe_load((again.run_dir / "config.yaml").read_text()) == {
+        **saved,
+        "out": str(tmp_path / "b"),
+    }
+    theirs = load_encoder(again.run_dir).state_dict()
+    for key, value in load_encoder(first.run_dir).state_dict().items():
+        assert torch.equal(value, theirs[key]), key
+    assert again.metrics["knn_top1"] == first.metrics["knn_top1"]
+
+
 def test_lazy_folder_streams_files_through_workers(tmp_path):
     """A folder decoded in a worker every epoch: mixed sizes and modes, a corrupt file counted."""
     import numpy as np

@@ -145,6 +145,7 @@ def semi(
     from labelless.semi.state import SampleState
     from labelless.train.callbacks import Throughput
     from labelless.train.trainer import build_trainer
+    from labelless.verbs.components import record_resolved
 
     L.seed_everything(run_config.seed, workers=True, verbose=False)
     backbone = _backbone(run_config, train, initialise=not resume)
@@ -160,7 +161,7 @@ def semi(
     )
     saa = SampleAdaptiveAugmentation(state, semi_cfg.saa_momentum) if semi_cfg.saa else None
     pipelines = _pipelines(run_config, train, backbone)
-    run_config.backbone.name = backbone.meta.architecture  # the modality's default, when unset
+    record_resolved(run_config, backbone, train)  # config.yaml: the values that were unset
     shift = None
     if semi_cfg.shift_check and not resume and session.primary:
         shift = _shift(run_config, backbone, train, split)

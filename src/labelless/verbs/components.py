@@ -95,12 +95,36 @@ def build_components(config: RunConfig, train: Dataset, *, initialise: bool = Tr
         default_kwargs=method_backbone_options(name, train, config.views.size),
     )
     method = create_method(name, backbone, **config.method.kwargs)
-    views = build_views(
-        config.views.recipe or METHODS[name].default_views, train, backbone, config.views
-    )
+    views = build_views(view_recipe_of(config), train, backbone, config.views)
     if any(isinstance(m, nn.Conv2d) for m in backbone.modules()):
         method = method.to(memory_format=torch.channels_last)
     return backbone, method, views
+
+
+def view_recipe_of(config: RunConfig) -> str:
+    """The view recipe of a pretraining run: ``views.recipe``, else the method's own."""
+    from labelless.methods import METHODS
+
+    return config.views.recipe or METHODS[config.method.name].default_views
+
+
+def record_resolved(config: Any, backbone: nn.Module, train: Dataset) -> None:
+    """Write into ``config`` (a run config, which ``config.yaml`` records) the values that the
+    build resolved from unset keys, so that ``--config RUN/config.yaml`` builds the same run:
+    the backbone's name, width and options (the method's or the builder's defaults included; not
+    the inputs the data sets, e.g. a table's columns), the view side of images and, for
+    pretraining, the view recipe."""
+    inputs = get_modality(train.modality).backbone_inputs(train, config.views.size)
+    options = {key: value for key, value in backbone.meta.kwargs.items() if key not in inputs}
+    section = config.backbone
+    section.name = backbone.meta.architecture
+    if "width" in options:
+        section.width = options.pop("width")
+    section.kwargs = options
+    if config.views.size is None and inputs.get("input_size") is not None:
+        config.views.size = int(inputs["input_size"])
+    if isinstance(config, RunConfig):
+        config.views.recipe = view_recipe_of(config)
 
 
 def method_backbone_options(method: str, train: Dataset, view_size: int | None) -> dict | None:

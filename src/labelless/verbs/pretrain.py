@@ -31,7 +31,7 @@ from labelless.lifecycle import (
 from labelless.modalities import modality_of
 from labelless.rundir import check_start_flags
 from labelless.runfiles import default_run_dir
-from labelless.verbs.components import build_components
+from labelless.verbs.components import build_components, record_resolved
 from labelless.verbs.rundata import eval_split, load_splits, train_loader
 from labelless.verbs.scoring import label_free, score, warn_if_collapsed
 from labelless.verbs.targets import data_label
@@ -102,7 +102,7 @@ def run_pretrain(
     if run_config.backbone.init and not resume:  # recorded absolute in config.yaml
         run_config.backbone.init = str(Path(run_config.backbone.init).resolve())
     backbone, ssl_method, views = build_components(run_config, train, initialise=not resume)
-    run_config.backbone.name = backbone.meta.architecture  # the modality's default, when unset
+    record_resolved(run_config, backbone, train)  # config.yaml: the values that were unset
 
     module = SSLModule(
         ssl_method,
