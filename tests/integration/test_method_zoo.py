@@ -32,10 +32,7 @@ EPOCHS = {
     # multi-crop: 2 global + 2 local views. The escape from the log K plateau takes ~400 steps
     # (docs/methods/swav.md) and its timing moves with the CPU's float rounding: 35 epochs gave
     # 0.931 on AMD EPYC but 0.672 on Intel Xeon (seed 0; 0.917 seed 1); 60 epochs 0.956 / 0.944.
-    # With the crops of one size in one backbone call (BatchNorm over both global crops, as in
-    # the authors' code), seed 0 on Intel Xeon is still on the plateau at 60 epochs (kNN 0.428)
-    # and has escaped at 80 (0.958; seed 1 at 60 epochs: 0.958).
-    "swav": 80,
+    "swav": 60,
     "mixed_barlow_twins": 30,  # 3 forwards per step: 2 views + the mixture (kNN 0.917)
     # Non-contrastive: batch 64 (28 steps an epoch) and SGD; with 7 steps an epoch they end below
     # the random-init encoder (docs/methods/byol.md, directpred.md).
