@@ -5,8 +5,8 @@ and images per second.
 
 Both modes run in the same process on the same batches, alternating (``--rounds`` rounds of
 ``--steps`` steps each, after a warm-up), so a busy machine slows both alike; the per-view mode
-replaces ``forward_grouped`` in the method's module by ``[encoder(v) for v in views]``, which is
-exactly the forward before the grouping. The step-time ratio is the number to read.
+calls ``forward_grouped`` with ``group=False`` (``[encoder(v) for v in views]``), the grouped mode
+with ``group=True``, whatever the device's default. The step-time ratio is the number to read.
 
     LABELLESS_DATA=../shared/data .venv/bin/python bench/grouped_views.py
     .venv/bin/python bench/grouped_views.py --recipes dino_multicrop --steps 3 --rounds 2 --no-save
@@ -15,6 +15,7 @@ exactly the forward before the grouping. The step-time ratio is the number to re
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import statistics
 import sys
@@ -77,7 +78,10 @@ def measure(recipe: str, steps: int, rounds: int) -> dict:
     _, method, views = build_components(config, train)
     module = importlib.import_module(type(method).__module__)
     grouped = module.forward_grouped
-    modes = {"grouped": grouped, "per_view": lambda encoder, views: [encoder(v) for v in views]}
+    modes = {
+        "grouped": functools.partial(grouped, group=True),
+        "per_view": functools.partial(grouped, group=False),
+    }
     optimiser = torch.optim.SGD(method.parameters(), lr=0.01, momentum=0.9)
     batch = config.optim.batch_size
     batches = [torch.from_numpy(images[i * batch : (i + 1) * batch]) for i in range(steps)]

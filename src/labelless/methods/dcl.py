@@ -18,7 +18,7 @@ from labelless.nn.losses import dcl
 class DCL(Method):
     """SimCLR with the positive pair removed from the InfoNCE denominator (Yeh et al. 2022, eq. 6),
     which removes the negative-positive coupling that makes small batches learn slowly. As
-    SimCLR, the two views go through the backbone in one concatenated batch."""
+    SimCLR, the two views share one backbone call on an accelerator (``forward_grouped``)."""
 
     default_views = "simclr"
     summary = "contrastive: InfoNCE without the positive in the denominator (Yeh et al. 2022)"

@@ -75,9 +75,10 @@ class DINO(Method):
     from ``warmup_teacher_temp`` to ``teacher_temp`` over ``warmup_teacher_temp_fraction`` of the
     run. The last layer takes no gradient during the first ``freeze_last_layer_steps`` steps.
 
-    Crops of one size go through the backbone (student and teacher) in one concatenated batch
-    (``forward_grouped``: one call for the global crops, one for the local ones), as in the
-    authors' multi-crop code; a BatchNorm backbone normalises over the crops of a size together.
+    On an accelerator crops of one size go through the backbone (student and teacher) in one
+    concatenated batch (``forward_grouped``: one call for the global crops, one for the local
+    ones), as in the authors' multi-crop code; a BatchNorm backbone normalises over the crops of
+    a size together. On a CPU, where that is slower, each crop is its own call.
     """
 
     default_views = "dino"

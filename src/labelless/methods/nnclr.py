@@ -22,8 +22,8 @@ class NNCLR(Method):
     """SimCLR whose positive for a view is the nearest neighbour of its projection in a support
     queue of earlier projections, predicted from the other view through a predictor.
 
-    Built on SimCLR's setup (sec. 4.1): the two views go through the backbone in one
-    concatenated batch."""
+    Built on SimCLR's setup (sec. 4.1): on an accelerator the two views share one backbone call
+    (``forward_grouped``)."""
 
     default_views = "byol"
     summary = "contrastive: nearest neighbour from a support queue as the positive (Dwibedi 2021)"

@@ -19,8 +19,9 @@ from labelless.nn.losses import info_nce
 class SimCLR(Method):
     """Two views, an MLP projector and NT-Xent with in-batch and cross-process negatives.
 
-    Both views go through the backbone in one concatenated batch (``forward_grouped``), as in
-    the authors' code: a BatchNorm backbone normalises over both views together."""
+    On an accelerator both views go through the backbone in one concatenated batch
+    (``forward_grouped``), as in the authors' code: a BatchNorm backbone normalises over both
+    views together. On a CPU, where that is slower, each view is its own call."""
 
     default_views = "simclr"
     summary = "contrastive: NT-Xent over two views, negatives from the whole batch (Chen 2020)"

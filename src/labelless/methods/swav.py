@@ -33,9 +33,9 @@ class SwAV(Method):
     ``freeze_prototypes_fraction`` is set, during that fraction of the run's progress: a budget
     run of a few hundred steps would otherwise spend most of them against fixed prototypes.
 
-    Crops of one size go through the backbone in one concatenated batch (``forward_grouped``),
-    as in the authors' multi-crop code; a BatchNorm backbone normalises over the crops of a
-    size together.
+    On an accelerator crops of one size go through the backbone in one concatenated batch
+    (``forward_grouped``), as in the authors' multi-crop code; a BatchNorm backbone normalises
+    over the crops of a size together. On a CPU, where that is slower, each crop is its own call.
     """
 
     default_views = "swav"

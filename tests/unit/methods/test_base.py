@@ -3,6 +3,8 @@ the methods that use it compute the loss and gradients of the per-view forward."
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 import torch
 from torch import nn
@@ -33,15 +35,27 @@ def test_one_call_per_shape_and_outputs_in_view_order():
     views.append(torch.randn(4, 1, 6, 6))
     views.append(torch.randn(2, 1, 8, 8))  # a smaller batch of a shape seen before
     encoder = CountingEncoder()
-    grouped = forward_grouped(encoder, views)
+    grouped = forward_grouped(encoder, views, group=True)
     assert sorted(encoder.batches) == [8, 10]  # the two 6 px views, the three 8 px ones
     separate = [encoder(view) for view in views]
     assert [g.shape for g in grouped] == [s.shape for s in separate]
     for g, s in zip(grouped, separate, strict=True):
         torch.testing.assert_close(g, s)
     encoder.batches.clear()
-    forward_grouped(encoder, views[1:2])
+    forward_grouped(encoder, views[1:2], group=True)
     assert encoder.batches == [4]
+
+
+def test_cpu_views_go_one_call_each_unless_grouping_is_asked():
+    """On a CPU the per-view calls are the faster ones (bench/grouped_views.py)."""
+    views = [torch.randn(4, 1, 8, 8), torch.randn(3, 1, 8, 8)]
+    encoder = CountingEncoder()
+    forward_grouped(encoder, views)
+    assert encoder.batches == [4, 3]
+    encoder.batches.clear()
+    forward_grouped(encoder, views, group=False)
+    forward_grouped(encoder, views, group=True)
+    assert encoder.batches == [4, 3, 7]
 
 
 def _vit():
@@ -79,8 +93,9 @@ def test_grouped_forward_equals_the_per_view_forward_without_batchnorm(name, mon
         loss = method(views, {})["loss"]
         return loss.detach(), torch.autograd.grad(loss, params, allow_unused=True)
 
+    monkeypatch.setattr(module, "forward_grouped", functools.partial(forward_grouped, group=True))
     grouped = loss_and_grads()
-    monkeypatch.setattr(module, "forward_grouped", lambda enc, vs: [enc(v) for v in vs])
+    monkeypatch.setattr(module, "forward_grouped", functools.partial(forward_grouped, group=False))
     separate = loss_and_grads()
     torch.testing.assert_close(grouped[0], separate[0], rtol=1e-5, atol=1e-6)
     assert any(g is not None and g.abs().sum() > 0 for g in grouped[1])
