@@ -71,7 +71,7 @@ def evaluate(
     data: str = "digits",
     *,
     weights: str | Path | None = None,
-    k: int = 200,
+    k: int | None = None,
     temperature: float = 0.1,
     input_size: int | None = None,
     normalize: str | None = None,
@@ -89,7 +89,8 @@ def evaluate(
     The metrics are added to the run directory's ``metrics.json`` (under ``evaluations``), or
     written to ``out/metrics.json``; a module without ``out`` is only evaluated.
     ``data_options`` go to the loader of a data file (``{"target": "y", "test": 0.25}``).
-    Tables and series add their own protocols (``Modality.protocols``).
+    Tables and series add their own protocols (``Modality.protocols``). ``k`` (kNN) defaults to
+    the k the encoder's run used (its ``config.yaml``), else the modality's (``Modality.knn_k``).
     """
     from labelless.verbs.evaluate import evaluate_encoder
 
@@ -134,7 +135,7 @@ def prune(
     sparsities: str | list[float] = "0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9",
     data: str | None = None,
     *,
-    k: int = 200,
+    k: int | None = None,
     temperature: float = 0.1,
     linear: bool | None = None,
     seed: int = 0,
@@ -142,7 +143,8 @@ def prune(
 ) -> dict[str, Any]:
     """One-shot global magnitude pruning of the encoder's conv/linear weights at each sparsity,
     kNN (and linear probe) accuracy at each and the knee; writes ``prune.json`` and
-    ``figures/prune.png`` into the run directory (or ``out``). ``data`` defaults to the run's."""
+    ``figures/prune.png`` into the run directory (or ``out``). ``data`` defaults to the run's,
+    ``k`` to the run's kNN k (else the modality's)."""
     from labelless.verbs.prune import prune_sweep
 
     return prune_sweep(

@@ -128,7 +128,9 @@ def evaluate(
         float | None, Opt(help="data files without a test split: the share held out (seeded)")
     ] = None,
     weights: Annotated[str | None, Opt(help="local weights file for a timm:NAME encoder")] = None,
-    k: Annotated[int, Opt(help="neighbours for kNN")] = 200,
+    k: Annotated[
+        int | None, Opt(help="neighbours for kNN (default: the run's k, else 200)")
+    ] = None,
     temperature: Annotated[float, Opt(help="kNN temperature")] = 0.1,
     input_size: Annotated[
         int | None, Opt(help="override the encoder's pretraining input size (recorded)")
@@ -204,7 +206,9 @@ def prune(
         str, Opt(help="comma-separated fractions of conv/linear weights to zero")
     ] = "0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9",
     data: Annotated[str | None, Opt(help="labelled dataset (default: the run's)")] = None,
-    k: Annotated[int, Opt(help="neighbours for kNN")] = 200,
+    k: Annotated[
+        int | None, Opt(help="neighbours for kNN (default: the run's k, else 200)")
+    ] = None,
     temperature: Annotated[float, Opt(help="kNN temperature")] = 0.1,
     linear: Annotated[
         bool | None, Opt("--linear/--no-linear", help="linear probe per level (default: if cheap)")

@@ -214,9 +214,20 @@ class TrainerConfig(Section):
         raise ValueError(f"devices must be a count >= 1, -1 (every device) or auto, not {value!r}")
 
 
+# The kNN protocol's k when a run or a verb is given none: Wu et al. 2018's 200, what the
+# self-supervised literature reports. ``Modality.knn_k`` reads it (a kind of data may choose
+# another); ``labelless evaluate`` / ``prune`` of a run's encoder use that run's k instead.
+KNN_K = 200
+
+
 class MonitorConfig(Section):
     every_n_epochs: int = Field(5, gt=0)
-    knn_k: int = Field(200, gt=0)
+    knn_k: int | None = Field(
+        None,
+        gt=0,
+        description="kNN neighbours of the monitor, the final metrics and later evaluations of "
+        f"the run's encoder; default: the data's modality's (Modality.knn_k, {KNN_K})",
+    )
     knn_temperature: float = Field(0.1, gt=0)
     rankme: bool = True
     rankme_plateau_patience: int | None = Field(

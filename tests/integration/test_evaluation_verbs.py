@@ -12,7 +12,7 @@ import torch
 
 from labelless import api
 from labelless.atomic import write_text_atomic
-from labelless.backbones import create_backbone, save_encoder
+from labelless.backbones import create_backbone, load_encoder, save_encoder
 from labelless.config import build_config, dump_yaml
 from labelless.errors import CheckpointError, ConfigError
 from labelless.verbs.pretrain import final_metrics
@@ -91,6 +91,30 @@ def test_evaluate_an_encoder_file_with_overridden_preprocessing(run, tmp_path):
     with pytest.raises(ConfigError, match="unknown --normalize"):
         api.evaluate(weights, "digits", normalize="imagenett", out=tmp_path / "y")
     assert not (tmp_path / "y").exists()
+
+
+def test_without_k_evaluate_and_prune_use_the_k_of_the_encoders_run(tmp_path, digits):
+    """One encoder, one kNN number: ``evaluate`` / ``prune`` without k score with the k its run
+    used (config.yaml), the same number as the run's own metrics; an encoder without a run
+    gets its modality's k."""
+    from labelless.config import KNN_K
+    from labelless.modalities import MODALITIES
+
+    run = make_run(tmp_path / "run", digits, knn_k=7)
+    before = json.loads((run / "metrics.json").read_text())
+    metrics = api.evaluate(run, "digits")
+    assert metrics["protocol"]["knn"]["k"] == 7 == before["protocol"]["knn"]["k"]
+    assert metrics["knn_top1"] == pytest.approx(before["knn_top1"])
+    inside = api.evaluate(run / "encoder.safetensors", "digits", out=tmp_path / "file")
+    assert inside["protocol"]["knn"]["k"] == 7  # an encoder file of a run: the run's k too
+    assert api.prune(run, "0.5", linear=False)["protocol"]["knn"]["k"] == 7
+
+    alone = tmp_path / "alone"
+    save_encoder(load_encoder(run), alone)
+    metrics = api.evaluate(alone / "encoder.safetensors", "digits", out=tmp_path / "eval")
+    assert metrics["protocol"]["knn"]["k"] == KNN_K == MODALITIES["image"].knn_k
+    assert {modality.knn_k for modality in MODALITIES.values()} == {KNN_K}
+    assert api.evaluate(run, "digits", k=3)["protocol"]["knn"]["k"] == 3  # a given k wins
 
 
 def test_timm_encoder_from_a_local_file_uses_its_pretrained_config(tmp_path, digits):

@@ -11,7 +11,7 @@ import yaml
 
 from labelless import api
 from labelless.backbones import load_encoder
-from labelless.config import resolve_config
+from labelless.config import KNN_K, resolve_config
 from labelless.demo import DEMO_CONFIG
 from labelless.errors import ConfigError
 from labelless.evaluate import embed
@@ -96,6 +96,7 @@ def test_config_yaml_records_resolved_values_and_reproduces_the_run(tmp_path):
     assert saved["views"]["size"] == 8 and saved["views"]["recipe"] == "simclr"
     assert saved["backbone"]["name"] == "resnet18_cifar" and saved["backbone"]["width"] == 0.125
     assert saved["backbone"]["kwargs"] == {}
+    assert saved["monitor"]["knn_k"] == KNN_K  # the modality's k, recorded for later verbs
     again = api.pretrain(config=first.run_dir / "config.yaml", out=str(tmp_path / "b"))
     assert yaml.safe_load((again.run_dir / "config.yaml").read_text()) == {
         **saved,

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from labelless.config import ViewsConfig
+from labelless.config import KNN_K, ViewsConfig
 from labelless.data import Dataset
 from labelless.errors import DataError
 
@@ -28,6 +28,9 @@ class Modality:
     name: str = ""
     # How to give labels to data of this kind, for "this has no labels" errors.
     labels_hint: str = "give a file whose rows carry class labels"
+    # kNN's k when neither the run (monitor.knn_k) nor the verb (--k) gives one: the one default
+    # of pretrain's monitor and final metrics, evaluate and prune for this kind of data.
+    knn_k: int = KNN_K
 
     def backbone_inputs(self, train: Dataset, view_size: int | None) -> dict[str, Any]:
         """Keyword arguments of ``create_backbone`` fixed by the data (channels, sizes, layout)."""

@@ -113,7 +113,7 @@ def record_resolved(config: Any, backbone: nn.Module, train: Dataset) -> None:
     build resolved from unset keys, so that ``--config RUN/config.yaml`` builds the same run:
     the backbone's name, width and options (the method's or the builder's defaults included; not
     the inputs the data sets, e.g. a table's columns), the view side of images and, for
-    pretraining, the view recipe."""
+    pretraining, the view recipe and the kNN k (``Modality.knn_k`` unless given)."""
     inputs = get_modality(train.modality).backbone_inputs(train, config.views.size)
     options = {key: value for key, value in backbone.meta.kwargs.items() if key not in inputs}
     section = config.backbone
@@ -125,6 +125,7 @@ def record_resolved(config: Any, backbone: nn.Module, train: Dataset) -> None:
         config.views.size = int(inputs["input_size"])
     if isinstance(config, RunConfig):
         config.views.recipe = view_recipe_of(config)
+        config.monitor.knn_k = config.monitor.knn_k or get_modality(train.modality).knn_k
 
 
 def method_backbone_options(method: str, train: Dataset, view_size: int | None) -> dict | None:

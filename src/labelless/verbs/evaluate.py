@@ -6,12 +6,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from labelless.config import KNN_K
 from labelless.encoders import resolve_preprocessing
 from labelless.errors import ConfigError
 from labelless.verbs.scoring import score
 from labelless.verbs.targets import (
     data_label,
     embed_with,
+    knn_k_for,
     labelled_splits,
     load_for,
     read_json,
@@ -26,7 +28,7 @@ def evaluate_encoder(
     data: str | Path = "digits",
     *,
     weights: str | Path | None = None,
-    k: int = 200,
+    k: int | None = None,
     temperature: float = 0.1,
     input_size: int | None = None,
     normalize: str | None = None,
@@ -37,14 +39,15 @@ def evaluate_encoder(
 ) -> tuple[dict[str, Any], Path | None]:
     """Every frozen-embedding metric of the encoder ``spec`` on ``data`` (train -> test,
     ``verbs.scoring.score`` with the modality's trained heads), with the preprocessing
-    protocol; returns ``(metrics, metrics.json written or None)``.
+    protocol; returns ``(metrics, metrics.json written or None)``. ``k`` None: the k of the
+    encoder's run, else its modality's (``targets.knn_k_for``).
 
     The metrics go under ``evaluations["<data> [<preprocessing>]"]`` of ``metrics.json`` in the
     run directory (merged with what is there) or in ``out``.
     """
     from labelless.evaluate.checks import check_fraction, check_int, check_knn_options
 
-    check_knn_options(k, temperature)
+    check_knn_options(KNN_K if k is None else k, temperature)
     check_int("--seed", seed, 0, 0)
     if isinstance((data_options or {}).get("test"), (int, float)):
         check_fraction("--test-fraction", data_options["test"], 0.2)
@@ -52,6 +55,7 @@ def evaluate_encoder(
     splits = labelled_splits(data, **(data_options or {}))
     train, test = splits.train, splits.test
     model, source = load_for(spec, weights, train, data)
+    k = knn_k_for(spec, model, k)
     metrics_path = target.files.metrics_json if target else None
     existing = read_json(metrics_path) if metrics_path else {}
     if target and not target.is_run and not same_encoder(existing, source):

@@ -191,7 +191,7 @@ def final_metrics(
         eval_data,
         train_z,
         test_z,
-        k=monitor.knn_k,
+        k=monitor.knn_k or modality_of(encoder).knn_k,
         temperature=monitor.knn_temperature,
         seed=config.seed,
     )
@@ -233,7 +233,7 @@ def monitor_callbacks(config: RunConfig, backbone: nn.Module, eval_data, train: 
                 mean=meta.mean,
                 std=meta.std,
                 every_n_epochs=config.monitor.every_n_epochs,
-                k=config.monitor.knn_k,
+                k=config.monitor.knn_k or modality_of(train).knn_k,
                 temperature=config.monitor.knn_temperature,
             )
         )

@@ -6,11 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from labelless.config import KNN_K
 from labelless.encoders import resolve_preprocessing
 from labelless.verbs.targets import (
     data_label,
     default_data,
     embed_with,
+    knn_k_for,
     labelled_splits,
     load_for,
     resolve_target,
@@ -25,7 +27,7 @@ def prune_sweep(
     sparsities,
     data: str | Path | None = None,
     *,
-    k: int = 200,
+    k: int | None = None,
     temperature: float = 0.1,
     linear: bool | None = None,
     seed: int = 0,
@@ -46,13 +48,14 @@ def prune_sweep(
     from labelless.report import plots, write_report
 
     levels = parse_sparsities(sparsities)
-    check_knn_options(k, temperature)
+    check_knn_options(KNN_K if k is None else k, temperature)
     check_int("--seed", seed, 0, 0)
     target = resolve_target(spec, out, "prune")
     data = default_data(spec, data)
     splits = labelled_splits(data)
     train, test = splits.train, splits.test
     model, source = load_for(spec, None, train, data)
+    k = knn_k_for(spec, model, k)  # the run's k unless given
     pre = resolve_preprocessing(model.meta)
     linear = len(train) <= CHEAP_LINEAR_SAMPLES if linear is None else linear
     levels = sorted({0.0, *levels})

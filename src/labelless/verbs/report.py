@@ -38,7 +38,7 @@ def report_inputs(config, train: Dataset, eval_data: Dataset | None, train_z, te
             train_z,
             torch.as_tensor(train.labels),
             test_z,
-            k=config.monitor.knn_k,
+            k=config.monitor.knn_k or modality_of(train).knn_k,
             temperature=config.monitor.knn_temperature,
         ).cpu()
     if train.modality == eval_data.modality:

@@ -174,6 +174,28 @@ def embed_with(model: nn.Module, images: np.ndarray, pre: Preprocessing) -> torc
     return embed(model, images, input_size=pre.input_size, mean=pre.mean, std=pre.std)
 
 
+def knn_k_for(spec, model: nn.Module, k: int | None) -> int:
+    """kNN's k for the encoder ``spec``: ``k`` when given, else the k its run used (the
+    ``monitor.knn_k`` of the ``config.yaml`` of a run directory, or of the run folder holding
+    an encoder file), so that one encoder gets one kNN number; else its modality's
+    (``Modality.knn_k``)."""
+    if k is not None:
+        return k
+    from labelless.backbones.registry import TIMM_PREFIX
+
+    path = Path(str(spec))
+    if not isinstance(spec, nn.Module) and not str(spec).startswith(TIMM_PREFIX) and path.exists():
+        folder = path if path.is_dir() else path.parent
+        if is_run_dir(folder):
+            from labelless.config import load_yaml
+
+            monitor = load_yaml(RunFiles(folder).config_file).get("monitor")
+            recorded = monitor.get("knn_k") if isinstance(monitor, dict) else None
+            if isinstance(recorded, int) and not isinstance(recorded, bool) and recorded > 0:
+                return recorded
+    return modality_of(model).knn_k
+
+
 def default_data(spec, data: str | Path | None) -> str | Path:
     """``data`` or, for a run directory, the labelled data its config names."""
     if data is not None:
