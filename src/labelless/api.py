@@ -52,8 +52,10 @@ def pretrain(
     ``max_time``, ``init``, ``out``, ``seed``, ...). ``max_time`` (seconds) fits the schedules to
     that budget and ends the run annealed when it is spent; ``init`` (a run directory or its
     ``encoder.safetensors``) starts the backbone from an earlier run's encoder, e.g. to continue
-    pretraining on new data. Precedence: defaults < ``config`` < ``overrides``
-    (``"optim.lr=0.1"``) < keywords. With ``resume=True`` the run's own ``config.yaml`` is the base.
+    pretraining on new data, and a run directory's method, method kwargs, backbone, views and
+    optimiser come with it (not its data, ``out``, epochs or seed). Precedence: defaults < the
+    ``init`` run's config < ``config`` < ``overrides`` (``"optim.lr=0.1"``) < keywords. With
+    ``resume=True`` the run's own ``config.yaml`` is the base.
     """
     return run_pretrain(
         data,

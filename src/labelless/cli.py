@@ -44,7 +44,11 @@ def pretrain(
     weights: Annotated[str | None, Opt(help="local weights file to start from")] = None,
     init: Annotated[
         str | None,
-        Opt(help="start from an earlier run's encoder (run directory or encoder.safetensors)"),
+        Opt(
+            help="start from an earlier run's encoder (run directory or encoder.safetensors); "
+            "a run directory also gives its method, method options, backbone, views and "
+            "optimiser, below --config, --set and flags (not its data, --out, epochs or seed)"
+        ),
     ] = None,
     epochs: Annotated[int | None, Opt(help="maximum epochs")] = None,
     max_time: Annotated[

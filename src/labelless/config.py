@@ -397,29 +397,47 @@ def resolve(
     *,
     base: dict[str, Any] | None = None,
 ) -> Any:
-    """The one config resolver of every run kind: the ``schema``'s defaults < ``config`` (a
-    YAML file, a dict or a config object; else ``base``, e.g. a resumed run's config.yaml) <
-    ``overrides`` (``--set a.b=value``) < ``keys`` (typed flags as dotted keys; None = not
-    given). A partial section is merged onto the schema's own defaults for that section."""
-    if isinstance(config, BaseModel):
-        given = config.model_dump(mode="json")
-    elif isinstance(config, dict):
-        given = config
-    elif config is not None:
-        given = load_yaml(config)
-    else:
-        given = base or {}
-    data = merge_sections(schema().model_dump(mode="json"), json.loads(json.dumps(given)))
-    for assignment in overrides or []:
-        apply_override(data, assignment)
-    for key, value in (keys or {}).items():
-        if value is not None:
-            apply_override_value(data, key, value)
+    """The one config resolver of every run kind: the ``schema``'s defaults < ``base`` (a
+    resumed run's config.yaml, or what ``--init RUN_DIR`` carries) < ``config`` (a YAML file, a
+    dict or a config object) < ``overrides`` (``--set a.b=value``) < ``keys`` (typed flags as
+    dotted keys; None = not given). A partial section is merged onto the schema's own defaults
+    for that section."""
+    defaults = merge_sections(schema().model_dump(mode="json"), _plain(base or {}))
+    data = layered(config, overrides, keys, base=defaults)
     source = str(config) if isinstance(config, (str, Path)) else "command line"
     try:
         return schema.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(validation_message(exc, source)) from exc
+
+
+def layered(
+    config: str | Path | dict | BaseModel | None = None,
+    overrides: list[str] | None = None,
+    keys: dict[str, Any] | None = None,
+    *,
+    base: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """What was given, as one nested dict, lowest first: ``base`` < ``config`` < ``overrides``
+    < ``keys`` (no schema defaults unless in ``base``; not validated)."""
+    if isinstance(config, BaseModel):
+        given = config.model_dump(mode="json")
+    elif isinstance(config, dict):
+        given = config
+    else:
+        given = load_yaml(config) if config is not None else {}
+    data = merge_sections(_plain(base or {}), _plain(given))
+    for assignment in overrides or []:
+        apply_override(data, assignment)
+    for key, value in (keys or {}).items():
+        if value is not None:
+            apply_override_value(data, key, value)
+    return data
+
+
+def _plain(data: dict[str, Any]) -> dict[str, Any]:
+    """A deep copy of a YAML-like mapping (JSON types only)."""
+    return json.loads(json.dumps(data))
 
 
 def merge_sections(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from labelless.atomic import write_text_atomic
-from labelless.config import flags_to_keys, load_yaml, resolve
+from labelless.config import flags_to_keys, layered, load_yaml, resolve
 from labelless.errors import CheckpointError, ConfigError, LabellessError, TrainingError
 from labelless.rundir import (
     RunDir,
@@ -27,30 +27,42 @@ from labelless.rundir import (
     check_run_kind,
     is_global_zero,
     read_checkpoint,
+    run_kind,
 )
+from labelless.runfiles import RunFiles
 
 
 @dataclass(frozen=True)
 class RunKind:
     """A kind of run (``pretrain``, ``semi``, ...): its command, its config schema, the flags
-    it takes (name -> dotted key) and its default run directory."""
+    it takes (name -> dotted key), its default run directory and what ``--init RUN_DIR``
+    carries from that run's config (section -> the key that, set to another value, drops it)."""
 
     command: str
     schema: type
     flag_keys: dict[str, str]
     default_out: Callable[[Any], str]
+    init_carries: dict[str, str] = field(default_factory=dict)
+
+
+# Never carried by --init: where the earlier run started from, and the view side (the new data's).
+NOT_CARRIED = {"backbone": ("init", "weights"), "views": ("size",)}
 
 
 def resolve_run_config(
     kind: RunKind, config: Any, overrides: list[str] | None, resume: bool, flags: dict[str, Any]
 ) -> Any:
     """The run's config, for every run kind the same way (``config.resolve``): defaults <
-    ``config`` < ``overrides`` < ``flags``. With ``resume`` the run's own ``config.yaml`` is the
-    base (``config`` is refused) and every flag that would change the run is listed
-    (``rundir.check_resume_config``)."""
+    what ``--init RUN_DIR`` carries (``carried_by_init``) < ``config`` < ``overrides`` <
+    ``flags``. With ``resume`` the run's own ``config.yaml`` is the base (``config`` is
+    refused) and every flag that would change the run is listed (``rundir.check_resume_config``)."""
     keys = flags_to_keys(flags, kind.flag_keys)
     if not resume:
         run_config = resolve(kind.schema, config, overrides, keys)
+        init = getattr(getattr(run_config, "backbone", None), "init", None)
+        carried = carried_by_init(kind, init, layered(config, overrides, keys))
+        if carried:
+            run_config = resolve(kind.schema, config, overrides, keys, base=carried)
     else:
         if config is not None:
             raise ConfigError("--resume continues a run with its own config.yaml: drop --config")
@@ -72,6 +84,59 @@ def resolve_run_config(
     if run_config.out is None:
         run_config.out = kind.default_out(run_config)
     return run_config
+
+
+def carried_by_init(kind: RunKind, init: str | None, given: dict[str, Any]) -> dict[str, Any]:
+    """What ``--init SOURCE`` carries into a new run's config, below ``--config``, ``--set`` and
+    the flags (``given``, what they set): from a run directory of the same kind, the sections
+    ``kind.init_carries`` of its ``config.yaml`` (pretrain: the method and its kwargs, the
+    backbone, the views but their size, the optimiser); from another kind of run or an encoder
+    file or folder, the backbone (``encoder.json``: architecture and options). Never the data,
+    the output folder, the training length or the seed. A section whose key ``given`` sets to
+    another value is left out: ``--method byol`` takes no SimCLR recipe."""
+    if not init or not kind.init_carries:
+        return {}
+    path = Path(init)
+    files = RunFiles(path)
+    if path.is_dir() and files.config_file.is_file():
+        theirs = load_yaml(files.config_file)
+        sections = kind.init_carries if run_kind(path) == kind.command else ["backbone"]
+    else:
+        theirs, sections = _encoder_architecture(path), ["backbone"]
+    carried: dict[str, Any] = {}
+    for section in sections:
+        values, key = theirs.get(section), kind.init_carries.get(section)
+        if not isinstance(values, dict) or key is None:
+            continue
+        chosen, own = _dotted(given, key), _dotted(theirs, key)
+        if chosen is not None and chosen != own:
+            continue
+        dropped = NOT_CARRIED.get(section, ())
+        carried[section] = {name: value for name, value in values.items() if name not in dropped}
+    return carried
+
+
+def _dotted(data: dict[str, Any], key: str) -> Any:
+    for part in key.split("."):
+        data = data.get(part) if isinstance(data, dict) else None
+    return data
+
+
+def _encoder_architecture(path: Path) -> dict[str, Any]:
+    """``{"backbone": {name, width, kwargs}}`` from the ``encoder.json`` of an encoder file or
+    folder; {} when there is none (``start_from_encoder`` then names the problem)."""
+    meta_file = RunFiles(path if path.is_dir() else path.parent).encoder_meta
+    try:
+        meta = json.loads(meta_file.read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(meta, dict) or not isinstance(meta.get("architecture"), str):
+        return {}
+    options = dict(meta.get("kwargs") or {})
+    backbone = {"name": meta["architecture"], "kwargs": options}
+    if "width" in options:
+        backbone["width"] = options.pop("width")
+    return {"backbone": backbone}
 
 
 class RunInterrupted(LabellessError):

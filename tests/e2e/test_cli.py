@@ -260,3 +260,31 @@ def test_masked_methods_run_out_of_the_box(method, tmp_path):
     assert encoder["kwargs"] == {"pool": "mean", "image_size": 8, "patch_size": 2}
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["training"]["epochs_done"] == 1 and 0.1 < metrics["knn_top1"] <= 1.0
+
+
+@pytest.mark.slow
+def test_init_from_a_run_directory_keeps_its_method(pretrained, tmp_path):
+    """``--init RUN_DIR`` continues that run's recipe (here BYOL) on new data instead of
+    switching to the default method; --data and --out are the new run's."""
+    import shutil
+
+    import yaml
+
+    source = tmp_path / "byol-run"
+    shutil.copytree(pretrained, source)
+    config = yaml.safe_load((source / "config.yaml").read_text())
+    config["method"] = {"name": "byol", "kwargs": {"proj_hidden_dim": 64, "proj_dim": 32}}
+    config["views"]["recipe"] = "byol"
+    (source / "config.yaml").write_text(yaml.safe_dump(config))
+    out = tmp_path / "continued"
+    quiet = ["--set", "trainer.threads=1", "--set", "trainer.progress_bar=false"]
+    result = run_verb(
+        "pretrain", "--data", "digits", "--init", str(source), "--epochs", "1", "--out", str(out),
+        *quiet,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    assert saved["method"] == config["method"] and saved["views"]["recipe"] == "byol"
+    assert saved["backbone"]["width"] == config["backbone"]["width"]
+    assert saved["backbone"]["init"] == str(source.resolve()) and saved["out"] == str(out)
+    assert saved["trainer"]["max_epochs"] == 1

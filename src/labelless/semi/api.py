@@ -22,7 +22,10 @@ from labelless.lifecycle import RunKind, resolve_run_config
 from labelless.semi.config import SEMI_FLAG_KEYS, SemiRunConfig, default_semi_out
 from labelless.semi.splits import LabelSplit, split_labels
 
-SEMI = RunKind("semi", SemiRunConfig, SEMI_FLAG_KEYS, default_semi_out)
+# --init carries the source run's backbone (name, width, options) unless --backbone names another.
+SEMI = RunKind(
+    "semi", SemiRunConfig, SEMI_FLAG_KEYS, default_semi_out, {"backbone": "backbone.name"}
+)
 
 
 @dataclass

@@ -52,7 +52,15 @@ def default_out(config: RunConfig) -> str:
     return default_run_dir(config.method.name, data=config.data.name)
 
 
-PRETRAIN = RunKind("pretrain", RunConfig, FLAG_KEYS, default_out)
+# --init RUN_DIR carries that run's recipe: the method (unless --method names another) with its
+# views and optimiser, and the backbone (unless --backbone names another).
+INIT_CARRIES = {
+    "method": "method.name",
+    "views": "method.name",
+    "optim": "method.name",
+    "backbone": "backbone.name",
+}
+PRETRAIN = RunKind("pretrain", RunConfig, FLAG_KEYS, default_out, INIT_CARRIES)
 
 
 def run_pretrain(
