@@ -214,19 +214,15 @@ class TrainerConfig(Section):
         raise ValueError(f"devices must be a count >= 1, -1 (every device) or auto, not {value!r}")
 
 
-# The kNN protocol's k when a run or a verb is given none: Wu et al. 2018's 200, what the
-# self-supervised literature reports. ``Modality.knn_k`` reads it (a kind of data may choose
-# another); ``labelless evaluate`` / ``prune`` of a run's encoder use that run's k instead.
+# kNN's k when a run or a verb is given none (Wu et al. 2018's 200), read by ``Modality.knn_k``;
+# evaluate / prune of a run's encoder use the k that run recorded instead.
 KNN_K = 200
 
 
 class MonitorConfig(Section):
     every_n_epochs: int = Field(5, gt=0)
     knn_k: int | None = Field(
-        None,
-        gt=0,
-        description="kNN neighbours of the monitor, the final metrics and later evaluations of "
-        f"the run's encoder; default: the data's modality's (Modality.knn_k, {KNN_K})",
+        None, gt=0, description=f"kNN neighbours; default: the modality's (Modality.knn_k, {KNN_K})"
     )
     knn_temperature: float = Field(0.1, gt=0)
     rankme: bool = True
@@ -402,7 +398,7 @@ def resolve(
     dict or a config object) < ``overrides`` (``--set a.b=value``) < ``keys`` (typed flags as
     dotted keys; None = not given). A partial section is merged onto the schema's own defaults
     for that section."""
-    defaults = merge_sections(schema().model_dump(mode="json"), _plain(base or {}))
+    defaults = merge_sections(schema().model_dump(mode="json"), base or {})
     data = layered(config, overrides, keys, base=defaults)
     source = str(config) if isinstance(config, (str, Path)) else "command line"
     try:
@@ -426,18 +422,14 @@ def layered(
         given = config
     else:
         given = load_yaml(config) if config is not None else {}
-    data = merge_sections(_plain(base or {}), _plain(given))
+    plain = json.loads(json.dumps([base or {}, given]))  # deep copies, JSON types only
+    data = merge_sections(*plain)
     for assignment in overrides or []:
         apply_override(data, assignment)
     for key, value in (keys or {}).items():
         if value is not None:
             apply_override_value(data, key, value)
     return data
-
-
-def _plain(data: dict[str, Any]) -> dict[str, Any]:
-    """A deep copy of a YAML-like mapping (JSON types only)."""
-    return json.loads(json.dumps(data))
 
 
 def merge_sections(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:

@@ -54,8 +54,11 @@ def test_a_run_directory_carries_its_method_backbone_views_and_optimiser(byol_ru
 
 def test_config_file_set_and_flags_override_what_init_carries(byol_run):
     config = _pretrain(
-        {"optim": {"lr": 0.01}}, ["optim.batch_size=32", "optim.weight_decay=0.5"],
-        init=str(byol_run), lr=0.03, data="digits",
+        {"optim": {"lr": 0.01}},
+        ["optim.batch_size=32", "optim.weight_decay=0.5"],
+        init=str(byol_run),
+        lr=0.03,
+        data="digits",
     )
     assert config.optim.name == "adamw"  # carried, under the file's partial section
     assert (config.optim.lr, config.optim.batch_size) == (0.03, 32)  # flag > --set > file

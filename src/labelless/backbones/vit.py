@@ -194,6 +194,7 @@ def sized_to(input_size: int | None) -> dict[str, int]:
         return {}
     return {"image_size": int(input_size), "patch_size": default_patch_size(input_size)}
 
+
 VIT_SIZES = {
     "vit_tiny": {"embed_dim": 192, "depth": 12, "num_heads": 3},
     "vit_small": {"embed_dim": 384, "depth": 12, "num_heads": 6},

@@ -3,16 +3,15 @@ Learning from Images with a Joint-Embedding Predictive Architecture", CVPR 2023.
 
 from __future__ import annotations
 
-from typing import Any
-
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from labelless.errors import ConfigError
 from labelless.backbones.vit import sized_to
+from labelless.errors import ConfigError
 from labelless.methods.base import Method, register_method
 from labelless.nn.ema import EMA
 from labelless.nn.masking import (
