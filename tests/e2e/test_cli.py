@@ -279,7 +279,15 @@ def test_init_from_a_run_directory_keeps_its_method(pretrained, tmp_path):
     out = tmp_path / "continued"
     quiet = ["--set", "trainer.threads=1", "--set", "trainer.progress_bar=false"]
     result = run_verb(
-        "pretrain", "--data", "digits", "--init", str(source), "--epochs", "1", "--out", str(out),
+        "pretrain",
+        "--data",
+        "digits",
+        "--init",
+        str(source),
+        "--epochs",
+        "1",
+        "--out",
+        str(out),
         *quiet,
     )
     assert result.returncode == 0, result.stderr[-2000:]
