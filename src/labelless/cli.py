@@ -275,17 +275,22 @@ def finetune(
 
 @app.command()
 def select(
-    run_dirs: Annotated[list[str], typer.Argument(help="run directories of one method")],
+    run_dirs: Annotated[
+        list[str], typer.Argument(help="run directories of one method and one encoder architecture")
+    ],
     data: Annotated[
         str | None, Opt(help="images to measure on (default: the runs' training data)")
     ] = None,
     measure: Annotated[str, Opt(help="rankme, lidar or alpha_req")] = "rankme",
     split: Annotated[str, Opt(help="train or test split of --data")] = "train",
     max_samples: Annotated[int | None, Opt(help="images measured (seeded subset)")] = None,
-    allow_mixed: Annotated[bool, Opt(help="rank runs of different methods together")] = False,
+    allow_mixed: Annotated[
+        bool, Opt(help="rank runs of different methods or encoders together (with a warning)")
+    ] = False,
     seed: Annotated[int, Opt(help="seed of the image subset")] = 0,
 ) -> None:
-    """Rank runs best first by a label-free measure on the same images (no labels read)."""
+    """Rank runs of one method and one encoder architecture best first by a label-free measure
+    on the same images (no labels read)."""
     from labelless import api
 
     rows = api.select(
@@ -303,6 +308,7 @@ def select(
     for row in rows:
         table.add_row(str(row["rank"]), row["run"], row["method"], f"{row['value']:.4f}")
     console.print(table)
+    console.print(f"note: {rows[0]['scope']}", highlight=False, soft_wrap=True)
 
 
 @app.command()

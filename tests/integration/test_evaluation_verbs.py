@@ -20,14 +20,16 @@ from labelless.verbs.pretrain import final_metrics
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread is fastest
 
 
-def make_run(directory: Path, digits, *, seed: int = 0, knn_k: int = 20) -> Path:
+def make_run(
+    directory: Path, digits, *, seed: int = 0, knn_k: int = 20, width: float = 0.125
+) -> Path:
     """A finished-looking run directory: config, exported encoder and final metrics."""
     torch.manual_seed(seed)
     train, test = digits.train, digits.test
     encoder = create_backbone(
         "resnet18_cifar",
         in_channels=1,
-        width=0.125,
+        width=width,
         input_size=8,
         mean=train.meta["mean"],
         std=train.meta["std"],
@@ -35,7 +37,7 @@ def make_run(directory: Path, digits, *, seed: int = 0, knn_k: int = 20) -> Path
     config = build_config(
         {
             "data": {"name": "digits"},
-            "backbone": {"name": "resnet18_cifar", "width": 0.125},
+            "backbone": {"name": "resnet18_cifar", "width": width},
             "monitor": {"knn_k": knn_k},
             "seed": seed,
             "out": str(directory),
@@ -239,3 +241,21 @@ def test_select_ranks_runs_by_rankme(tmp_path, digits):
     assert [row["rank"] for row in rows] == [1, 2]
     assert rows[0]["value"] >= rows[1]["value"]
     assert np.isfinite(rows[0]["value"])
+
+
+def test_select_refuses_encoders_of_different_sizes_unless_allowed(tmp_path, digits):
+    """RankMe grows with the embedding size: a 64-d and a 32-d encoder are not ranked together
+    without --allow-mixed, and the rows say what the measure can compare."""
+    wide = make_run(tmp_path / "wide", digits, width=0.125)
+    narrow = make_run(tmp_path / "narrow", digits, width=0.0625)
+    with pytest.raises(ConfigError) as error:
+        api.select([wide, narrow], "digits", max_samples=300)
+    message = str(error.value)
+    assert "64-d" in message and "32-d" in message and "--allow-mixed" in message
+    assert "Garrido et al. 2023" in message
+    with pytest.warns(UserWarning, match="allow-mixed"):
+        rows = api.select([wide, narrow], "digits", max_samples=300, allow_mixed=True)
+    assert {row["run"] for row in rows} == {str(wide), str(narrow)}
+    assert all("cannot compare" in row["scope"] for row in rows)
+    same = api.select([wide, make_run(tmp_path / "b", digits, seed=1)], "digits", max_samples=300)
+    assert "one encoder architecture" in same[0]["scope"]

@@ -3,13 +3,18 @@
 Every run is measured on the SAME images (a seeded subset of one dataset), each through its own
 encoder and its own preprocessing (``encoder.json``: input size, mean, std), so the values are
 comparable. Label-free measures are shown to track downstream accuracy across runs of one method
-(Garrido et al. 2023; Thilak et al. 2024); their scales differ between methods, so runs of
-different methods are refused unless ``allow_mixed=True``. For alpha-ReQ, closeness to 1 is a
-heuristic reading of Agrawal et al. 2022 (good models fall in an interval of alpha).
+and one architecture (Garrido et al. 2023; Thilak et al. 2024); their scales differ between
+methods, and RankMe's grows with the embedding size (a 512-d encoder can outrank a better 256-d
+one), so runs of different methods, architectures or embedding sizes are refused unless
+``allow_mixed=True`` (then a warning). Every row says what its measure can compare (``SCOPE``).
+For alpha-ReQ, closeness to 1 is a heuristic reading of Agrawal et al. 2022 (good models fall in
+an interval of alpha).
 """
 
 from __future__ import annotations
 
+import json
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -33,6 +38,19 @@ MEASURES: dict[str, str] = {
 }
 LIDAR_SAMPLES = 1000
 LIDAR_VIEWS = 8
+# What each measure can rank and what it cannot: every row of ``rank_runs`` carries it.
+SCOPE: dict[str, str] = {
+    "rankme": "RankMe ranks runs of one method and one encoder architecture (their "
+    "hyper-parameters, epochs; Garrido et al. 2023); it cannot compare methods, architectures "
+    "or embedding sizes (the effective rank grows with the dimension), nor replace a labelled "
+    "evaluation",
+    "lidar": "LiDAR ranks runs of one method and one encoder architecture (Thilak et al. 2024); "
+    "it cannot compare methods, architectures or embedding sizes, nor replace a labelled "
+    "evaluation",
+    "alpha_req": "alpha-ReQ's closeness to 1 is a heuristic for runs of one method and one "
+    "encoder architecture (Agrawal et al. 2022); it cannot compare methods, architectures or "
+    "embedding sizes, nor replace a labelled evaluation",
+}
 
 
 def _run_config(run_dir: Path) -> dict[str, Any]:
@@ -82,6 +100,34 @@ def _images(data, split: str, run_configs: list[dict[str, Any]]) -> tuple[np.nda
             "a dataset name, a Dataset or such an array as data="
         )
     return images, name
+
+
+def _architecture(run_dir: Path) -> str | None:
+    """``"resnet18_cifar (width=0.5), 256-d"`` from the run's ``encoder.json``; None when it
+    cannot be read (loading the encoder then says why)."""
+    try:
+        meta = json.loads(RunFiles(run_dir).encoder_meta.read_text())
+        options = ", ".join(f"{k}={v}" for k, v in sorted((meta.get("kwargs") or {}).items()))
+        return f"{meta['architecture']}{f' ({options})' if options else ''}, {meta['embed_dim']}-d"
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def _check_comparable(paths: list[Path], methods: list[str], measure: str, mixed: bool) -> None:
+    """Runs of different methods, encoder architectures or embedding sizes: a ConfigError (the
+    measure's values do not compare across them: ``SCOPE``), or with ``mixed`` a warning."""
+    found = {"methods": methods, "encoders": [_architecture(path) for path in paths]}
+    for what, values in found.items():
+        if len({value for value in values if value is not None}) <= 1:
+            continue
+        listed = "; ".join(f"{p.name}: {v}" for p, v in zip(paths, values, strict=True))
+        problem = f"the runs use different {what} ({listed}): {SCOPE[measure]}"
+        if not mixed:
+            raise ConfigError(
+                f"{problem}. Rank each {what[:-1]}'s runs separately, or pass --allow-mixed "
+                "(allow_mixed=True) to rank them together anyway"
+            )
+        warnings.warn(f"{problem}; ranked together because of --allow-mixed", stacklevel=3)
 
 
 def _subset(images: np.ndarray, count: int, seed: int) -> np.ndarray:
@@ -157,12 +203,15 @@ def rank_runs(
         split: which split of a dataset name / ``DataSplits`` to use (``train`` or ``test``).
         max_samples: images measured (a seeded subset, the same for every run); default
             25,600 (RankMe's count), 1,000 for LiDAR.
-        allow_mixed: rank runs of different methods together (their scales may not compare).
+        allow_mixed: rank runs of different methods, encoder architectures or embedding sizes
+            together (a warning says that their values do not compare); without it, a
+            ConfigError.
         seed: seed of the image subset and of LiDAR's augmentations.
 
     Returns:
         One dict per run, best first: ``rank`` (1 = best), ``run`` (path), ``method``,
-        ``measure``, ``value``, ``images`` (count) and ``data`` (name).
+        ``measure``, ``value``, ``images`` (count), ``data`` (name) and ``scope`` (what the
+        measure can and cannot compare).
     """
     if measure not in MEASURES:
         raise unknown_name("measure", measure, list(MEASURES))
@@ -176,12 +225,7 @@ def rank_runs(
     paths = [Path(p) for p in run_dirs]
     configs = [_run_config(p) for p in paths]
     methods = [_method_name(c) for c in configs]
-    if len(set(methods)) > 1 and not allow_mixed:
-        listed = ", ".join(f"{p.name}: {m}" for p, m in zip(paths, methods, strict=True))
-        raise ConfigError(
-            f"the runs use different methods ({listed}); label-free measures compare runs of "
-            "one method: rank each method's runs separately, or pass allow_mixed=True"
-        )
+    _check_comparable(paths, methods, measure, allow_mixed)
     images, name = _images(data, split, configs)
     count = max_samples or (LIDAR_SAMPLES if measure == "lidar" else RANKME_MAX_SAMPLES)
     images = _subset(images, count, seed)
@@ -201,5 +245,5 @@ def rank_runs(
     key = (lambda r: abs(r["value"] - 1.0)) if measure == "alpha_req" else (lambda r: -r["value"])
     rows.sort(key=key)
     for rank, row in enumerate(rows, start=1):
-        row.update(rank=rank, images=len(images), data=name)
+        row.update(rank=rank, images=len(images), data=name, scope=SCOPE[measure])
     return rows
