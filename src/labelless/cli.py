@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from labelless import cli_options as opt
 from labelless.errors import ConfigError, LabellessError
 
 app = typer.Typer(
@@ -19,54 +20,44 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 console = Console()
 
 Opt = typer.Option
 
 
+@app.callback()
+def _options(version: opt.Version = False) -> None:  # the options before the command
+    pass
+
+
 @app.command()
 def pretrain(
-    data: Annotated[
-        str | None, Opt(help="built-in dataset, image folder, or a CSV / parquet / .ts file")
-    ] = None,
-    target: Annotated[
-        str | None, Opt(help="tables: the label column (leave out for unlabelled rows)")
-    ] = None,
-    method: Annotated[
-        str | None, Opt(help="self-supervised method (see `labelless methods`)")
-    ] = None,
-    config: Annotated[Path | None, Opt(help="YAML run config; flags override it")] = None,
-    set_: Annotated[list[str] | None, Opt("--set", help="override a config key: a.b=value")] = None,
-    out: Annotated[str | None, Opt(help="run directory")] = None,
-    backbone: Annotated[str | None, Opt(help="resnet18_cifar, resnet18, timm:NAME, ...")] = None,
-    width: Annotated[float | None, Opt(help="channel width multiplier")] = None,
+    data: Annotated[str | None, Opt(help=opt.PRETRAIN_HELP["data"])] = None,
+    target: opt.Target = None,
+    method: Annotated[str | None, Opt(help=opt.PRETRAIN_HELP["method"])] = None,
+    config: opt.ConfigFile = None,
+    set_: opt.Sets = None,
+    out: Annotated[str | None, Opt(help=opt.PRETRAIN_HELP["out"])] = None,
+    backbone: Annotated[str | None, Opt(help=opt.PRETRAIN_HELP["backbone"])] = None,
+    width: opt.Width = None,
     weights: Annotated[str | None, Opt(help="local weights file to start from")] = None,
-    init: Annotated[
-        str | None,
-        Opt(
-            help="start from an earlier run's encoder (run directory or encoder.safetensors); "
-            "a run directory also gives its method, method options, backbone, views and "
-            "optimiser, below --config, --set and flags (not its data, --out, epochs or seed)"
-        ),
-    ] = None,
-    epochs: Annotated[int | None, Opt(help="maximum epochs")] = None,
-    max_time: Annotated[
-        float | None,
-        Opt(help="wall-clock budget in seconds; schedules are fitted to it, the run ends annealed"),
-    ] = None,
-    batch_size: Annotated[int | None, Opt(help="batch size per process")] = None,
-    lr: Annotated[float | None, Opt(help="peak learning rate")] = None,
-    optimizer: Annotated[str | None, Opt(help="sgd, lars or adamw")] = None,
-    view_size: Annotated[int | None, Opt(help="side of the augmented views")] = None,
-    devices: Annotated[str | None, Opt(help="devices per node (auto, 1, 2, ...)")] = None,
-    strategy: Annotated[str | None, Opt(help="auto, ddp, fsdp")] = None,
-    num_nodes: Annotated[int | None, Opt(help="number of nodes")] = None,
-    accelerator: Annotated[str | None, Opt(help="auto, cpu, gpu, cuda, mps, tpu")] = None,
-    precision: Annotated[str | None, Opt(help="32-true, bf16-mixed, ...")] = None,
-    seed: Annotated[int | None, Opt(help="random seed")] = None,
-    resume: Annotated[bool, Opt(help="continue the run in --out from its last checkpoint")] = False,
-    overwrite: Annotated[bool, Opt(help="replace an existing run in --out")] = False,
+    init: Annotated[str | None, Opt(help=opt.PRETRAIN_HELP["init"])] = None,
+    epochs: Annotated[int | None, Opt(help=opt.PRETRAIN_HELP["epochs"])] = None,
+    max_time: opt.MaxTime = None,
+    batch_size: Annotated[int | None, Opt(help=opt.PRETRAIN_HELP["batch_size"])] = None,
+    lr: Annotated[float | None, Opt(help=opt.PRETRAIN_HELP["lr"])] = None,
+    optimizer: Annotated[str | None, Opt(help=opt.PRETRAIN_HELP["optimizer"])] = None,
+    view_size: opt.ViewSize = None,
+    devices: opt.Devices = None,
+    strategy: opt.Strategy = None,
+    num_nodes: opt.NumNodes = None,
+    accelerator: opt.Accelerator = None,
+    precision: opt.Precision = None,
+    seed: Annotated[int | None, Opt(help=opt.PRETRAIN_HELP["seed"])] = None,
+    resume: opt.Resume = False,
+    overwrite: opt.Overwrite = False,
 ) -> None:
     """Pretrain an encoder with a self-supervised method; writes a run directory."""
     from labelless import api
@@ -90,7 +81,7 @@ def pretrain(
         lr=lr,
         optimizer=optimizer,
         view_size=view_size,
-        devices=_devices(devices),
+        devices=opt.device_count(devices),
         strategy=strategy,
         num_nodes=num_nodes,
         accelerator=accelerator,
@@ -99,19 +90,14 @@ def pretrain(
     )
     if not result.metrics:  # a process of a multi-process run other than rank 0
         return
-    _print_metrics(result.metrics)
+    _print_metrics(result.metrics, "final metrics (last epoch, not best)")
     console.print(f"run directory: {result.run_dir}")
     console.print(f"report: {result.run_dir / 'report.html'}")
 
 
-def _devices(value: str | None) -> int | str | None:
-    if value is None or value == "auto":
-        return value
-    return int(value) if value.isdigit() else value
-
-
-def _print_metrics(metrics: dict) -> None:
-    table = Table(title="final metrics (last epoch, not best)")
+def _print_metrics(metrics: dict, title: str) -> None:
+    """The numeric metrics as a table titled ``title`` (what they are of, and when)."""
+    table = Table(title=title)
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key, value in metrics.items():
@@ -132,9 +118,7 @@ def evaluate(
         float | None, Opt(help="data files without a test split: the share held out (seeded)")
     ] = None,
     weights: Annotated[str | None, Opt(help="local weights file for a timm:NAME encoder")] = None,
-    k: Annotated[
-        int | None, Opt(help="neighbours for kNN (default: the run's k, else 200)")
-    ] = None,
+    k: Annotated[int | None, Opt(help=opt.K_HELP)] = None,
     temperature: Annotated[float, Opt(help="kNN temperature")] = 0.1,
     input_size: Annotated[
         int | None, Opt(help="override the encoder's pretraining input size (recorded)")
@@ -166,7 +150,7 @@ def evaluate(
         out=out,
         data_options={key: value for key, value in options.items() if value is not None},
     )
-    _print_metrics(metrics)
+    _print_metrics(metrics, f"evaluation on {data}: frozen embeddings, train -> test")
     preprocessing = metrics["protocol"]["preprocessing"]
     if preprocessing["input_size_overridden"] or preprocessing["normalize_overridden"]:
         console.print(
@@ -210,9 +194,7 @@ def prune(
         str, Opt(help="comma-separated fractions of conv/linear weights to zero")
     ] = "0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9",
     data: Annotated[str | None, Opt(help="labelled dataset (default: the run's)")] = None,
-    k: Annotated[
-        int | None, Opt(help="neighbours for kNN (default: the run's k, else 200)")
-    ] = None,
+    k: Annotated[int | None, Opt(help=opt.K_HELP)] = None,
     temperature: Annotated[float, Opt(help="kNN temperature")] = 0.1,
     linear: Annotated[
         bool | None, Opt("--linear/--no-linear", help="linear probe per level (default: if cheap)")
@@ -289,8 +271,7 @@ def select(
     ] = False,
     seed: Annotated[int, Opt(help="seed of the image subset")] = 0,
 ) -> None:
-    """Rank runs of one method and one encoder architecture best first by a label-free measure
-    on the same images (no labels read)."""
+    """Rank runs of one method and one architecture best first by a label-free measure."""
     from labelless import api
 
     rows = api.select(
@@ -313,45 +294,37 @@ def select(
 
 @app.command()
 def semi(
-    method: Annotated[
-        str | None, Opt(help="fixmatch, flexmatch, freematch, softmatch, mixmatch, ...")
-    ] = None,
-    data: Annotated[
-        str | None, Opt(help="built-in dataset, labelled image folder, or a CSV / parquet file")
-    ] = None,
-    target: Annotated[str | None, Opt(help="tables: the label column")] = None,
-    labels_per_class: Annotated[int | None, Opt(help="labelled samples kept per class")] = None,
+    method: Annotated[str | None, Opt(help=opt.SEMI_HELP["method"])] = None,
+    data: Annotated[str | None, Opt(help=opt.SEMI_HELP["data"])] = None,
+    target: opt.Target = None,
+    labels_per_class: Annotated[int | None, Opt(help=opt.SEMI_HELP["labels_per_class"])] = None,
     label_fraction: Annotated[float | None, Opt(help="fraction of each class labelled")] = None,
     known_classes: Annotated[
         int | None, Opt(help="open-set: label classes 0..K-1 only; the rest stay unlabelled")
     ] = None,
-    mu: Annotated[int | None, Opt(help="unlabelled samples per labelled one in a batch")] = None,
+    mu: Annotated[int | None, Opt(help=opt.SEMI_HELP["mu"])] = None,
     saa: Annotated[
         bool | None, Opt("--saa/--no-saa", help="sample adaptive augmentation (FixMatch family)")
     ] = None,
-    config: Annotated[Path | None, Opt(help="YAML run config (configs/semi/)")] = None,
-    set_: Annotated[list[str] | None, Opt("--set", help="override a config key: a.b=value")] = None,
-    out: Annotated[str | None, Opt(help="run directory")] = None,
-    backbone: Annotated[str | None, Opt(help="resnet18_cifar, resnet18, timm:NAME, ...")] = None,
-    width: Annotated[float | None, Opt(help="channel width multiplier")] = None,
-    init: Annotated[
-        str | None, Opt(help="start from a pretrained encoder (run directory or .safetensors)")
-    ] = None,
-    epochs: Annotated[
-        int | None, Opt(help="maximum epochs (passes over the unlabelled pool)")
-    ] = None,
-    max_time: Annotated[float | None, Opt(help="wall-clock budget in seconds")] = None,
-    batch_size: Annotated[int | None, Opt(help="labelled batch size per process")] = None,
-    lr: Annotated[float | None, Opt(help="peak learning rate")] = None,
-    view_size: Annotated[int | None, Opt(help="side of the augmented views")] = None,
-    devices: Annotated[str | None, Opt(help="devices per node (auto, 1, 2, ...)")] = None,
-    strategy: Annotated[str | None, Opt(help="auto, ddp, fsdp")] = None,
-    num_nodes: Annotated[int | None, Opt(help="number of nodes")] = None,
-    accelerator: Annotated[str | None, Opt(help="auto, cpu, gpu, cuda, mps, tpu")] = None,
-    precision: Annotated[str | None, Opt(help="32-true, bf16-mixed, ...")] = None,
-    seed: Annotated[int | None, Opt(help="random seed (also of the label split)")] = None,
-    resume: Annotated[bool, Opt(help="continue the run in --out from its last checkpoint")] = False,
-    overwrite: Annotated[bool, Opt(help="replace an existing run in --out")] = False,
+    config: opt.ConfigFile = None,
+    set_: opt.Sets = None,
+    out: Annotated[str | None, Opt(help=opt.SEMI_HELP["out"])] = None,
+    backbone: Annotated[str | None, Opt(help=opt.SEMI_HELP["backbone"])] = None,
+    width: opt.Width = None,
+    init: Annotated[str | None, Opt(help=opt.SEMI_HELP["init"])] = None,
+    epochs: Annotated[int | None, Opt(help=opt.SEMI_HELP["epochs"])] = None,
+    max_time: opt.MaxTime = None,
+    batch_size: Annotated[int | None, Opt(help=opt.SEMI_HELP["batch_size"])] = None,
+    lr: Annotated[float | None, Opt(help=opt.SEMI_HELP["lr"])] = None,
+    view_size: opt.ViewSize = None,
+    devices: opt.Devices = None,
+    strategy: opt.Strategy = None,
+    num_nodes: opt.NumNodes = None,
+    accelerator: opt.Accelerator = None,
+    precision: opt.Precision = None,
+    seed: Annotated[int | None, Opt(help=opt.SEMI_HELP["seed"])] = None,
+    resume: opt.Resume = False,
+    overwrite: opt.Overwrite = False,
 ) -> None:
     """Train a classifier from few labels and many unlabelled samples; writes a run directory."""
     from labelless.semi.api import semi as run_semi
@@ -378,7 +351,7 @@ def semi(
         batch_size=batch_size,
         lr=lr,
         view_size=view_size,
-        devices=_devices(devices),
+        devices=opt.device_count(devices),
         strategy=strategy,
         num_nodes=num_nodes,
         accelerator=accelerator,
@@ -387,7 +360,7 @@ def semi(
     )
     if not result.metrics:  # a process of a multi-process run other than rank 0
         return
-    _print_metrics(result.metrics)
+    _print_metrics(result.metrics, "final metrics of the EMA model (last epoch, not best)")
     console.print(f"run directory: {result.run_dir}")
 
 
