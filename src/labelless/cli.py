@@ -13,6 +13,7 @@ from rich.table import Table
 
 from labelless import cli_options as opt
 from labelless.errors import ConfigError, LabellessError
+from labelless.progress import shown as shown_progress
 
 app = typer.Typer(
     name="labelless",
@@ -428,10 +429,11 @@ _default_showwarning = warnings.showwarning
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: LabellessError -> one line on stderr and exit code 2; labelless's warnings
-    as ``warning:`` lines."""
+    as ``warning:`` lines; progress bars on stderr (``labelless.progress``)."""
     warnings.showwarning = _show_warning
     try:
-        app(args=argv, standalone_mode=False, prog_name="labelless")
+        with shown_progress():
+            app(args=argv, standalone_mode=False, prog_name="labelless")
     except LabellessError as error:
         prefix = getattr(error, "prefix", "error")
         Console(stderr=True).print(f"[red]{prefix}:[/red] {error}", highlight=False, soft_wrap=True)

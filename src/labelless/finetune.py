@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from labelless.errors import ConfigError, DataError
+from labelless.progress import task
 
 
 @dataclass
@@ -64,6 +65,33 @@ def _accuracy(model: nn.Module, transform, images: np.ndarray, labels: np.ndarra
             predicted = model(batch).argmax(dim=1).numpy()
             correct += int((predicted == labels[start : start + 512]).sum())
     return correct / len(images)
+
+
+def _train_epoch(model, optimizer, transform, train, batches, steps, bar) -> tuple[float, int]:
+    """One epoch over ``batches`` (index arrays into ``train = (images, labels)``) with the
+    cosine learning rate at ``steps = (step, total)``; returns the mean loss and the new step."""
+    (images, labels), (step, total) = train, steps
+    model.train()
+    running, trained = 0.0, 0
+    for index in batches:
+        if len(index) >= 2:  # BatchNorm cannot train on one sample
+            factor = 0.5 * (1 + math.cos(math.pi * step / total))  # cosine decay to 0
+            for group in optimizer.param_groups:
+                group["lr"] = group["initial_lr"] * factor
+            inputs = transform(torch.from_numpy(images[index]))
+            loss = F.cross_entropy(model(inputs), torch.from_numpy(labels[index]))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            running, trained, step = running + float(loss.detach()), trained + 1, step + 1
+        bar.advance()
+    return running / max(trained, 1), step
+
+
+def _epoch_label(epoch: int, epochs: int, curve: list[dict[str, Any]]) -> str:
+    """The fine-tuning bar's description: the epoch and the last validation accuracy."""
+    last = f" (val top-1 {curve[-1]['val_top1']:.3f})" if curve else ""
+    return f"fine-tuning, epoch {epoch}/{epochs}{last}"
 
 
 def _optimizer(encoder: nn.Module, head: nn.Module, settings: FinetuneSettings):
@@ -115,29 +143,22 @@ def finetune(
     total = settings.epochs * steps_per_epoch
     best_state, best_val, best_epoch, curve = None, -1.0, 0, []
     step, start_time = 0, time.perf_counter()
-    for epoch in range(1, settings.epochs + 1):
-        model.train()
-        running, batches = 0.0, 0
-        order = fit_index[torch.randperm(len(fit_index), generator=generator).numpy()]
-        for begin in range(0, len(order), settings.batch_size):
-            index = np.sort(order[begin : begin + settings.batch_size])
-            if len(index) < 2:  # BatchNorm cannot train on one sample
-                continue
-            factor = 0.5 * (1 + math.cos(math.pi * step / total))  # cosine decay to 0
-            for group in optimizer.param_groups:
-                group["lr"] = group["initial_lr"] * factor
-            inputs = transform(torch.from_numpy(train_images[index]))
-            targets = torch.from_numpy(train_labels[index])
-            loss = F.cross_entropy(model(inputs), targets)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            running, batches, step = running + float(loss.detach()), batches + 1, step + 1
-        val = _accuracy(model, transform, train_images[val_index], train_labels[val_index])
-        curve.append({"epoch": epoch, "val_top1": val, "train_loss": running / max(batches, 1)})
-        if val > best_val:  # ties keep the earlier epoch
-            best_val, best_epoch = val, epoch
-            best_state = copy.deepcopy(model.state_dict())
+    with task("fine-tuning", total) as bar:
+        for epoch in range(1, settings.epochs + 1):
+            bar.update(description=_epoch_label(epoch, settings.epochs, curve))
+            order = fit_index[torch.randperm(len(fit_index), generator=generator).numpy()]
+            size = settings.batch_size
+            batches = [np.sort(order[i : i + size]) for i in range(0, len(order), size)]
+            train = (train_images, train_labels)
+            train_loss, step = _train_epoch(
+                model, optimizer, transform, train, batches, (step, total), bar
+            )
+            val = _accuracy(model, transform, train_images[val_index], train_labels[val_index])
+            curve.append({"epoch": epoch, "val_top1": val, "train_loss": train_loss})
+            if val > best_val:  # ties keep the earlier epoch
+                best_val, best_epoch = val, epoch
+                best_state = copy.deepcopy(model.state_dict())
+        bar.update(description=_epoch_label(settings.epochs, settings.epochs, curve))
     model.load_state_dict(best_state)
     test = _accuracy(model, transform, test_images, test_labels)
     protocol = {

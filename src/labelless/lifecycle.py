@@ -240,9 +240,13 @@ def ranks_agree(session: RunSession) -> bool | None:
 def fit(session: RunSession, trainer: Any, module: Any, loader: Any, ckpt_path: str | None):
     """``trainer.fit`` with the run's guarantees: a Ctrl-C ends with a ``RunInterrupted`` that
     says how to resume (Lightning turns it into ``sys.exit(1)``); a distributed set-up that
-    came up with fewer processes than asked for is an error, never a silent single process."""
+    came up with fewer processes than asked for is an error, never a silent single process.
+    Lightning draws the training bar: the monitors' own progress bars are hidden meanwhile."""
+    from labelless.progress import hidden
+
     try:
-        trainer.fit(module, loader, ckpt_path=ckpt_path, weights_only=True)
+        with hidden():
+            trainer.fit(module, loader, ckpt_path=ckpt_path, weights_only=True)
     except (SystemExit, KeyboardInterrupt):
         if not getattr(trainer, "interrupted", False):
             raise

@@ -23,6 +23,7 @@ LAYERS: dict[str, int] = {
     "labelless.runtime": 0,
     "labelless.atomic": 0,
     "labelless.runfiles": 0,
+    "labelless.progress": 0,
     "labelless.semi.config": 0,
     # 1: data
     "labelless.data": 1,

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from labelless.errors import ConfigError, DataError
 from labelless.evaluate.knn import ArrayLike, as_float_tensor, as_label_tensor
+from labelless.progress import task
 
 
 def cluster_scores(predicted: ArrayLike, labels: ArrayLike) -> dict[str, float]:
@@ -72,6 +73,7 @@ def kmeans_clustering(
     if normalize:
         features = F.normalize(features, dim=1)
     kmeans = KMeans(num_clusters, n_init=n_init, max_iter=max_iter, random_state=seed)
-    assigned = kmeans.fit_predict(features.cpu().numpy())
+    with task(f"k-means ({num_clusters} clusters)"):
+        assigned = kmeans.fit_predict(features.cpu().numpy())
     scores = cluster_scores(assigned, labels)
     return {**scores, "num_clusters": num_clusters, "inertia": float(kmeans.inertia_)}

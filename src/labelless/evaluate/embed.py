@@ -10,6 +10,7 @@ from torch import nn
 
 from labelless.data.formats import sample_format
 from labelless.errors import ConfigError, DataError
+from labelless.progress import task
 
 
 def _meta_value(encoder: nn.Module, given, field: str):
@@ -86,12 +87,14 @@ def _run(encoder: nn.Module, samples: torch.Tensor, transform, batch_size: int, 
     device = torch.device(device) if device is not None else _default_device(encoder)
     was_training = encoder.training
     encoder.eval()
+    starts = range(0, len(samples), batch_size)
+    label, outputs = f"embedding {len(samples):,} samples", []
     try:
-        with torch.inference_mode():
-            outputs = [
-                encoder(transform(samples[start : start + batch_size].to(device))).float().cpu()
-                for start in range(0, len(samples), batch_size)
-            ]
+        with torch.inference_mode(), task(label, len(starts)) as bar:
+            for start in starts:
+                batch = transform(samples[start : start + batch_size].to(device))
+                outputs.append(encoder(batch).float().cpu())
+                bar.advance()
     finally:
         encoder.train(was_training)
     return torch.cat(outputs)

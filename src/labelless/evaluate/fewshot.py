@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from labelless.errors import ConfigError, DataError
 from labelless.evaluate.knn import ArrayLike, as_float_tensor, as_label_tensor
 from labelless.evaluate.linear import LinearHead, fit_head, standardise
+from labelless.progress import task
 
 Classifier = Literal["centroid", "logistic"]
 
@@ -105,27 +106,30 @@ def few_shot(
         raise DataError("few-shot accuracy needs labelled test samples, but every label is -1")
     num_classes = int(train_labels.max()) + 1
     results: dict[str, Any] = {}
-    for shot in shots:
-        accuracies = []
-        for draw in range(draws):
-            index = torch.as_tensor(draw_few_shot(train_labels, shot, seed + draw))
-            index = index.to(train.device)
-            predicted = _predict(
-                train[index],
-                train_labels[index],
-                test,
-                num_classes,
-                classifier,
-                weight_decay,
-                epochs,
-            )
-            accuracies.append(float((predicted == test_labels).float().mean()))
-        values = np.asarray(accuracies)
-        results[f"{shot}_shot"] = {
-            "mean": float(values.mean()),
-            "std": float(values.std()),
-            "accuracies": accuracies,
-        }
+    counts = ", ".join(str(shot) for shot in shots)
+    with task(f"few-shot ({counts} labels per class)", len(shots) * draws) as bar:
+        for shot in shots:
+            accuracies = []
+            for draw in range(draws):
+                index = torch.as_tensor(draw_few_shot(train_labels, shot, seed + draw))
+                index = index.to(train.device)
+                predicted = _predict(
+                    train[index],
+                    train_labels[index],
+                    test,
+                    num_classes,
+                    classifier,
+                    weight_decay,
+                    epochs,
+                )
+                accuracies.append(float((predicted == test_labels).float().mean()))
+                bar.advance()
+            values = np.asarray(accuracies)
+            results[f"{shot}_shot"] = {
+                "mean": float(values.mean()),
+                "std": float(values.std()),
+                "accuracies": accuracies,
+            }
     results["protocol"] = {
         "shots": list(shots),
         "draws": draws,

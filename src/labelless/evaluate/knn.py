@@ -90,7 +90,9 @@ def knn_predict(
             "pass num_classes > the largest label, or leave it None"
         )
     k = min(k, len(train))
-    similarity, index = top_k_similar(test, train, k, backend=backend, chunk_size=chunk_size)
+    similarity, index = top_k_similar(
+        test, train, k, backend=backend, chunk_size=chunk_size, description=f"kNN (k={k})"
+    )
     similarity, index = similarity.to(train.device), index.to(train.device)
     # Subtracting the row maximum leaves the argmax unchanged and keeps exp() finite.
     weights = similarity.sub_(similarity[:, :1].clone()).div_(temperature).exp_()

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from labelless.errors import ConfigError, DataError
 from labelless.evaluate.knn import ArrayLike, as_float_tensor, as_label_tensor
+from labelless.progress import SILENT, Task, task
 
 DEFAULT_WEIGHT_DECAYS = (0.0, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
 TOLERANCE_GRAD = 1e-5  # L-BFGS stops when every gradient entry is below this
@@ -76,11 +77,14 @@ def fit_head(
     num_classes: int,
     epochs: int,
     start: tuple[torch.Tensor, torch.Tensor] | None = None,
+    *,
+    bar: Task = SILENT,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Multinomial logistic regression on standardised ``x [N, D]``: loss = CE + wd/2 ||W||^2.
 
     Full-batch L-BFGS in float32 from zero or from ``start = (weight, bias)`` (a warm start);
-    returns ``(weight [C, D], bias [C])``.
+    returns ``(weight [C, D], bias [C])``. ``bar`` advances by ``epochs`` over the fit, one
+    step per full-batch pass (a fit that converges early completes its share at the end).
     """
     # [C, D] as in nn.Linear: the weight gradient is then grad.T @ x, ~3x faster on CPU than
     # x.T @ grad for a [D, C] weight (x.T is a strided view).
@@ -100,17 +104,24 @@ def fit_head(
         line_search_fn="strong_wolfe",
     )
 
+    passes = 0
+
     def closure() -> torch.Tensor:
+        nonlocal passes
         optimizer.zero_grad()
         loss = (
             F.cross_entropy(F.linear(x, weight, bias), y)
             + 0.5 * weight_decay * weight.square().sum()
         )
         loss.backward()
+        passes += 1
+        if passes <= epochs:
+            bar.advance()
         return loss
 
     with torch.enable_grad():
         optimizer.step(closure)
+    bar.advance(max(0, epochs - passes))
     return weight.detach(), bias.detach()
 
 
@@ -129,6 +140,7 @@ def _select_weight_decay(
     epochs: int,
     val_fraction: float,
     seed: int,
+    bar: Task = SILENT,
 ) -> tuple[float, float, dict[str, float], tuple[torch.Tensor, torch.Tensor]]:
     """Fit on a stratified split of train, score on the rest (the test set is never seen).
 
@@ -149,7 +161,7 @@ def _select_weight_decay(
     val_accuracies: dict[str, float] = {}
     best, chosen, start, chosen_params = None, 0.0, None, None
     for weight_decay in sorted((float(w) for w in weight_decays), reverse=True):
-        start = fit_head(fit_x, fit_y, weight_decay, num_classes, epochs, start)
+        start = fit_head(fit_x, fit_y, weight_decay, num_classes, epochs, start, bar=bar)
         accuracy, loss = _score(LinearHead(mean, std, *start), val_x, val_y)
         val_accuracies[repr(weight_decay)] = accuracy
         # Ties: the lower validation loss, then the larger decay (met first).
@@ -197,12 +209,15 @@ def linear_probe(
 
     val_accuracies: dict[str, float] = {}
     chosen, val_accuracy, start = float(weight_decays[0]), float("nan"), None
-    if len(weight_decays) > 1:
-        chosen, val_accuracy, val_accuracies, start = _select_weight_decay(
-            train, train_labels, weight_decays, num_classes, epochs, val_fraction, seed
-        )
-    x, mean, std = standardise(train)
-    probe = LinearHead(mean, std, *fit_head(x, train_labels, chosen, num_classes, epochs, start))
+    fits = 1 + (len(weight_decays) if len(weight_decays) > 1 else 0)
+    with task("linear probe", fits * epochs) as bar:
+        if len(weight_decays) > 1:
+            chosen, val_accuracy, val_accuracies, start = _select_weight_decay(
+                train, train_labels, weight_decays, num_classes, epochs, val_fraction, seed, bar
+            )
+        x, mean, std = standardise(train)
+        fitted = fit_head(x, train_labels, chosen, num_classes, epochs, start, bar=bar)
+    probe = LinearHead(mean, std, *fitted)
     del x
     test_accuracy, _ = _score(probe, test, test_labels)
     protocol = {

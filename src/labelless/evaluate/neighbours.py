@@ -8,12 +8,14 @@ for every chunk (fresh memory is slow to first-touch on small VMs), then ``topk`
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 from typing import Literal
 
 import torch
 
 from labelless.errors import ConfigError
+from labelless.progress import SILENT, Task, task
 
 Backend = Literal["auto", "torch", "faiss"]
 BLOCK_BYTES = 256 * 2**20  # similarity block of the torch search (float32); 1,342 x 50,000
@@ -48,10 +50,12 @@ def _torch_search(
     k: int,
     self_offset: int | None,
     chunk_size: int,
+    bar: Task = SILENT,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     num_queries, num_refs = len(queries), len(references)
     if chunk_size <= 0:
         chunk_size = max(1, min(num_queries, BLOCK_BYTES // (4 * num_refs)))
+    bar.update(total=-(-num_queries // chunk_size), counted=True)
     block = torch.empty(min(chunk_size, num_queries), num_refs, device=queries.device)
     values = torch.empty(num_queries, k, device=queries.device)
     indices = torch.empty(num_queries, k, dtype=torch.long, device=queries.device)
@@ -62,6 +66,7 @@ def _torch_search(
         if self_offset is not None:  # query i is reference self_offset + i
             similarity.diagonal(offset=self_offset + start).fill_(float("-inf"))
         torch.topk(similarity, k, dim=1, out=(values[start:stop], indices[start:stop]))
+        bar.advance()
     return values, indices
 
 
@@ -92,6 +97,7 @@ def top_k_similar(
     self_offset: int | None = None,
     backend: Backend = "auto",
     chunk_size: int = 0,
+    description: str | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The ``k`` largest inner products of each query with the references, best first.
 
@@ -104,6 +110,7 @@ def top_k_similar(
             finds its own row.
         backend: ``auto`` (faiss when installed and on CPU, else torch), ``torch`` or ``faiss``.
         chunk_size: queries per similarity block of the torch search; 0 sizes blocks to 256 MiB.
+        description: when given, a progress line (``labelless.progress``) over the blocks.
 
     Returns:
         ``(values [M, k], indices [M, k])``, sorted by decreasing similarity.
@@ -113,6 +120,7 @@ def top_k_similar(
             f"self_offset={self_offset} puts {len(queries)} queries outside the "
             f"{len(references)} references: the queries must be rows of the references"
         )
-    if resolve_backend(backend, queries.device) == "faiss":
-        return _faiss_search(load_faiss(), queries.cpu(), references.cpu(), k, self_offset)
-    return _torch_search(queries, references, k, self_offset, chunk_size)
+    with task(description) if description else contextlib.nullcontext(SILENT) as bar:
+        if resolve_backend(backend, queries.device) == "faiss":
+            return _faiss_search(load_faiss(), queries.cpu(), references.cpu(), k, self_offset)
+        return _torch_search(queries, references, k, self_offset, chunk_size, bar)

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from labelless.errors import DataError
 from labelless.evaluate.knn import ArrayLike, as_float_tensor, as_label_tensor
 from labelless.evaluate.neighbours import Backend, top_k_similar
+from labelless.progress import task
 
 RESULT_BYTES = 128 * 2**20  # bound on the [queries, R_max] neighbour lists held at once
 
@@ -85,19 +86,22 @@ def retrieval_metrics(
     k = int(num_relevant.max())
     chunk = max(1, RESULT_BYTES // (12 * k))
     totals = torch.zeros(3, dtype=torch.float64)
-    for start in range(0, len(queries), chunk):
-        stop = min(start + chunk, len(queries))
-        _, index = top_k_similar(
-            queries[start:stop],
-            references,
-            k,
-            self_offset=start if same else None,
-            backend=backend,
-        )
-        index = index.to(queries.device)
-        rows = keep[start:stop]
-        relevant = reference_labels[index[rows]] == query_labels[start:stop][rows].unsqueeze(1)
-        totals += _scores(relevant, num_relevant[start:stop][rows]).double().sum(dim=0).cpu()
+    starts = range(0, len(queries), chunk)
+    with task("retrieval (MAP@R)", len(starts)) as bar:
+        for start in starts:
+            stop = min(start + chunk, len(queries))
+            _, index = top_k_similar(
+                queries[start:stop],
+                references,
+                k,
+                self_offset=start if same else None,
+                backend=backend,
+            )
+            index = index.to(queries.device)
+            rows = keep[start:stop]
+            relevant = reference_labels[index[rows]] == query_labels[start:stop][rows].unsqueeze(1)
+            totals += _scores(relevant, num_relevant[start:stop][rows]).double().sum(dim=0).cpu()
+            bar.advance()
     count = int(keep.sum())
     map_r, r_precision, precision_1 = (totals / count).tolist()
     return {

@@ -28,6 +28,7 @@ from labelless.evaluate.checks import check_int
 from labelless.evaluate.embed import embed
 from labelless.evaluate.labelfree import alpha_req, lidar
 from labelless.evaluate.rankme import RANKME_MAX_SAMPLES, rankme
+from labelless.progress import task
 from labelless.runfiles import RunFiles
 
 # measure -> (what is better, description)
@@ -160,13 +161,16 @@ def _view_embeddings(
     generator = torch.Generator().manual_seed(seed)
     device = next(encoder.parameters()).device
     outputs = []
-    with torch.inference_mode():
-        for start in range(0, len(images), 256):
+    starts = range(0, len(images), 256)
+    label = f"embedding {views} views of {len(images):,} images"
+    with torch.inference_mode(), task(label, len(starts)) as bar:
+        for start in starts:
             batch = torch.from_numpy(images[start : start + 256])  # views drawn on CPU
             embedded = [
                 encoder(view.to(device)).float().cpu() for view in pipeline(batch, generator)
             ]
             outputs.append(torch.stack(embedded, dim=1))
+            bar.advance()
     return torch.cat(outputs)
 
 
@@ -233,15 +237,18 @@ def rank_runs(
     from labelless.backbones import load_encoder
 
     rows = []
-    for path, config, method in zip(paths, configs, methods, strict=True):
-        encoder = load_encoder(path)
-        if encoder.meta.in_channels != images.shape[1]:
-            raise DataError(
-                f"{str(path)!r} expects {encoder.meta.in_channels}-channel images but the data "
-                f"has {images.shape[1]}: measure runs on data of the kind they were trained on"
-            )
-        value = _measure(measure, encoder, images, config, seed)
-        rows.append({"run": str(path), "method": method, "measure": measure, "value": value})
+    with task(f"measuring {measure} of {len(paths)} runs", len(paths)) as bar:
+        for path, config, method in zip(paths, configs, methods, strict=True):
+            encoder = load_encoder(path)
+            if encoder.meta.in_channels != images.shape[1]:
+                raise DataError(
+                    f"{str(path)!r} expects {encoder.meta.in_channels}-channel images but the "
+                    f"data has {images.shape[1]}: measure runs on data of the kind they were "
+                    "trained on"
+                )
+            value = _measure(measure, encoder, images, config, seed)
+            rows.append({"run": str(path), "method": method, "measure": measure, "value": value})
+            bar.advance()
     key = (lambda r: abs(r["value"] - 1.0)) if measure == "alpha_req" else (lambda r: -r["value"])
     rows.sort(key=key)
     for rank, row in enumerate(rows, start=1):

@@ -51,7 +51,8 @@ def build_trainer(cfg: TrainerConfig, run_dir: Path, callbacks: list[L.Callback]
     progress: list[L.Callback] = []
     if cfg.progress_bar:
         try:
-            progress = [RichProgressBar(leave=True)]
+            # on stderr, as every other progress bar (labelless.progress): stdout stays clean
+            progress = [RichProgressBar(leave=True, console_kwargs={"stderr": True})]
         except ModuleNotFoundError:
             progress = [TQDMProgressBar()]
     if "bf16" in cfg.precision and cfg.accelerator in ("cpu", "auto") and not _has_gpu():

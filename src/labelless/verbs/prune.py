@@ -8,6 +8,7 @@ from typing import Any
 
 from labelless.config import KNN_K
 from labelless.encoders import resolve_preprocessing
+from labelless.progress import task
 from labelless.verbs.targets import (
     data_label,
     default_data,
@@ -36,15 +37,8 @@ def prune_sweep(
     """One-shot global magnitude pruning at each level, kNN (and linear probe, by default when
     the train split has at most ``CHEAP_LINEAR_SAMPLES`` samples) accuracy at each, the knee
     (``prune.essential_sparsity``); writes ``prune.json`` and ``figures/prune.png``."""
-    from labelless.evaluate import knn_accuracy, linear_probe
     from labelless.evaluate.checks import check_int, check_knn_options
-    from labelless.prune import (
-        KNEE_TOLERANCE,
-        essential_sparsity,
-        global_magnitude_prune,
-        parse_sparsities,
-        weight_sparsity,
-    )
+    from labelless.prune import KNEE_TOLERANCE, essential_sparsity, parse_sparsities
     from labelless.report import plots, write_report
 
     levels = parse_sparsities(sparsities)
@@ -60,21 +54,10 @@ def prune_sweep(
     linear = len(train) <= CHEAP_LINEAR_SAMPLES if linear is None else linear
     levels = sorted({0.0, *levels})
     rows = []
-    for sparsity in levels:
-        pruned = global_magnitude_prune(model, sparsity)
-        train_z, test_z = (
-            embed_with(pruned, train.samples, pre),
-            embed_with(pruned, test.samples, pre),
-        )
-        row = {"sparsity": sparsity, "measured_sparsity": round(weight_sparsity(pruned), 6)}
-        row["knn_top1"] = knn_accuracy(
-            train_z, train.labels, test_z, test.labels, k=k, temperature=temperature
-        )
-        if linear:
-            row["linear_top1"] = linear_probe(
-                train_z, train.labels, test_z, test.labels, seed=seed
-            ).accuracy
-        rows.append(row)
+    with task(f"pruning {len(levels)} sparsity levels", len(levels)) as bar:
+        for sparsity in levels:
+            rows.append(_level(model, sparsity, (train, test), pre, (k, temperature, linear, seed)))
+            bar.advance()
     names = ["knn_top1", *(["linear_top1"] if linear else [])]
     accuracies = {name: [row[name] for row in rows] for name in names}
     knees = {name: essential_sparsity(levels, accuracies[name], rows[0][name]) for name in names}
@@ -103,3 +86,23 @@ def prune_sweep(
     if target.is_run:
         write_report(target.directory)  # reuses the saved figures, adds the pruning section
     return record
+
+
+def _level(model, sparsity: float, splits, pre, settings) -> dict[str, Any]:
+    """One pruning level: the pruned copy's measured sparsity and accuracies. ``settings`` is
+    ``(k, temperature, linear, seed)``."""
+    from labelless.evaluate import knn_accuracy, linear_probe
+    from labelless.prune import global_magnitude_prune, weight_sparsity
+
+    (train, test), (k, temperature, linear, seed) = splits, settings
+    pruned = global_magnitude_prune(model, sparsity)
+    train_z, test_z = embed_with(pruned, train.samples, pre), embed_with(pruned, test.samples, pre)
+    row = {"sparsity": sparsity, "measured_sparsity": round(weight_sparsity(pruned), 6)}
+    row["knn_top1"] = knn_accuracy(
+        train_z, train.labels, test_z, test.labels, k=k, temperature=temperature
+    )
+    if linear:
+        row["linear_top1"] = linear_probe(
+            train_z, train.labels, test_z, test.labels, seed=seed
+        ).accuracy
+    return row
