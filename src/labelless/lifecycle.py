@@ -241,8 +241,9 @@ def fit(session: RunSession, trainer: Any, module: Any, loader: Any, ckpt_path: 
     """``trainer.fit`` with the run's guarantees: a Ctrl-C ends with a ``RunInterrupted`` that
     says how to resume (Lightning turns it into ``sys.exit(1)``); a distributed set-up that
     came up with fewer processes than asked for is an error, never a silent single process.
-    Lightning draws the training bar: the monitors' own progress bars are hidden meanwhile."""
-    from labelless.progress import hidden
+    Rank 0 then says what ended training (``closing_line``). Lightning draws the training bar:
+    the monitors' own progress bars are hidden meanwhile."""
+    from labelless.progress import hidden, note
 
     try:
         with hidden():
@@ -257,6 +258,8 @@ def fit(session: RunSession, trainer: Any, module: Any, loader: Any, ckpt_path: 
             f"asked for {expected} processes but training ran in {trainer.world_size}: check "
             "--devices / --num-nodes and the launcher's environment (torchrun, MASTER_ADDR)"
         )
+    if session.primary:
+        note(closing_line(trainer, module))
 
 
 def _expected_world_size(trainer: Any) -> int | None:
@@ -266,7 +269,8 @@ def _expected_world_size(trainer: Any) -> int | None:
 
 def _resume_hint(session: RunSession, trainer: Any) -> str:
     saved = session.callbacks[0].saved_step if session.callbacks else None
-    stopped = f"stopped at step {trainer.global_step}"
+    epoch = f"epoch {trainer.current_epoch + 1} of {trainer.max_epochs}"
+    stopped = f"stopped at step {trainer.global_step} ({epoch})"
     if saved is None and not session.run.last_checkpoint.is_file():
         return (
             f"{stopped}; no checkpoint was written yet; continue with: the same command again "
@@ -287,12 +291,34 @@ def stop_reason(module: Any, trainer: Any, max_epochs: int) -> str:
     return "early stop"
 
 
-def announce_stop(reason: str, budget: float | None, steps: int) -> None:
-    """One line on how the run ended when it was not the plain end of ``max_epochs``."""
-    if reason == "time budget":
-        print(f"training stopped by its time budget ({budget:g} s) after {steps} steps, annealed")
-    elif reason == "early stop":
-        print(f"training stopped early after {steps} steps")
+def closing_line(trainer: Any, module: Any) -> str:
+    """What ended training, said as it ends (before the final evaluation): the time budget, an
+    early stop (the first callback whose ``describe_stop()`` says why) or the last epoch, with
+    the steps, the epoch and the training seconds."""
+    clock = getattr(module, "clock", None)
+    steps, epoch, epochs = int(trainer.global_step), int(trainer.current_epoch), trainer.max_epochs
+    seconds = f", {clock.elapsed():.1f} s" if clock is not None else ""
+    where = f"after {steps} steps (epoch {epoch} of {epochs}{seconds})"
+    budget = getattr(clock, "budget_seconds", None)
+    after = "the final evaluation follows" + (", outside the budget" if budget else "")
+    reason = stop_reason(module, trainer, epochs)
+    if reason == "time budget" and clock.progress >= 1.0:
+        return (
+            f"stopped: the {budget:g} s budget was spent {where}; the schedules were fitted to "
+            f"it, so the run ended annealed; {after}"
+        )
+    if reason == "time budget":  # a step took far longer than forecast
+        return (
+            f"stopped: the {budget:g} s budget ran out {where}, before the schedules reached "
+            f"their end (progress {clock.progress:.2f}): a step took longer than the budget "
+            f"left; {after}"
+        )
+    if reason == "early stop":
+        said = (getattr(c, "describe_stop", lambda: None)() for c in trainer.callbacks)
+        why = next((text for text in said if text), "a callback stopped training")
+        return f"stopped early: {why}, {where}; {after}"
+    plural = "" if epoch == 1 else "s"
+    return f"trained {epoch} epoch{plural} ({steps} steps{seconds}); {after}"
 
 
 def finish(session: RunSession) -> None:
@@ -334,9 +360,3 @@ def previous_metrics(session: RunSession) -> dict[str, Any]:
     """The ``metrics.json`` a resumed run wrote before ({} when none)."""
     path = session.run.metrics_json
     return json.loads(path.read_text()) if session.resume and path.is_file() else {}
-
-
-def end_of_run(module: Any, trainer: Any, config: Any) -> None:
-    """The closing line when training ended early (time budget, early stop)."""
-    reason = stop_reason(module, trainer, config.trainer.max_epochs)
-    announce_stop(reason, config.trainer.max_time, int(trainer.global_step))

@@ -57,14 +57,15 @@ SEMI = [
 @pytest.fixture(scope="module")
 def finished_runs(tmp_path_factory):
     """A pretraining run ended by a 2-second budget and a 1-epoch semi-supervised run, on
-    digits; ``announced`` holds what the pretraining run printed."""
+    digits; ``announced.txt`` and ``announced_semi.txt`` hold what they said on stderr."""
     root = tmp_path_factory.mktemp("finished")
     budget = ["--epochs", "1000", "--max-time", "2"]
     pretrain = run_in_process("pretrain", *TINY, *budget, "--out", str(root / "pretrain"))
     assert pretrain.returncode == 0, pretrain.stderr[-2000:]
-    (root / "announced.txt").write_text(pretrain.stdout)
+    (root / "announced.txt").write_text(pretrain.stderr)
     semi = run_in_process("semi", *SEMI, "--epochs", "1", "--out", str(root / "semi"))
     assert semi.returncode == 0, semi.stderr[-2000:]
+    (root / "announced_semi.txt").write_text(semi.stderr)
     return root
 
 
@@ -130,7 +131,11 @@ def test_outputs_are_readable_by_others_and_marked_as_a_run(finished_runs):
 
 
 def test_a_time_budget_says_it_ended_the_run(finished_runs):
-    assert "stopped by its time budget (2 s)" in (finished_runs / "announced.txt").read_text()
+    announced = (finished_runs / "announced.txt").read_text()
+    assert "stopped: the 2 s budget" in announced and "steps (epoch " in announced
+    assert "the final evaluation follows, outside the budget" in announced
+    semi = (finished_runs / "announced_semi.txt").read_text()
+    assert "trained 1 epoch (" in semi and "the final evaluation follows" in semi
     training = json.loads((finished_runs / "pretrain" / "metrics.json").read_text())["training"]
     assert training["stopped_by"] == "time budget" and training["epochs_done"] < 1000
 

@@ -19,6 +19,7 @@ from labelless.config import dump_yaml
 from labelless.data import Dataset, DataSplits, load_dataset
 from labelless.errors import ConfigError, DataError
 from labelless.lifecycle import RunKind, resolve_run_config
+from labelless.progress import task
 from labelless.semi.config import SEMI_FLAG_KEYS, SemiRunConfig, default_semi_out
 from labelless.semi.splits import LabelSplit, split_labels
 
@@ -193,13 +194,9 @@ def semi(
         fit(session, trainer, module, semi_loader(batches), ckpt)
         model = algorithm.ema_model
         if trainer.is_global_zero:
-            metrics = _write_outputs(
-                run_config,
-                session,
-                trainer,
-                module,
-                (test, split, shift, throughput, int(train.meta.get("skipped", 0))),
-            )
+            parts = (test, split, shift, throughput, int(train.meta.get("skipped", 0)))
+            with task("final evaluation and report"):
+                metrics = _write_outputs(run_config, session, trainer, module, parts)
     finally:
         finish(session)
     return SemiResult(run_dir, metrics, model)
@@ -209,7 +206,7 @@ def _write_outputs(config: SemiRunConfig, session, trainer, module, parts) -> di
     """Rank 0, after training: the EMA encoder and classifier, the final metrics with the split,
     the shift check and the ``training`` record, the report."""
     from labelless.backbones import save_encoder
-    from labelless.lifecycle import end_of_run, previous_metrics, training_record, write_metrics
+    from labelless.lifecycle import previous_metrics, training_record, write_metrics
     from labelless.modalities import modality_of
     from labelless.semi.evaluation import final_metrics, save_classifier, write_semi_report
     from labelless.verbs.targets import data_label
@@ -244,7 +241,6 @@ def _write_outputs(config: SemiRunConfig, session, trainer, module, parts) -> di
     write_metrics(session, metrics)
     if config.report:
         write_semi_report(run_dir, algorithm, test, split)
-    end_of_run(module, trainer, config)
     return metrics
 
 

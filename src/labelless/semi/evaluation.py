@@ -23,6 +23,7 @@ from labelless.runfiles import RunFiles
 from labelless.semi.algorithms.base import SemiAlgorithm
 from labelless.semi.metrics import OPEN_SET_AUROC, TEST_TOP1, TEST_TOP1_ONLINE
 from labelless.semi.splits import LabelSplit
+from labelless.train.callbacks import budget_ended
 
 
 def _logits(algorithm: SemiAlgorithm, images: np.ndarray, *, ema: bool = True):
@@ -133,6 +134,8 @@ class TestAccuracyMonitor(L.Callback):
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         last = trainer.max_epochs is not None and trainer.current_epoch + 1 >= trainer.max_epochs
         if (trainer.current_epoch + 1) % self.every_n_epochs and not (last or trainer.should_stop):
+            return
+        if budget_ended(pl_module):  # the final evaluation measures it next
             return
         algorithm = pl_module.algorithm
         known = (self.test.labels >= 0) & (self.test.labels < algorithm.num_classes)

@@ -25,6 +25,13 @@ def _is_last_epoch(trainer: L.Trainer) -> bool:
     return trainer.max_epochs is not None and trainer.current_epoch + 1 >= trainer.max_epochs
 
 
+def budget_ended(pl_module: L.LightningModule) -> bool:
+    """The run clock ended training on its time budget. The final evaluation right after it
+    measures what the kNN and test-accuracy monitors would at this epoch end, so they skip it
+    rather than spend the budget twice on the same number."""
+    return getattr(getattr(pl_module, "clock", None), "ended_by", None) == "budget"
+
+
 def _due(trainer: L.Trainer, every_n_epochs: int) -> bool:
     return (trainer.current_epoch + 1) % every_n_epochs == 0 or _is_last_epoch(trainer)
 
@@ -55,7 +62,7 @@ class KNNMonitor(L.Callback):
         self.every_n_epochs, self.k, self.temperature = every_n_epochs, k, temperature
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if not _due(trainer, self.every_n_epochs):
+        if not _due(trainer, self.every_n_epochs) or budget_ended(pl_module):
             return
         backbone = pl_module.method.backbone
         train_z = embed(backbone, self.train_images, **self.preprocess)

@@ -20,6 +20,7 @@ import torch
 from labelless.errors import ConfigError
 from labelless.evaluate import embed, rankme
 from labelless.evaluate.rankme import RANKME_MAX_SAMPLES
+from labelless.train.callbacks import budget_ended
 
 
 class RankMePlateau(L.Callback):
@@ -86,8 +87,8 @@ class RankMePlateau(L.Callback):
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         epoch = trainer.current_epoch
-        if (epoch + 1) % self.every_n_epochs != 0:
-            return
+        if (epoch + 1) % self.every_n_epochs != 0 or budget_ended(pl_module):
+            return  # a run that its budget ends needs no stopping
         value = self.measure(pl_module.method.backbone)
         self.history.append((epoch, value))
         pl_module.log("early_stop/rankme", value, on_epoch=True, rank_zero_only=True)
@@ -95,6 +96,16 @@ class RankMePlateau(L.Callback):
         if stop and not trainer.should_stop:
             trainer.should_stop = True
             self.stopped_epoch = epoch
+
+    def describe_stop(self) -> str | None:
+        """Why it stopped training, for the closing line (None while it has not)."""
+        if self.stopped_epoch is None:
+            return None
+        checks = f"{self.patience} check" + ("s" if self.patience > 1 else "")
+        return (
+            f"RankMe of {len(self.images):,} training images stopped improving (best "
+            f"{self.best:.2f}, {checks} without a gain)"
+        )
 
     def training_record(self) -> dict[str, Any]:
         """Its entry in the run's ``training`` record: where it stopped and what it saw."""

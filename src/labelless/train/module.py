@@ -109,10 +109,13 @@ class SSLModule(L.LightningModule):
             **_infinite_params(cfg),
         )
 
-    def on_train_batch_start(self, batch, batch_idx: int) -> None:
+    def on_train_batch_start(self, batch, batch_idx: int) -> int | None:
         self.progress = self.clock.advance(
             self.global_step, epoch_start=batch_idx == 0, sync=self._min_over_processes
         )
+        if self.clock.budget_spent:  # no step starts once the budget is spent
+            self.trainer.should_stop = True
+            return -1  # Lightning: skip the rest of the epoch
         lr = self.optim["lr"] * self.lr_multiplier()
         for group in self.trainer.optimizers[0].param_groups:
             group["lr"] = self.optim["lr"] if group.get("constant_lr") else lr

@@ -12,8 +12,15 @@ Constraints").
 
 Cost of one step = the median of recent batch-to-batch intervals inside an epoch (robust to the
 slow first steps, which are skipped, and to stragglers) + the time spent between epochs (monitors,
-checkpoints, loader restarts) spread over the steps taken so far. Progress never goes backwards:
-it is the maximum of the step-based and the budget-based values and of its previous value.
+checkpoints, loader restarts) spread over the steps taken so far. The end of the last epoch
+(checkpoint, per-epoch monitors) comes after the last step: the forecast keeps back the median
+cost of the epoch ends measured so far for it. Progress never goes backwards: it is the maximum
+of the step-based and the budget-based values and of its previous value.
+
+The budget holds to within one step: a step starts only while the budget is not spent. When a
+step took far longer than forecast (the first, unmeasured one; a straggler), the budget can be
+spent before the annealed last step; ``budget_spent`` then says the step about to start must not
+run, and the run ends where it is (``progress`` below 1).
 """
 
 from __future__ import annotations
@@ -70,6 +77,8 @@ class RunClock:
         self.seconds_per_step: float | None = None
         self.overhead_per_step = 0.0
         self.ended_by: str | None = None
+        self.budget_spent = False  # the budget ran out before the step about to start
+        self.end_reserve = 0.0  # seconds kept back for the end of the last epoch
         self._elapsed_before = 0.0  # training seconds of earlier sessions (resume)
         self._session_start: float | None = None
         self._session_step = 0
@@ -77,6 +86,7 @@ class RunClock:
         self._intervals: deque[float] = deque(maxlen=WINDOW)
         self._measured = 0
         self._overhead = 0.0
+        self._epoch_ends: deque[float] = deque(maxlen=WINDOW)
 
     # ----------------------------------------------------------------------------- measuring
     def start(self, step: int = 0) -> None:
@@ -102,7 +112,10 @@ class RunClock:
             return
         interval, self._last_start = now - self._last_start, now
         if epoch_start:  # the interval holds the previous epoch's end: monitors, checkpoint
-            self._overhead += max(0.0, interval - (self.seconds_per_step or interval))
+            epoch_end = max(0.0, interval - (self.seconds_per_step or interval))
+            self._overhead += epoch_end
+            self._epoch_ends.append(epoch_end)
+            self.end_reserve = statistics.median(self._epoch_ends)
             return
         self._measured += 1
         if self._measured == SKIP_INTERVALS + 1:
@@ -112,9 +125,13 @@ class RunClock:
 
     # ----------------------------------------------------------------------------- progress
     def _steps_left(self, step: int) -> float:
-        """Steps that fit in the budget from now, the one about to run included (continuous);
-        infinite while no step has been measured."""
+        """Steps that fit in the budget from now, the one about to run included (continuous),
+        the end of the last epoch kept back; infinite while no step has been measured, -1 once
+        the budget is spent (no step may start)."""
         remaining = self.budget_seconds - self.elapsed()
+        if remaining <= 0:
+            return -1.0
+        remaining -= self.end_reserve
         if remaining <= 0:
             return 0.0
         if self.seconds_per_step is None:
@@ -149,6 +166,10 @@ class RunClock:
             steps_left = self._steps_left(step)
             if sync is not None:
                 steps_left = sync(steps_left)
+            if steps_left < 0:  # spent: the step about to start does not run
+                self.budget_spent = True
+                self.ended_by = self.ended_by or "budget"
+                return self.progress
             if math.isfinite(steps_left):
                 estimate = step + math.floor(steps_left)
                 if self.total_steps is not None:
@@ -174,7 +195,9 @@ class RunClock:
 
     @property
     def finished(self) -> bool:
-        return self.progress >= 1.0
+        """Training ends after the step about to run (progress 1), or before it (the budget
+        was spent)."""
+        return self.progress >= 1.0 or self.budget_spent
 
     def summary(self) -> dict[str, Any]:
         """The fitted schedule, for metrics.json."""
@@ -184,6 +207,7 @@ class RunClock:
             "estimated_total_steps": _rounded(self.estimated_total_steps, 1),
             "seconds_per_step": _rounded(self.seconds_per_step, 5),
             "overhead_seconds_per_step": _rounded(self.overhead_per_step, 5),
+            "end_reserve_seconds": _rounded(self.end_reserve, 3),
             "warmup_steps": self.warmup_steps_used,
             "warmup_fraction": _rounded(self.warmup_fraction, 5),
             "final_progress": round(self.progress, 6),

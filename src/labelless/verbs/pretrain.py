@@ -19,7 +19,6 @@ from labelless.data import Dataset, DataSplits
 from labelless.lifecycle import (
     RunKind,
     begin,
-    end_of_run,
     finish,
     fit,
     plan_run,
@@ -29,6 +28,7 @@ from labelless.lifecycle import (
     write_metrics,
 )
 from labelless.modalities import modality_of
+from labelless.progress import task
 from labelless.rundir import check_start_flags
 from labelless.runfiles import default_run_dir
 from labelless.verbs.components import build_components, record_resolved
@@ -130,9 +130,10 @@ def run_pretrain(
         backbone = ssl_method.backbone.to(memory_format=torch.contiguous_format)
         metrics: dict[str, Any] = {}
         if trainer.is_global_zero:
-            metrics = write_outputs(
-                run_config, session, trainer, module, (train, eval_data, throughput), monitors
-            )
+            with task("final evaluation and report"):
+                metrics = write_outputs(
+                    run_config, session, trainer, module, (train, eval_data, throughput), monitors
+                )
     finally:
         finish(session)
     return PretrainResult(session.path, metrics, backbone)
@@ -158,7 +159,6 @@ def write_outputs(config: RunConfig, session, trainer, module, data, monitors) -
     write_metrics(session, metrics)
     inputs = report_inputs(config, train, eval_data, kept.get("train"), test_z)
     write_report(session.path, **(inputs or {"embeddings": test_z}))
-    end_of_run(module, trainer, config)
     return metrics
 
 

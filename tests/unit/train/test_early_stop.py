@@ -12,6 +12,7 @@ from torch import nn
 
 from labelless.errors import ConfigError
 from labelless.evaluate import rankme
+from labelless.lifecycle import closing_line
 from labelless.train.early_stop import RankMePlateau
 
 RANK_BY_EPOCH = [2, 4, 8, 8, 8, 8, 8, 8, 8, 8]
@@ -77,6 +78,9 @@ def test_plateau_stops_a_fake_training(images):
     assert epochs == (0, 1, 2, 3, 4)
     assert values[0] < values[1] < values[2] == values[3] == values[4]
     assert values[2] == pytest.approx(rankme(torch.randn(64, 8)), rel=0.25)  # about 8
+    line = closing_line(trainer, trainer.lightning_module)  # what the run says as it ends
+    assert line.startswith("stopped early: RankMe of 64 training images stopped improving")
+    assert "2 checks without a gain), after 10 steps (epoch 5 of 10)" in line
     state = callback.state_dict()
     assert state["best"] == values[2] and state["wait"] == 2
     fresh = RankMePlateau(images, input_size=4, mean=(0.5,), std=(0.25,))

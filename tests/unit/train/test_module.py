@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 
+import lightning as L
 import numpy as np
 import pytest
 from torch import nn
@@ -50,6 +51,16 @@ class ConstantPredictorLR(Recorder):
         return list(self.predictor.parameters())
 
 
+class SlowEpochEnd(L.Callback):
+    """Every epoch end (monitors, checkpoint) takes ``seconds`` of the fake clock."""
+
+    def __init__(self, time: FakeTime, seconds: float) -> None:
+        self.time, self.seconds = time, seconds
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self.time.now += self.seconds
+
+
 def _fit(
     tmp_path,
     *,
@@ -57,6 +68,7 @@ def _fit(
     max_epochs: int,
     seconds_per_step: float = 1.0,
     method_cls: type[Recorder] = Recorder,
+    epoch_end_seconds: float = 0.0,
 ):
     time = FakeTime()
 
@@ -73,15 +85,18 @@ def _fit(
     cfg = TrainerConfig(
         max_epochs=max_epochs, max_time=budget, accelerator="cpu", progress_bar=False
     )
-    trainer = build_trainer(cfg, tmp_path, [])
+    trainer = build_trainer(cfg, tmp_path, [SlowEpochEnd(time, epoch_end_seconds)])
     lrs: list[float] = []
     module.group_lrs = []
     original = module.on_train_batch_start
 
     def record_lr(batch, batch_idx):
-        original(batch, batch_idx)
+        skip = original(batch, batch_idx)
+        if skip == -1:  # the budget was spent: the step does not run
+            return skip
         lrs.append(trainer.optimizers[0].param_groups[0]["lr"])
         module.group_lrs.append([group["lr"] for group in trainer.optimizers[0].param_groups])
+        return skip
 
     module.on_train_batch_start = record_lr
     trainer.fit(module, loader)
@@ -118,3 +133,23 @@ def test_max_epochs_before_the_budget(tmp_path):
     assert method.seen == pytest.approx([k / 11 for k in range(12)])
     assert lrs[0] == 0.0 and lrs[-1] == pytest.approx(0.1 * 0.05)
     assert module.clock.summary()["ended_by"] == "max_epochs"
+
+
+def test_a_step_never_starts_once_the_budget_is_spent(tmp_path):
+    """The first, unmeasured step takes twice the budget: the run stops before a second."""
+    trainer, module, method, _, time = _fit(tmp_path, budget=0.5, max_epochs=1000)
+    assert trainer.global_step == 1 and time.now == pytest.approx(1.0)
+    assert module.clock.budget_spent and module.clock.ended_by == "budget"
+    assert len(method.seen) == 1 and trainer.current_epoch == 1
+
+
+def test_budget_holds_to_one_step_with_slow_epoch_ends(tmp_path):
+    """Steps of 1 s, 4 a epoch, every epoch end 3 s (the last one too): 16 steps fit in 30 s
+    (4 steps x 4 epochs + 4 x 3 s = 28 s; a 17th step would need a fifth epoch end)."""
+    budget = 30.0
+    trainer, _, method, lrs, time = _fit(
+        tmp_path, budget=budget, max_epochs=1000, epoch_end_seconds=3.0
+    )
+    assert 15 <= trainer.global_step <= 16
+    assert time.now <= budget + 1.0  # within one step of the budget, the last epoch end included
+    assert method.seen[-1] == 1.0 and lrs[-1] == pytest.approx(0.1 * 0.05)  # ended annealed

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 
 import pytest
 
@@ -26,17 +27,22 @@ def simulate(
     step_seconds: float,
     slow_first: tuple[float, ...] = (),
     epoch_end_seconds=lambda epoch: 0.0,
+    last_epoch_end: float = 0.0,
     first_step: int = 0,
     max_steps: int = 100_000,
 ) -> tuple[list[float], list[float], int]:
     """Drive ``clock`` like the training loop: advance before each step, the step takes its time,
-    epoch ends take ``epoch_end_seconds(epoch)`` (monitors); stop after a step at progress 1.
+    epoch ends take ``epoch_end_seconds(epoch)`` (monitors); stop after a step at progress 1, or
+    before a step once the budget is spent (``SSLModule`` skips it), then the last epoch ends in
+    ``last_epoch_end`` seconds (checkpoint; the monitors the final evaluation repeats skip it).
     Returns the progress and LR multiplier of every step and the steps done."""
     clock.start(first_step)
     progress, lrs = [], []
     step = first_step
     while step < max_steps:
         p = clock.advance(step, epoch_start=step % steps_per_epoch == 0)
+        if clock.budget_spent:
+            break
         progress.append(p)
         lrs.append(
             clock.ramp if clock.warmup_fraction is None else warmup_cosine(p, clock.warmup_fraction)
@@ -47,6 +53,7 @@ def simulate(
             break
         if step % steps_per_epoch == 0:
             time.now += epoch_end_seconds(step // steps_per_epoch)
+    time.now += last_epoch_end
     return progress, lrs, step
 
 
@@ -72,12 +79,14 @@ def test_budget_ends_annealed_within_the_budget_despite_slow_start_and_monitors(
         step_seconds=1.0,
         slow_first=(6.0, 4.0, 3.0),  # start-up: allocator, first reads
         epoch_end_seconds=lambda epoch: 5.0 if epoch % 3 == 0 else 0.2,  # kNN every 3 epochs
+        last_epoch_end=0.2,  # the checkpoint (the kNN monitor leaves a budget end to the final one)
     )
     assert progress[-1] == 1.0 and progress[-2] < 1.0  # only the last step runs at progress 1
     assert all(a <= b for a, b in itertools.pairwise(progress))  # never backwards
     assert lrs[-1] == 0.0
     assert all(a >= b for a, b in itertools.pairwise(lrs[10:]))
-    # the budget is used up to less than one step plus one epoch end, and never overrun
+    # the budget is used up to less than one step plus one epoch end, and never overrun, the
+    # last epoch's end included
     assert budget - 7.0 <= time.now <= budget, time.now
     assert clock.ended_by == "budget"
     assert clock.estimated_total_steps == pytest.approx(steps, abs=1.5)
@@ -117,7 +126,32 @@ def test_budget_runs_out_before_any_measurement():
     time = FakeTime()
     clock = RunClock(total_steps=10**6, budget_seconds=5.0, time_fn=time)
     progress, _, steps = simulate(clock, time, steps_per_epoch=10, step_seconds=10.0)
-    assert steps == 2 and progress == [0.0, 1.0]  # the second step starts past the budget
+    # the first, unmeasured step overran the budget: no second step starts, and the run ends
+    # within one step of the budget, not annealed
+    assert steps == 1 and progress == [0.0] and time.now == 10.0
+    assert clock.budget_spent and clock.finished and clock.ended_by == "budget"
+
+
+@pytest.mark.parametrize("epoch_end", [0.0, 0.4, 3.0])
+def test_budget_holds_to_one_step_with_the_last_epoch_end(epoch_end):
+    """Steps of 1 s, 10 a epoch, every epoch end (checkpoint, monitors) ``epoch_end`` s, the
+    last one too: the run takes the most steps that fit in the budget, or one fewer, and never
+    ends more than one step past it."""
+    time = FakeTime()
+    budget = 100.0
+    clock = RunClock(total_steps=10**6, budget_seconds=budget, time_fn=time)
+    _, _, steps = simulate(
+        clock,
+        time,
+        steps_per_epoch=10,
+        step_seconds=1.0,
+        epoch_end_seconds=lambda epoch: epoch_end,
+        last_epoch_end=epoch_end,
+    )
+    fitting = max(n for n in range(1, 200) if n + epoch_end * math.ceil(n / 10) <= budget)
+    assert fitting - 1 <= steps <= fitting, (steps, fitting)
+    assert time.now <= budget + 1.0
+    assert clock.end_reserve == pytest.approx(epoch_end)
 
 
 def test_sync_uses_the_slowest_process():
