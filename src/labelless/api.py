@@ -186,7 +186,9 @@ def select(
     seed: int = 0,
 ) -> list[dict[str, Any]]:
     """Rank pretraining runs, best first, by a label-free measure (``rankme``, ``lidar``,
-    ``alpha_req``) on the same images; see ``labelless.evaluate.select.rank_runs``."""
+    ``alpha_req``) on the same images; runs of different methods or encoder architectures /
+    embedding sizes are a ConfigError unless ``allow_mixed`` (then a warning), and each row's
+    ``scope`` says what the measure can compare. See ``labelless.evaluate.select.rank_runs``."""
     from labelless.evaluate.select import rank_runs
 
     return rank_runs(
