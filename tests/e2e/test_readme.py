@@ -119,7 +119,8 @@ def _series(path: Path, count: int, seed: int) -> None:
     series += 0.1 * rng.standard_normal((count, 64))
     lines = ["@problemName Wafer", "@timeStamps false", "@univariate true"]
     lines += ["@classLabel true 1 2", "@data"]
-    lines += [",".join(f"{v:.5f}" for v in s) + f":{y + 1}" for s, y in zip(series, labels)]
+    pairs = zip(series, labels, strict=True)
+    lines += [",".join(f"{v:.5f}" for v in s) + f":{y + 1}" for s, y in pairs]
     path.write_text("\n".join(lines) + "\n")
 
 
