@@ -26,7 +26,11 @@ pytestmark = pytest.mark.slow
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "digits"
 
 # Epochs per method for the short run; no wall-clock cap, so a loaded machine gives the same result.
-EPOCHS = {"mae": 30, "ijepa": 45}
+# I-JEPA's result on digits moves with the stream its block masks are drawn from: at 45 epochs
+# 0.472 with masks from the global RNG (the recipe's measured 0.447), 0.336 from the step's
+# augmentation generator (the method contract), 0.35-0.43 from other seeded streams; at 90 epochs
+# 0.442 with the step's generator (floor 0.308) and 0.358 / 0.461 from two other streams.
+EPOCHS = {"mae": 30, "ijepa": 90}
 
 
 @pytest.mark.parametrize("name", sorted(EPOCHS))
