@@ -22,6 +22,8 @@ annealed when the budget is spent; ``max_epochs`` is set out of reach.
 from __future__ import annotations
 
 import argparse
+import functools
+import importlib
 import sys
 from pathlib import Path
 
@@ -41,6 +43,7 @@ from common import (
 from labelless.backbones import save_encoder
 from labelless.config import build_config, load_yaml
 from labelless.data import load_dataset
+from labelless.methods.base import forward_grouped
 from labelless.train.callbacks import RankMeMonitor, Throughput
 from labelless.train.loader import train_loader
 from labelless.train.module import SSLModule
@@ -73,6 +76,13 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--random-init",
         action="store_true",
         help="no training: evaluate the freshly initialised encoder (the floor a run must beat)",
+    )
+    parser.add_argument(
+        "--group-views",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="same-size views in one backbone call (methods.base.forward_grouped): auto groups "
+        "on accelerators only; on / off force it",
     )
     parser.add_argument("--out", default="runs/bench-track-a")
     return parser.parse_args(argv)
@@ -237,6 +247,11 @@ def main(argv=None) -> dict:
     flops = flops_per_step(probe_method, views(probe_batch["inputs"]))
     del probe_method
     _, method, views = build_components(config, train)  # fresh weights for the run
+    if args.group_views != "auto":
+        module = importlib.import_module(type(method).__module__)
+        if hasattr(module, "forward_grouped"):
+            group = args.group_views == "on"
+            module.forward_grouped = functools.partial(forward_grouped, group=group)
     loader = (
         per_sample_loader(train, views, args)
         if args.per_sample_aug
@@ -294,6 +309,7 @@ def main(argv=None) -> dict:
         "channels_last": config.backbone.name.startswith("resnet"),
         "precision": "float32",
         "seed": args.seed,
+        "group_views": args.group_views,
     }
     if not args.no_eval:
         metrics, _ = final_metrics(config, method.backbone, train, test)
