@@ -24,6 +24,7 @@ __all__ = [
     "resnet18_cifar",
     "save_encoder",
 ]
+from labelless.backbones import graph as graph  # registers gcn, gat, gin (graph encoders)
 from labelless.backbones import small_cnn as small_cnn  # registers small_cnn
 from labelless.backbones import tabular as tabular  # registers mlp, ft_transformer
 from labelless.backbones import timeseries as timeseries  # registers ts_cnn, ts_transformer

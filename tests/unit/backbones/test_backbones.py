@@ -116,10 +116,12 @@ def test_unknown_names_list_the_choices():
     assert expected | {"small_cnn", "timm:<name>"} == set(list_backbones("image"))
     assert {"mlp", "ft_transformer"} == set(list_backbones("tabular"))
     assert {"ts_cnn", "ts_transformer"} == set(list_backbones("timeseries"))
+    assert {"gcn", "gat", "gin"} == set(list_backbones("graph"))
     assert set(list_backbones()) == {
         *list_backbones("image"),
         *list_backbones("tabular"),
         *list_backbones("timeseries"),
+        *list_backbones("graph"),
     }
     with pytest.raises(ConfigError, match="resnet18_cifar"):
         create_backbone("resnet19")
