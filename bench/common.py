@@ -84,3 +84,17 @@ def append_result(track: str, record: dict) -> Path:
 def data_available() -> bool:
     root = os.environ.get("LABELLESS_DATA")
     return bool(root) and Path(root, "cifar10_jpeg", "cifar10_jpeg.npz").is_file()
+
+
+def set_view_grouping(method, group: bool | None) -> None:
+    """Make ``method``'s ``forward_grouped`` (``labelless.methods.base``) group same-size views
+    (``True``), call the backbone once per view (``False``) or follow the device (``None``, the
+    library's default). A method that does not use ``forward_grouped`` is left alone."""
+    import functools
+    import importlib
+
+    from labelless.methods.base import forward_grouped
+
+    module = importlib.import_module(type(method).__module__)
+    if hasattr(module, "forward_grouped"):
+        module.forward_grouped = functools.partial(forward_grouped, group=group)

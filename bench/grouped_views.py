@@ -15,8 +15,6 @@ with ``group=True``, whatever the device's default. The step-time ratio is the n
 from __future__ import annotations
 
 import argparse
-import functools
-import importlib
 import statistics
 import sys
 import time
@@ -26,7 +24,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import append_result, data_available, environment
+from common import append_result, data_available, environment, set_view_grouping
 
 from labelless.config import build_config, load_yaml
 from labelless.data import from_arrays, load_dataset
@@ -76,27 +74,22 @@ def measure(recipe: str, steps: int, rounds: int) -> dict:
     images, source = _images(config.optim.batch_size * steps)
     train = from_arrays(images, name="bench")
     _, method, views = build_components(config, train)
-    module = importlib.import_module(type(method).__module__)
-    grouped = module.forward_grouped
-    modes = {
-        "grouped": functools.partial(grouped, group=True),
-        "per_view": functools.partial(grouped, group=False),
-    }
+    modes = {"grouped": True, "per_view": False}
     optimiser = torch.optim.SGD(method.parameters(), lr=0.01, momentum=0.9)
     batch = config.optim.batch_size
     batches = [torch.from_numpy(images[i * batch : (i + 1) * batch]) for i in range(steps)]
     generator = torch.Generator().manual_seed(0)
     per_step: dict[str, list[float]] = {name: [] for name in modes}
     try:
-        for forward in modes.values():  # warm-up: allocator, kernels
-            module.forward_grouped = forward
+        for group in modes.values():  # warm-up: allocator, kernels
+            set_view_grouping(method, group)
             _time_steps(method, views, optimiser, batches[:2], generator)
         for _ in range(rounds):
-            for name, forward in modes.items():
-                module.forward_grouped = forward
+            for name, group in modes.items():
+                set_view_grouping(method, group)
                 per_step[name] += _time_steps(method, views, optimiser, batches, generator)
     finally:
-        module.forward_grouped = grouped
+        set_view_grouping(method, None)
     seconds = {name: statistics.median(values) for name, values in per_step.items()}
     num_views = len(views(batches[0][:2], generator=generator))
     return {

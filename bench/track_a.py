@@ -22,8 +22,6 @@ annealed when the budget is spent; ``max_epochs`` is set out of reach.
 from __future__ import annotations
 
 import argparse
-import functools
-import importlib
 import sys
 from pathlib import Path
 
@@ -38,12 +36,12 @@ from common import (
     environment,
     matmul_ceiling_gflops,
     peak_rss_mb,
+    set_view_grouping,
 )
 
 from labelless.backbones import save_encoder
 from labelless.config import build_config, load_yaml
 from labelless.data import load_dataset
-from labelless.methods.base import forward_grouped
 from labelless.train.callbacks import RankMeMonitor, Throughput
 from labelless.train.loader import train_loader
 from labelless.train.module import SSLModule
@@ -248,10 +246,7 @@ def main(argv=None) -> dict:
     del probe_method
     _, method, views = build_components(config, train)  # fresh weights for the run
     if args.group_views != "auto":
-        module = importlib.import_module(type(method).__module__)
-        if hasattr(module, "forward_grouped"):
-            group = args.group_views == "on"
-            module.forward_grouped = functools.partial(forward_grouped, group=group)
+        set_view_grouping(method, args.group_views == "on")
     loader = (
         per_sample_loader(train, views, args)
         if args.per_sample_aug
