@@ -232,3 +232,68 @@ class GraphViews:
         return cls(
             (GraphView(edge_drop=pe1, feature_mask=pf1), GraphView(edge_drop=pe2, feature_mask=pf2))
         )
+
+
+# View recipes by name: (GraphView options per view). "none" hands the method the batch itself
+# (masking methods such as GraphMAE and DGI draw their own corruption from the step's generator).
+GRAPH_RECIPES: dict[str, tuple[dict[str, float | str], ...]] = {
+    "none": (),
+    # GRACE (Zhu et al. 2020), Cora setting: edge dropping and feature masking per view.
+    "grace": (
+        {"edge_drop": 0.2, "feature_mask": 0.3},
+        {"edge_drop": 0.4, "feature_mask": 0.4},
+    ),
+    # BGRL (Thakoor et al. 2022) and CCA-SSG (Zhang et al. 2021): two views of the same kind.
+    "bgrl": (
+        {"edge_drop": 0.2, "feature_mask": 0.3},
+        {"edge_drop": 0.4, "feature_mask": 0.2},
+    ),
+    # GraphCL (You et al. 2020) for whole graphs: node dropping and subgraphs (its best pair on
+    # the TU sets), masked features per node.
+    "graphcl": (
+        {"node_drop": 0.2},
+        {"subgraph_keep": 0.8},
+    ),
+}
+
+
+def graph_views(recipe: str, **overrides: object) -> GraphViews | IdentityViews:
+    """The view recipe ``recipe`` (``GRAPH_RECIPES``). ``overrides`` set one option in every view
+    (``edge_drop=0.3``) or per view with a suffix (``edge_drop_1=0.2, edge_drop_2=0.4``)."""
+    if recipe not in GRAPH_RECIPES:
+        raise ConfigError(
+            f"unknown graph view recipe {recipe!r}; choose one of: {', '.join(GRAPH_RECIPES)}"
+        )
+    specs = [dict(spec) for spec in GRAPH_RECIPES[recipe]]
+    if not specs:
+        if overrides:
+            raise ConfigError(
+                f"graph view recipe {recipe!r} takes no options, got {sorted(overrides)}"
+            )
+        return IdentityViews()
+    fields = set(GraphView.__dataclass_fields__)
+    for key, value in overrides.items():
+        name, _, which = key.rpartition("_")
+        if which.isdigit() and name in fields and 1 <= int(which) <= len(specs):
+            specs[int(which) - 1][name] = value
+        elif key in fields:
+            for spec in specs:
+                spec[key] = value
+        else:
+            raise ConfigError(
+                f"graph view option {key!r} is unknown; options: {', '.join(sorted(fields))} "
+                f"(or NAME_1 .. NAME_{len(specs)} for one view)"
+            )
+    views = tuple(GraphView(**spec) for spec in specs)  # type: ignore[arg-type]
+    for view in views:
+        for name in ("edge_drop", "feature_mask", "node_drop", "subgraph_keep"):
+            _check_probability(name, float(getattr(view, name)))
+    return GraphViews(views)
+
+
+@dataclass(frozen=True)
+class IdentityViews:
+    """The ``none`` recipe: ``[graph]``, nothing drawn."""
+
+    def __call__(self, graph: Graph, generator: torch.Generator | None = None) -> list[Graph]:
+        return [graph]
