@@ -385,7 +385,7 @@ def datasets() -> None:
 @app.command()
 def methods(
     modality: Annotated[
-        str | None, Opt(help="only the methods for image, tabular or timeseries data")
+        str | None, Opt(help="only the methods for image, tabular, timeseries or graph data")
     ] = None,
 ) -> None:
     """List the self-supervised methods, by the kind of data they train on."""

@@ -16,6 +16,7 @@ product with its stored transpose takes 1.6 ms forward and 5.6 ms forward + back
 from __future__ import annotations
 
 import itertools
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
@@ -58,8 +59,10 @@ class SparseOperator:
 
     def __init__(self, rows: Tensor, columns: Tensor, values: Tensor, size: int) -> None:
         def csr(r: Tensor, c: Tensor) -> Tensor:
-            coo = torch.sparse_coo_tensor(torch.stack([r, c]), values, (size, size))
-            return coo.coalesce().to_sparse_csr()
+            with warnings.catch_warnings():  # torch's notes on sparse CSR being beta / unchecked
+                warnings.filterwarnings("ignore", message=".*[Ss]parse.*", category=UserWarning)
+                coo = torch.sparse_coo_tensor(torch.stack([r, c]), values, (size, size))
+                return coo.coalesce().to_sparse_csr()
 
         self.matrix = csr(rows, columns)
         self.transpose = csr(columns, rows)
@@ -343,6 +346,8 @@ class GNNEncoder(nn.Module):
         """``graph``'s ``Adjacency``: the kept one while ``graph.edge_index`` is the same,
         unchanged tensor, else a new one (which is then kept)."""
         edges = graph.edge_index
+        if edges.is_inference():  # no version counter to check: build it (milliseconds)
+            return Adjacency(edges, graph.num_nodes)
         cached = self._cached
         if (
             cached is not None

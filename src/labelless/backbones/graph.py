@@ -2,7 +2,8 @@
 
 Each maps a ``Graph`` to node embeddings ``[N, embed_dim]``, or with ``readout`` to graph
 embeddings ``[num_graphs, embed_dim]`` (``GraphEncoder``). ``in_channels`` is the number of node
-features. None is a modality's default yet: the graph modality is not registered.
+features. ``gcn`` is the graph modality's default; methods name their own per level (node or
+graph data) in ``graph_backbones``.
 """
 
 from __future__ import annotations
@@ -73,4 +74,4 @@ def _builder(kind: str) -> Callable[..., nn.Module]:
 
 
 for _kind in KINDS:
-    register_backbone(_kind, "graph")(_builder(_kind))
+    register_backbone(_kind, "graph", default=_kind == "gcn")(_builder(_kind))

@@ -124,6 +124,7 @@ def _load(text: str, load_size: int, options: dict[str, Any]) -> DataSplits:
     )
 
 
+from labelless.data import graph_dataset as graph_dataset  # noqa: E402  (registers graphs)
 from labelless.data import tabular as tabular  # noqa: E402  (registers loaders)
 from labelless.data import timeseries as timeseries  # noqa: E402  (registers loaders)
 

@@ -8,7 +8,9 @@ own data module (``register_format``) and its descriptor there.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from labelless.errors import unknown_name
 
@@ -20,12 +22,19 @@ class SampleFormat:
     ``pixels``: ``uint8 [N, C, H, W]`` images with per-channel statistics in ``meta``, resized
     and normalised when embedded. Otherwise samples are float rows with ``ndim`` dimensions
     (``[N, F]`` tables, ``[N, C, T]`` series) preprocessed when loaded and embedded as they are.
+
+    Samples that are not rows of one array (graphs: nodes of one graph, or a set of graphs) bring
+    their own ``embed(encoder, samples, batch_size, device) -> float32 [N, D]`` (used by
+    ``evaluate.embed``) and ``batches(dataset, batch_size, seed) -> BatchSource`` (the training
+    loader's source of batches, ``train.loader.BatchSource``).
     """
 
     modality: str
     ndim: int
     pixels: bool = False
     description: str = ""
+    embed: Callable[..., Any] | None = None
+    batches: Callable[..., Any] | None = None
 
 
 FORMATS: dict[str, SampleFormat] = {}

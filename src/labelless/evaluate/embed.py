@@ -49,14 +49,19 @@ def embed(
     pretraining resolution and normalisation matters, Corley et al. 2023, "Revisiting pre-trained
     remote sensing model benchmarks"). Runs under ``torch.inference_mode()`` with the encoder in
     eval mode, then restores its train/eval mode. ``device`` defaults to the encoder's.
-    Encoders of tables and time series (``meta.modality``) take their float samples as they are.
+    Encoders of tables and time series (``meta.modality``) take their float samples as they are;
+    a modality whose samples are not array rows embeds them its own way (graphs: nodes over their
+    whole graph, ``data.formats.SampleFormat.embed``).
     """
     from labelless.augment import EvalTransform
 
     samples = getattr(images, "samples", images)
+    modality = getattr(getattr(encoder, "meta", None), "modality", "image")
+    own = sample_format(modality).embed
+    if own is not None:  # samples that are not rows of one array (graphs)
+        return own(encoder, samples, batch_size, device)
     if isinstance(samples, np.ndarray):
         samples = torch.from_numpy(samples)
-    modality = getattr(getattr(encoder, "meta", None), "modality", "image")
     if not sample_format(modality).pixels:
         return _embed_features(encoder, samples, modality, batch_size, device)
     if not isinstance(samples, torch.Tensor) or samples.ndim != 4 or len(samples) == 0:

@@ -6,7 +6,7 @@ views registered like the others, a descriptor module here, and one line below.
 
 from __future__ import annotations
 
-from labelless.modalities import image, tabular, timeseries  # noqa: F401  (registrations)
+from labelless.modalities import graph, image, tabular, timeseries  # noqa: F401  (registrations)
 from labelless.modalities.base import (
     MODALITIES,
     Modality,

@@ -36,6 +36,14 @@ class Modality:
         """Keyword arguments of ``create_backbone`` fixed by the data (channels, sizes, layout)."""
         return {"in_channels": int(train.samples.shape[1])}
 
+    def method_backbone(
+        self, method: type, train: Dataset, view_size: int | None
+    ) -> tuple[str | None, dict[str, Any] | None]:
+        """The default backbone of ``method`` (a Method class) on ``train`` and its options (None:
+        the modality's ``DEFAULT_BACKBONE``): the method's own, sized to the views' side."""
+        inputs = self.backbone_inputs(train, view_size)
+        return method.default_backbone, method.backbone_options(inputs.get("input_size"))
+
     def finish_backbone(self, backbone: nn.Module, train: Dataset) -> None:
         """Record in the backbone's metadata what evaluation needs to read new data the same way
         (default: the fitted preprocessing the loader applied, which travels in encoder.json)."""

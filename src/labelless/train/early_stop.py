@@ -61,7 +61,7 @@ class RankMePlateau(L.Callback):
             )
         if min_delta < 0:
             raise ConfigError(f"min_delta must be >= 0 (an improvement margin), got {min_delta}")
-        samples = np.asarray(getattr(images, "samples", images))
+        samples = np.asanyarray(getattr(images, "samples", images))
         if len(samples) > max_samples:
             keep = np.random.default_rng(seed).choice(len(samples), max_samples, replace=False)
             samples = samples[np.sort(keep)]

@@ -122,5 +122,10 @@ class EpochLoader:
 
 def train_loader(dataset: Dataset, batch_size: int, *, seed: int = 0) -> EpochLoader:
     """Shuffled, resumable loader over an in-memory dataset; the last incomplete batch is
-    dropped. The batch size is capped at the dataset size so that tiny datasets still train."""
+    dropped. The batch size is capped at the dataset size so that tiny datasets still train.
+    Data whose samples are not array rows brings its own batches (``SampleFormat.batches``: a
+    whole graph per step, collated graph sets)."""
+    own = dataset.format.batches
+    if own is not None:
+        return EpochLoader(own(dataset, batch_size, seed))
     return EpochLoader(ShuffledBatches(dataset, min(batch_size, len(dataset)), seed=seed))

@@ -86,13 +86,18 @@ def build_components(config: RunConfig, train: Dataset, *, initialise: bool = Tr
             f"method {name!r} trains on {METHODS[name].modality} data but {train.name!r} is "
             f"{train.modality}; pick one of {fitting}"
         )
+    default, default_kwargs = None, None
+    if name in METHODS:
+        default, default_kwargs = get_modality(train.modality).method_backbone(
+            METHODS[name], train, config.views.size
+        )
     backbone = build_backbone(
         config.backbone,
         train,
         view_size=config.views.size,
         initialise=initialise,
-        default=METHODS[name].default_backbone if name in METHODS else None,
-        default_kwargs=method_backbone_options(name, train, config.views.size),
+        default=default,
+        default_kwargs=default_kwargs,
     )
     method = create_method(name, backbone, **config.method.kwargs)
     views = build_views(view_recipe_of(config), train, backbone, config.views)
@@ -126,17 +131,6 @@ def record_resolved(config: Any, backbone: nn.Module, train: Dataset) -> None:
     if isinstance(config, RunConfig):
         config.views.recipe = view_recipe_of(config)
         config.monitor.knn_k = config.monitor.knn_k or get_modality(train.modality).knn_k
-
-
-def method_backbone_options(method: str, train: Dataset, view_size: int | None) -> dict | None:
-    """The options of ``method``'s default backbone for ``train``'s views (``view_size``, else
-    the data's own size): a ViT for MAE or I-JEPA gets a patch grid that fits the views."""
-    from labelless.methods import METHODS
-
-    if method not in METHODS:
-        return None
-    inputs = get_modality(train.modality).backbone_inputs(train, view_size)
-    return METHODS[method].backbone_options(inputs.get("input_size"))
 
 
 def _describe(meta) -> str:

@@ -19,10 +19,12 @@ import pytest
 import torch
 from torch import nn
 
+from labelless.augment.graph import graph_views
 from labelless.augment.tabular import tabular_views
 from labelless.augment.timeseries import timeseries_views
 from labelless.augment.views import RECIPES, view_recipe
 from labelless.backbones import DEFAULT_BACKBONE, create_backbone
+from labelless.data.graph import Graph, collate_graphs
 from labelless.errors import ConfigError
 from labelless.methods import METHODS, create_method
 from labelless.train.module import SSLModule
@@ -60,11 +62,29 @@ SMALL_OPTIONS = {
 }
 
 
+#: Tiny graph encoders (node features 5); graph methods are built for the first data level
+#: they name in ``graph_backbones`` with that level's readout.
+SMALL_GNN = {"in_channels": 5, "hidden_dim": 16, "num_layers": 2}
+
+
+def _build_graph(name: str, options: dict):
+    cls = METHODS[name]
+    _level, (backbone_name, kwargs) = next(iter(cls.graph_backbones.items()))
+    small = {**SMALL_GNN, "readout": kwargs.get("readout")}
+    if "concat_layers" in kwargs:
+        small["concat_layers"] = kwargs["concat_layers"]
+    if backbone_name == "gat":
+        small["heads"] = 2
+    return create_method(name, create_backbone(backbone_name, **small), **options)
+
+
 def _build(name: str):
     """The method on the tiny default backbone of its modality (a ViT when it needs one)."""
     cls = METHODS[name]
     accepted = inspect.signature(cls.__init__).parameters
     options = {k: v for k, v in SMALL_OPTIONS.items() if k in accepted}
+    if cls.modality == "graph":
+        return _build_graph(name, options)
     backbone_name = cls.default_backbone or DEFAULT_BACKBONE[cls.modality]
     candidates = [backbone_name] + (["vit_tiny"] if cls.modality == "image" else [])
     for i, candidate in enumerate(candidates):
@@ -88,7 +108,28 @@ def _without_dropout(method: nn.Module) -> nn.Module:
     return method
 
 
-def _inputs(modality: str) -> torch.Tensor:
+def _graph_inputs(graph_level: bool) -> Graph:
+    """``BATCH`` nodes of one graph (a ring with chords), or ``BATCH`` small graphs collated."""
+    generator = torch.Generator().manual_seed(0)
+    if not graph_level:
+        ring = torch.arange(BATCH)
+        pairs = torch.cat(
+            [torch.stack([ring, (ring + 1) % BATCH]), torch.tensor([[0, 2], [4, 6]])], 1
+        )
+        edges = torch.cat([pairs, pairs.flip(0)], 1)
+        return Graph(torch.randn(BATCH, 5, generator=generator), edges, None, 1, None)
+    graphs = []
+    for i in range(BATCH):
+        size = 3 + i % 4
+        path = torch.stack([torch.arange(size - 1), torch.arange(1, size)])
+        edges = torch.cat([path, path.flip(0)], 1)
+        graphs.append(Graph(torch.randn(size, 5, generator=generator), edges, None, 1, None))
+    return collate_graphs(graphs)
+
+
+def _inputs(modality: str, graph_level: bool = False) -> torch.Tensor | Graph:
+    if modality == "graph":
+        return _graph_inputs(graph_level)
     rng = np.random.default_rng(0)
     if modality == "image":
         return torch.from_numpy(rng.integers(0, 256, (BATCH, 1, 16, 16), dtype=np.uint8))
@@ -108,11 +149,13 @@ def _view_maker(method):
     if modality == "tabular":
         meta = {"numeric": ["a", "b", "c"], "categorical": ["d", "e"]}
         return tabular_views(recipe, reference=_inputs("tabular"), meta=meta)
+    if modality == "graph":
+        return graph_views(recipe)
     return timeseries_views(recipe)
 
 
 def _views(method, seed: int = 0) -> list[torch.Tensor]:
-    inputs = _inputs(method.modality)
+    inputs = _inputs(method.modality, hasattr(method.backbone, "readout"))
     return _view_maker(method)(inputs, generator=torch.Generator().manual_seed(seed))
 
 
@@ -142,7 +185,7 @@ def test_registration_and_docstring_cite_a_paper(name):
     cls = METHODS[name]
     doc = (sys.modules[cls.__module__].__doc__ or "") + (cls.__doc__ or "")
     assert re.search(r"\b(19|20)\d\d\b", doc), f"{name}: cite the paper (authors, year)"
-    assert len(cls.summary) > 20 and cls.modality in ("image", "tabular", "timeseries")
+    assert len(cls.summary) > 20 and cls.modality in ("image", "tabular", "timeseries", "graph")
     assert "generator" in inspect.signature(cls.forward).parameters
 
 
