@@ -69,6 +69,16 @@ def _check_options(path: Path, suffix: str, options: dict[str, Any]) -> None:
         )
 
 
+def _check_builtin_options(builtin: BuiltinDataset, options: dict[str, Any]) -> None:
+    for name in sorted(options):
+        if name not in builtin.options:
+            hint = did_you_mean(name, builtin.options)
+            raise ConfigError(
+                f"unknown data option {name!r} for {builtin.name!r}{hint}; it takes: "
+                f"{', '.join(builtin.options)}: fix or drop data.options.{name}"
+            )
+
+
 def _no_options(source: str, options: dict[str, Any]) -> None:
     if options:
         raise ConfigError(
@@ -105,8 +115,12 @@ def load_dataset(source: str | Path, *, load_size: int = 64, **options: Any) -> 
 
 def _load(text: str, load_size: int, options: dict[str, Any]) -> DataSplits:
     if text in BUILTINS:
-        _no_options(text, options)
-        return BUILTINS[text].loader()
+        builtin = BUILTINS[text]
+        if not builtin.options:
+            _no_options(text, options)
+            return builtin.loader()
+        _check_builtin_options(builtin, options)
+        return builtin.loader(**options)
     path = Path(text).expanduser()
     loader = _file_loader(path)
     if loader is not None and not path.is_dir():

@@ -53,6 +53,7 @@ class BuiltinDataset:
     files: tuple[str, ...] = ()
     downloads: bool = False  # True: the loader falls back to the official download when offline
     modality: str = "image"
+    options: tuple[str, ...] = ()  # loader options it takes (data.options), e.g. a graph's split
 
     def local_files(self) -> list[Path]:
         return [data_root() / f for f in self.files]

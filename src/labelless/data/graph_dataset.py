@@ -104,7 +104,10 @@ def node_splits(data: NodeDataset, split: int = 0) -> DataSplits:
     if not data.splits:
         return DataSplits(Dataset(NodeIds(np.arange(count), graph), y, "graph", data.name, meta))
     if not 0 <= split < len(data.splits):
-        raise DataError(f"{data.name!r} has {len(data.splits)} splits; pick one of 0..")
+        raise DataError(
+            f"{data.name!r} has {len(data.splits)} split(s): data.options.split must be 0.."
+            f"{len(data.splits) - 1}, got {split}"
+        )
     chosen = meta["splits"][split]
     train_labels = np.full(count, -1, dtype=np.int64)
     train_labels[chosen["train"]] = y[chosen["train"]]
@@ -134,6 +137,11 @@ def graph_set_splits(data: GraphSetDataset, fold: int = 0) -> DataSplits:
     samples = graph_array(data.graphs)
     if not folds:
         return DataSplits(Dataset(samples, labels, "graph", data.name, meta))
+    if not 0 <= fold < len(folds):
+        raise DataError(
+            f"{data.name!r} has {len(folds)} folds: data.options.split must be 0.."
+            f"{len(folds) - 1}, got {fold}"
+        )
     train_ids, test_ids = folds[fold]
     train_labels = np.full(len(labels), -1, dtype=np.int64)
     train_labels[train_ids] = labels[train_ids]
@@ -142,11 +150,28 @@ def graph_set_splits(data: GraphSetDataset, fold: int = 0) -> DataSplits:
     return DataSplits(train, test)
 
 
-def graph_splits(data: NodeDataset | GraphSetDataset, split: int = 0) -> DataSplits:
-    """A loaded graph dataset (``data.graphs`` / ``data.graph_files``) as ``DataSplits``."""
-    if isinstance(data, NodeDataset):
-        return node_splits(data, split)
-    return graph_set_splits(data, split)
+GRAPH_OPTIONS = ("split", "subgraph_nodes")
+
+
+def graph_splits(
+    data: NodeDataset | GraphSetDataset, split: int = 0, subgraph_nodes: int | None = None
+) -> DataSplits:
+    """A loaded graph dataset (``data.graphs`` / ``data.graph_files``) as ``DataSplits``:
+    ``split`` picks the split (Geom-GCN sets: 0..9) or the fold (graph sets) scored as test;
+    ``subgraph_nodes`` trains node-level methods on random-walk subgraphs of about that many
+    nodes (GraphSAINT, ``data.graph_sampling``) instead of the whole graph per step."""
+    split = int(split)
+    if isinstance(data, GraphSetDataset):
+        if subgraph_nodes is not None:
+            raise DataError(
+                f"{data.name!r} is a set of graphs, trained in batches of whole graphs: "
+                "data.options.subgraph_nodes applies to node-level graphs only; drop it"
+            )
+        return graph_set_splits(data, split)
+    splits = node_splits(data, split)
+    if subgraph_nodes is not None:
+        splits.train.meta["subgraph_nodes"] = int(subgraph_nodes)
+    return splits
 
 
 # ---------------------------------------------------------------------------------------------
@@ -266,9 +291,15 @@ def select_graphs(batch: Graph, rows: torch.Tensor) -> Graph:
 
 def graph_batches(dataset: Dataset, batch_size: int, seed: int = 0):
     """The training batches of a graph dataset (the sample format's ``batches`` hook)."""
-    if level_of(dataset) == "node":
-        return WholeGraphBatches(dataset)
-    return GraphSetBatches(dataset, batch_size, seed)
+    if level_of(dataset) == "graph":
+        return GraphSetBatches(dataset, batch_size, seed)
+    whole = WholeGraphBatches(dataset)
+    subgraph_nodes = dataset.meta.get("subgraph_nodes")
+    if subgraph_nodes is None or subgraph_nodes >= whole.graph.num_nodes:
+        return whole
+    from labelless.data.graph_sampling import SubgraphBatches
+
+    return SubgraphBatches(whole.graph, whole.labels, int(subgraph_nodes), seed)
 
 
 GRAPH_FORMAT = register_format(
@@ -305,8 +336,8 @@ def _describe(name: str) -> str:
 
 
 def _loader(name: str):
-    def load() -> DataSplits:
-        return graph_splits(load_graph_dataset(name))
+    def load(**options: Any) -> DataSplits:
+        return graph_splits(load_graph_dataset(name), **options)
 
     return load
 
@@ -314,23 +345,31 @@ def _loader(name: str):
 for _name in GRAPH_DATASETS:
     register_builtin(
         BuiltinDataset(
-            _name, _describe(_name), _loader(_name), _builtin_files(_name), modality="graph"
+            _name,
+            _describe(_name),
+            _loader(_name),
+            _builtin_files(_name),
+            modality="graph",
+            options=GRAPH_OPTIONS,
         )
     )
 
 
-@register_file_loader(".edges.csv", ".npz", options=("features", "labels", "undirected"))
+@register_file_loader(
+    ".edges.csv", ".npz", options=("features", "labels", "undirected", "subgraph_nodes")
+)
 def load_graph_file(path: str | Path, **options: Any) -> DataSplits:
-    """A user graph file: ``*.edges.csv`` (options ``features``, ``labels``: CSV paths;
-    ``undirected``) or a ``.npz`` of scipy sparse matrices (option ``undirected``)."""
+    """A user graph file: ``*.edges.csv`` (options ``features``, ``labels``: CSV paths) or a
+    ``.npz`` of scipy sparse matrices; ``undirected`` (default true) stores each edge both ways,
+    ``subgraph_nodes`` trains on random-walk subgraphs (``graph_splits``)."""
     from labelless.data.graph_files import read_graph_files, read_graph_npz
 
     path = Path(path)
-    undirected = bool(options.pop("undirected", True))
+    undirected = bool(options.get("undirected", True))
+    sampled = options.get("subgraph_nodes")
     if path.name.lower().endswith(".npz"):
-        return graph_splits(read_graph_npz(path, undirected=undirected))
-    return graph_splits(
-        read_graph_files(
-            path, options.get("features"), options.get("labels"), undirected=undirected
-        )
+        return graph_splits(read_graph_npz(path, undirected=undirected), subgraph_nodes=sampled)
+    graph = read_graph_files(
+        path, options.get("features"), options.get("labels"), undirected=undirected
     )
+    return graph_splits(graph, subgraph_nodes=sampled)

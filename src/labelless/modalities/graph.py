@@ -73,6 +73,11 @@ class Graphs(Modality):
             "features": str(train.meta.get("features", "as given")),
         }
         self._check_level(backbone.meta, level, train.name)
+        if level == "node" and "subgraph_nodes" not in train.meta:
+            from labelless.data.graph_sampling import memory_check
+
+            dims = getattr(backbone, "layer_dims", None) or [int(backbone.embed_dim)]
+            memory_check(train.samples.graph, list(dims))
 
     @staticmethod
     def _check_level(meta, level: str, data: str) -> None:
