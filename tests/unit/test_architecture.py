@@ -58,6 +58,7 @@ LAYERS: dict[str, int] = {
     "labelless.verbs": 6,
     "labelless.report.compare": 6,
     "labelless.semi.api": 6,
+    "labelless.semi.graph_run": 6,
     "labelless.semi": 6,
     "labelless.api": 6,
     "labelless.demo": 6,

@@ -32,6 +32,18 @@ class Modality:
     # of pretrain's monitor and final metrics, evaluate and prune for this kind of data.
     knn_k: int = KNN_K
 
+    @property
+    def semi_methods(self) -> dict[str, str]:
+        """Semi-supervised methods of this modality's own (name -> summary), for data whose
+        samples cannot be batched independently (graph nodes); empty: the batch algorithms of
+        ``labelless.semi.algorithms`` apply."""
+        return {}
+
+    def run_semi(self, config, splits, run_dir) -> tuple[dict[str, Any], nn.Module]:
+        """Train one of ``semi_methods`` on ``splits`` into ``run_dir`` (its encoder saved there):
+        ``(metrics, model)``."""
+        raise NotImplementedError(f"modality {self.name!r} has no semi-supervised methods")
+
     def backbone_inputs(self, train: Dataset, view_size: int | None) -> dict[str, Any]:
         """Keyword arguments of ``create_backbone`` fixed by the data (channels, sizes, layout)."""
         return {"in_channels": int(train.samples.shape[1])}

@@ -47,6 +47,17 @@ class Graphs(Modality):
     )
     knn_k = 20  # Planetoid splits have 20 labels per class
 
+    @property
+    def semi_methods(self) -> dict[str, str]:
+        from labelless.semi.graph_run import GRAPH_SEMI_METHODS
+
+        return GRAPH_SEMI_METHODS
+
+    def run_semi(self, config, splits, run_dir):
+        from labelless.semi.graph_run import run_graph_semi
+
+        return run_graph_semi(config, splits, run_dir)
+
     def backbone_inputs(self, train: Dataset, view_size: int | None) -> dict[str, Any]:
         from labelless.data.graph_dataset import NodeIds
 

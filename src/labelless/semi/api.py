@@ -19,6 +19,7 @@ from labelless.config import dump_yaml
 from labelless.data import Dataset, DataSplits, load_dataset
 from labelless.errors import ConfigError, DataError
 from labelless.lifecycle import RunKind, resolve_run_config
+from labelless.modalities import get_modality
 from labelless.progress import task
 from labelless.semi.config import SEMI_FLAG_KEYS, SemiRunConfig, default_semi_out
 from labelless.semi.splits import LabelSplit, split_labels
@@ -108,12 +109,16 @@ def semi(
     run_config = resolve_run_config(
         SEMI, config, overrides, resume, {**flags, "data": name, "method": method}
     )
+    from labelless.modalities import MODALITIES
     from labelless.semi.algorithms import ALGORITHMS
 
-    if run_config.semi.method not in ALGORITHMS:  # before any data is loaded
-        from labelless.errors import unknown_name
+    own = [name for modality in MODALITIES.values() for name in modality.semi_methods]
+    if run_config.semi.method not in ALGORITHMS and run_config.semi.method not in own:
+        from labelless.errors import unknown_name  # before any data is loaded
 
-        raise unknown_name("semi-supervised method", run_config.semi.method, list(ALGORITHMS))
+        raise unknown_name(
+            "semi-supervised method", run_config.semi.method, [*ALGORITHMS, *sorted(set(own))]
+        )
     if run_config.semi.saa and not ALGORITHMS[run_config.semi.method].fixmatch_family:
         raise ConfigError(
             "--saa extends the FixMatch family (fixmatch, flexmatch, freematch, softmatch, "
@@ -135,6 +140,14 @@ def semi(
     # a small CPU), so that a mistake fails at once; they draw from explicit seeds
     splits = in_memory or load_dataset(run_config.data.name, **data_options(run_config.data))
     train = splits.train
+    modality = get_modality(train.modality)
+    if modality.semi_methods:  # data with its own methods (graph nodes)
+        return _modality_semi(modality, run_config, session, splits)
+    if run_config.semi.method not in ALGORITHMS:
+        raise ConfigError(
+            f"{run_config.semi.method!r} trains on other data than {train.name!r} "
+            f"({train.modality}); pick one of {sorted(ALGORITHMS)}"
+        )
     test = _test_split(run_config, splits)
     split = _split(run_config, train)
     if run_config.backbone.init and not resume:
@@ -200,6 +213,31 @@ def semi(
     finally:
         finish(session)
     return SemiResult(run_dir, metrics, model)
+
+
+def _modality_semi(modality, config: SemiRunConfig, session, splits: DataSplits) -> SemiResult:
+    """A modality's own semi-supervised method (``Modality.run_semi``), in the run lifecycle:
+    plan (done) -> begin -> train and write -> finish. Such runs take seconds: no checkpoint."""
+    from labelless.lifecycle import begin, finish, write_metrics
+
+    if config.semi.method not in modality.semi_methods:
+        raise ConfigError(
+            f"semi-supervised method {config.semi.method!r} does not train on "
+            f"{modality.name} data; pick one of {sorted(modality.semi_methods)}"
+        )
+    if session.resume:
+        raise ConfigError(
+            f"{modality.name} semi-supervised runs take seconds and keep no checkpoint: start "
+            "it again with --overwrite instead of --resume"
+        )
+    begin(session, None, dump_yaml(config))
+    try:
+        with task(f"semi-supervised {config.semi.method} on {splits.train.name}"):
+            metrics, model = modality.run_semi(config, splits, session.path)
+        write_metrics(session, metrics)
+    finally:
+        finish(session)
+    return SemiResult(session.path, metrics, model)
 
 
 def _write_outputs(config: SemiRunConfig, session, trainer, module, parts) -> dict[str, Any]:
