@@ -32,6 +32,8 @@ PRODUCERS = (
     "labelless.evaluate.regression",
     "labelless.evaluate.timeseries",
     "labelless.evaluate.tabular",
+    "labelless.evaluate.graphs",
+    "labelless.evaluate.graph_sets",
     "labelless.semi.metrics",
 )
 
