@@ -223,6 +223,8 @@ def test_supervised_gcn_beats_raw_features_on_a_planted_graph(one_thread):
     again = supervised_gcn(relabelled, splits, seeds=2, epochs=60, row_normalise=False)
     assert [r["best_epoch"] for r in again.runs] == [r["best_epoch"] for r in gcn.runs]
     assert again.mean < 0.1
+    with pytest.raises(ConfigError, match="non-negative"):
+        supervised_gcn(graph, splits, seeds=1, epochs=1)  # planted features are Gaussian
 
 
 def _cycles_and_stars(count=40):
