@@ -1,8 +1,8 @@
 """Losses of self-supervised graph methods, as plain functions over node or graph embeddings.
 
-``sce`` (GraphMAE), ``grace`` (GRACE), ``dgi`` (Deep Graph Infomax) and ``bgrl`` (BGRL). Node
-embeddings are not gathered across processes: a node's negatives are the nodes of the batch this
-process holds (the graph or graphs it sampled).
+``sce`` (GraphMAE), ``grace`` (GRACE), ``dgi`` (Deep Graph Infomax), ``bgrl`` (BGRL) and
+``cca_ssg`` (CCA-SSG). Node embeddings are not gathered across processes: a node's negatives are
+the nodes of the batch this process holds (the graph or graphs it sampled).
 """
 
 from __future__ import annotations
@@ -94,3 +94,24 @@ def bgrl(predictions: Tensor, targets: Tensor) -> Tensor:
     """
     _check_pair(predictions, targets, "predictions and targets")
     return 2.0 * negative_cosine(predictions, targets)
+
+
+def cca_ssg(h1: Tensor, h2: Tensor, lambd: float = 1e-3) -> Tensor:
+    """CCA-SSG's loss (Zhang et al., "From Canonical Correlation Analysis to Self-supervised
+    Graph Neural Networks", NeurIPS 2021, eq. 6). ``h1, h2: [N, D]`` the encoder's outputs for
+    the two views, each standardised per dimension over the N nodes (unbiased std, as the
+    authors' code), ``z = (h - mean) / std``:
+
+        L = -tr(Z1^T Z2) / N + lambd (||Z1^T Z1 / N - I||_F^2 + ||Z2^T Z2 / N - I||_F^2)
+
+    the invariance term pulls the views together; the decorrelation term pushes each view's
+    dimensions towards an identity covariance (no collapse, no negatives)."""
+    _check_pair(h1, h2, "the two views' node embeddings")
+    count, dim = h1.shape
+    z1 = (h1 - h1.mean(0)) / h1.std(0)
+    z2 = (h2 - h2.mean(0)) / h2.std(0)
+    identity = torch.eye(dim, device=h1.device, dtype=h1.dtype)
+    invariance = -(z1 * z2).sum() / count
+    decorrelation = (identity - z1.T @ z1 / count).pow(2).sum()
+    decorrelation = decorrelation + (identity - z2.T @ z2 / count).pow(2).sum()
+    return invariance + lambd * decorrelation
