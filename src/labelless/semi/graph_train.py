@@ -2,7 +2,8 @@
 cross-entropy plus self-supervised auxiliary tasks on all nodes (SelfTask-GNN, Jin et al. 2020,
 "Self-supervised Learning on Graphs: Deep Insights and New Directions"; tasks in
 ``labelless.semi.graph_tasks``), optionally with confidence-thresholded pseudo-labels on the
-unlabelled nodes (self-training: Lee 2013; Li, Han & Wu 2018 for GCNs).
+unlabelled nodes (self-training: Lee 2013; Li, Han & Wu 2018 for GCNs) or Mean Teacher
+consistency (Tarvainen & Valpola 2017) on the whole graph.
 
 Protocol: every step sees the whole graph; only the training nodes' labels enter the loss
 (the graph the model and the tasks read has ``y = -1`` everywhere else); the model kept is the
@@ -10,15 +11,17 @@ epoch with the best validation accuracy (ties: lower validation loss); the test 
 scored once, on that model. Each seed gets its own initialisation and dropout draws; with
 several splits (the Geom-GCN sets), seed ``i`` runs on split ``i mod len(splits)``.
 
-The default classifier is Kipf & Welling's GCN (ICLR 2017): two GCN layers, ReLU, dropout
-before each, the second layer giving the class logits, Adam with weight decay on the first
-layer only. The auxiliary heads read the first layer's output, as in Jin et al.'s code.
+The default classifier (``graph_model.build_classifier``) is Kipf & Welling's GCN (ICLR 2017):
+two GCN layers, ReLU, dropout before each, the second layer giving the class logits, Adam with
+weight decay on the first layer only (and on the task heads). The auxiliary heads read the first
+layer's output, as in Jin et al.'s code.
 
 Why not the ``labelless.semi.algorithms`` classes: they push a batch of independent samples
 (views concatenated along the batch) through ``head(backbone(x))``, while a node's logits
 depend on its neighbours, so the unlabelled "samples" cannot be split off the graph. The
-pseudo-labelling here reuses their loss functions (``confidence_mask``, ``cross_entropy``,
-``linear_rampup``) on the unlabelled nodes of the one graph.
+pseudo-labelling and Mean Teacher here reuse their loss functions (``confidence_mask``,
+``cross_entropy``, ``linear_rampup``, ``softmax_mse``, ``sigmoid_rampup``) and ``nn.ema.EMA`` on
+the nodes of the one graph.
 """
 
 from __future__ import annotations
@@ -34,14 +37,19 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from labelless.backbones import create_backbone
 from labelless.data.graph import Graph
 from labelless.errors import ConfigError, DataError, TrainingError
-from labelless.nn import sampling
-from labelless.semi.graph_tasks import GraphTask, LabelledNodes, TaskSpec, build_tasks, dropout
-from labelless.semi.losses import check_threshold, confidence_mask, cross_entropy, linear_rampup
-
-SPARSE_INPUT_DENSITY = 0.5  # inputs with fewer non-zeros get dropout on the non-zeros only
+from labelless.nn.ema import EMA
+from labelless.semi.graph_model import NodeClassifier, build_classifier
+from labelless.semi.graph_tasks import GraphTask, LabelledNodes, TaskSpec, build_tasks
+from labelless.semi.losses import (
+    check_threshold,
+    confidence_mask,
+    cross_entropy,
+    linear_rampup,
+    sigmoid_rampup,
+    softmax_mse,
+)
 
 
 @dataclass(frozen=True)
@@ -59,6 +67,23 @@ class PseudoLabelling:
         check_threshold("pseudo-label threshold", self.threshold)
 
 
+@dataclass(frozen=True)
+class MeanTeacher:
+    """Consistency with an EMA teacher (Tarvainen & Valpola 2017) on the whole graph: the
+    student's class probabilities on every node are pulled towards the teacher's (the EMA of
+    the student, ``momentum``, forward with its own dropout draw) by a squared error, weighted
+    by ``weight * exp(-5 (1 - t)^2)`` over the first ``rampup`` of the run. The teacher is the
+    model that is selected and scored, as in the image algorithm."""
+
+    weight: float = 1.0
+    momentum: float = 0.99
+    rampup: float = 0.3
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.momentum < 1.0:
+            raise ConfigError(f"mean teacher momentum must be in [0, 1), got {self.momentum}")
+
+
 @dataclass
 class NodeSemiResult:
     """``metrics``: test / validation accuracy (mean and std over seeds, population std) and
@@ -70,87 +95,6 @@ class NodeSemiResult:
     protocol: dict[str, Any]
     per_seed: list[dict[str, Any]] = field(default_factory=list)
     model: nn.Module | None = None
-
-
-class NodeClassifier(nn.Module):
-    """A ``GNNEncoder`` whose last layer outputs class logits. ``forward_hidden`` also returns
-    layer ``hidden_layer``'s output (what the auxiliary heads read). The input dropout touches
-    only the non-zero entries of sparse features (the same distribution as dense dropout, which
-    on Cora's bag-of-words costs 40 ms a step on one thread); every mask comes from
-    ``generator``."""
-
-    def __init__(self, encoder: nn.Module, hidden_layer: int = 0) -> None:
-        super().__init__()
-        self.encoder, self.hidden_layer = encoder, hidden_layer
-        self.hidden_dim = int(encoder.layer_dims[hidden_layer])
-        self._support: tuple[Tensor, Tensor] | None = None
-
-    def _input_dropout(self, x: Tensor, generator: torch.Generator | None) -> Tensor:
-        p = self.encoder.dropout
-        if not self.training or p <= 0.0:
-            return x
-        if self._support is None or self._support[0] is not x:
-            nonzero = torch.nonzero(x, as_tuple=True)
-            dense = nonzero[0].numel() > SPARSE_INPUT_DENSITY * x.numel()
-            self._support = (x, None if dense else nonzero)
-        nonzero = self._support[1]
-        if nonzero is None:
-            return dropout(x, p, True, generator)
-        keep = sampling.rand((nonzero[0].numel(),), generator=generator, device=x.device) >= p
-        rows, columns = nonzero[0][keep], nonzero[1][keep]
-        out = torch.zeros_like(x)
-        out[rows, columns] = x[rows, columns] / (1.0 - p)
-        return out
-
-    def forward_hidden(
-        self, graph: Graph, generator: torch.Generator | None = None
-    ) -> tuple[Tensor, Tensor]:
-        """``(hidden [N, hidden_dim], logits [N, C])``; the layer loop of ``GNNEncoder``
-        (dropout -> conv -> norm -> activation, plus the skip) with generator-drawn masks."""
-        encoder = self.encoder
-        adjacency = encoder.adjacency(graph)
-        h, outputs = graph.x, []
-        layers = zip(encoder.convs, encoder.norms, encoder.activations, encoder.skips, strict=True)
-        for index, (conv, norm, act, skip) in enumerate(layers):
-            if index == 0:
-                inputs = self._input_dropout(h, generator)
-            else:
-                inputs = dropout(h, encoder.dropout, self.training, generator)
-            out = act(norm(conv(inputs, adjacency)))
-            h = out if skip is None else out + skip(h)
-            outputs.append(h)
-        return outputs[self.hidden_layer], outputs[-1]
-
-    def forward(self, graph: Graph) -> Tensor:
-        return self.forward_hidden(graph)[1]
-
-
-def build_classifier(
-    in_channels: int,
-    num_classes: int,
-    *,
-    backbone: str = "gcn",
-    hidden_dim: int = 64,
-    num_layers: int = 2,
-    dropout: float = 0.5,
-    **backbone_kwargs: Any,
-) -> NodeClassifier:
-    """``create_backbone(backbone)`` with ``num_layers`` layers, ReLU, the last one giving
-    ``num_classes`` logits without activation, wrapped as a ``NodeClassifier``."""
-    if num_layers < 2:
-        raise ConfigError(f"the node classifier needs num_layers >= 2, got {num_layers}")
-    options = {"activation": "relu", **backbone_kwargs}
-    encoder = create_backbone(
-        backbone,
-        in_channels=in_channels,
-        hidden_dim=hidden_dim,
-        num_layers=num_layers,
-        out_dim=num_classes,
-        dropout=dropout,
-        last_activation=False,
-        **options,
-    )
-    return NodeClassifier(encoder, hidden_layer=0)
 
 
 def _splits(graph: Graph, splits) -> list[dict[str, Tensor]]:
@@ -190,6 +134,7 @@ class _Settings:
     weight_decay: float
     decay_scope: str
     pseudo_label: PseudoLabelling | None
+    mean_teacher: MeanTeacher | None
     classifier: dict[str, Any]
 
 
@@ -205,6 +150,28 @@ def _optimiser(model: NodeClassifier, tasks: list[GraphTask], s: _Settings) -> t
         {"params": heads, "weight_decay": s.weight_decay},
     ]
     return torch.optim.Adam([g for g in groups if g["params"]], lr=s.lr)
+
+
+def _unlabelled_terms(
+    s: _Settings,
+    progress: float,
+    logits: Tensor,
+    unlabelled: Tensor,
+    previous: Tensor | None,
+    teacher_logits: Tensor | None,
+) -> Tensor:
+    """The pseudo-label and Mean Teacher terms of a step (zero when neither is on)."""
+    total = logits.new_zeros(())
+    if s.pseudo_label is not None and previous is not None:
+        mask, pseudo, _ = confidence_mask(previous[unlabelled], s.pseudo_label.threshold)
+        term = (cross_entropy(logits[unlabelled], pseudo) * mask).mean()
+        total = (
+            total + s.pseudo_label.weight * linear_rampup(progress, s.pseudo_label.rampup) * term
+        )
+    if s.mean_teacher is not None and teacher_logits is not None:
+        ramp = sigmoid_rampup(progress, s.mean_teacher.rampup)
+        total = total + s.mean_teacher.weight * ramp * softmax_mse(logits, teacher_logits)
+    return total
 
 
 def _train_seed(
@@ -226,6 +193,8 @@ def _train_seed(
         model = build_classifier(graph.num_features, num_classes, **s.classifier).to(device)
         for task in tasks:
             task.reset_head(model.hidden_dim)
+    teacher = None if s.mean_teacher is None else EMA(model, s.mean_teacher.momentum, "warmup")
+    evaluated = model if teacher is None else teacher.target  # Mean Teacher: the teacher
     generator = torch.Generator().manual_seed(seed)
     optimiser = _optimiser(model, tasks, s)
     train, val = split["train"].to(device), split["val"].to(device)
@@ -234,31 +203,34 @@ def _train_seed(
     best: tuple[float, float] = (-1.0, float("inf"))
     best_state, best_epoch, curve, losses, previous = None, -1, [], [], None
     for epoch in range(s.epochs):
+        progress = epoch / s.epochs
         model.train()
-        for task in tasks:
-            task.train()
         inputs = graph
         for task in tasks:
+            task.train()
             inputs = task.transform(inputs, generator)
         hidden, logits = model.forward_hidden(inputs, generator)
         loss = F.cross_entropy(logits[train], graph.y[train])
         for task in tasks:
             if task.weight > 0:
                 loss = loss + task.weight * task.loss(hidden, generator)
-        if s.pseudo_label is not None and previous is not None:
-            mask, pseudo, _ = confidence_mask(previous[unlabelled], s.pseudo_label.threshold)
-            term = (cross_entropy(logits[unlabelled], pseudo) * mask).mean()
-            ramp = linear_rampup(epoch / s.epochs, s.pseudo_label.rampup)
-            loss = loss + s.pseudo_label.weight * ramp * term
+        teacher_logits = None
+        if teacher is not None:
+            with torch.no_grad():
+                teacher.target.train()  # its own dropout draw: the teacher's noise
+                teacher_logits = teacher.target.forward_hidden(graph, generator)[1]
+        loss = loss + _unlabelled_terms(s, progress, logits, unlabelled, previous, teacher_logits)
         if not torch.isfinite(loss):
             raise TrainingError(f"seed {seed}: the loss became {float(loss)} at epoch {epoch}")
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
+        if teacher is not None:
+            teacher.step(model, progress)
         losses.append(float(loss.detach()))
-        model.eval()
+        evaluated.eval()
         with torch.no_grad():
-            logits = model(graph)
+            logits = evaluated(graph)
             previous = torch.softmax(logits, dim=1)
             for task in tasks:
                 task.update(previous)
@@ -267,11 +239,11 @@ def _train_seed(
         curve.append(val_accuracy)
         if (val_accuracy, -val_loss) > (best[0], -best[1]):
             best, best_epoch = (val_accuracy, val_loss), epoch
-            best_state = copy.deepcopy(model.state_dict())
-    model.load_state_dict(best_state)
-    model.eval()
+            best_state = copy.deepcopy(evaluated.state_dict())
+    evaluated.load_state_dict(best_state)
+    evaluated.eval()
     with torch.no_grad():
-        logits = model(graph)
+        logits = evaluated(graph)
     record = {
         "seed": seed,
         "best_epoch": best_epoch,
@@ -283,7 +255,7 @@ def _train_seed(
         "loss_curve": [round(v, 5) for v in losses],
         "cpu_seconds": round(time.process_time() - started, 2),
     }
-    return model, record
+    return evaluated, record
 
 
 def train_node_semi(
@@ -302,6 +274,9 @@ def train_node_semi(
     weight_decay: float = 5e-4,
     decay_scope: str = "first",
     pseudo_label: PseudoLabelling | None = None,
+    mean_teacher: MeanTeacher | None = None,
+    aux_layer: int = 0,
+    input_dropout: float | None = None,
     backbone_kwargs: Mapping[str, Any] | None = None,
     device: str | torch.device = "cpu",
 ) -> NodeSemiResult:
@@ -328,9 +303,13 @@ def train_node_semi(
         "hidden_dim": hidden_dim,
         "num_layers": num_layers,
         "dropout": dropout,
+        "aux_layer": aux_layer,
+        "input_dropout": dropout if input_dropout is None else input_dropout,
         **(backbone_kwargs or {}),
     }
-    settings = _Settings(epochs, lr, weight_decay, decay_scope, pseudo_label, classifier)
+    settings = _Settings(
+        epochs, lr, weight_decay, decay_scope, pseudo_label, mean_teacher, classifier
+    )
     per_seed, first_model, prepared = [], None, None
     for number, seed in enumerate(seeds):
         split_number = number % len(split_list)
@@ -386,8 +365,10 @@ def _protocol(settings, tasks, seeds, splits, num_classes) -> dict[str, Any]:
         "test": "scored once, on the selected model",
         "labels_in_loss": "training nodes only (tasks read training labels only)",
         "aux_tasks": [{"name": t.name, **t.options()} for t in tasks],
-        "aux_input": "output of the first GNN layer",
+        "aux_input": f"output of GNN layer {settings.classifier['aux_layer']} (-1: the logits)",
         "pseudo_label": None if settings.pseudo_label is None else asdict(settings.pseudo_label),
+        "mean_teacher": None if settings.mean_teacher is None else asdict(settings.mean_teacher),
+        "evaluated_model": "EMA teacher" if settings.mean_teacher is not None else "the model",
         "seeds": [int(s) for s in seeds],
         "num_splits": len(splits),
         "split_sizes": {k: int(v.numel()) for k, v in splits[0].items()},

@@ -30,7 +30,7 @@ from labelless.semi.graph_tasks import (
     NodeProperty,
     build_tasks,
 )
-from labelless.semi.graph_train import PseudoLabelling, train_node_semi
+from labelless.semi.graph_train import MeanTeacher, PseudoLabelling, train_node_semi
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -274,6 +274,18 @@ def test_a_pseudo_label_threshold_nothing_reaches_changes_nothing():
     some = quick(graph, split, pseudo_label=PseudoLabelling(threshold=0.5, rampup=0.0))
     assert never.per_seed[0]["loss_curve"] == plain.per_seed[0]["loss_curve"]
     assert some.per_seed[0]["loss_curve"] != plain.per_seed[0]["loss_curve"]
+
+
+def test_mean_teacher_scores_the_ema_teacher_and_its_consistency_trains_the_student():
+    graph, split = planted_partition(seed=2)
+    plain = quick(graph, split, epochs=60)
+    teacher = quick(graph, split, epochs=60, mean_teacher=MeanTeacher(weight=5.0))
+    assert teacher.protocol["evaluated_model"] == "EMA teacher"
+    assert teacher.per_seed[0]["loss_curve"] != plain.per_seed[0]["loss_curve"]
+    assert teacher.metrics["test_accuracy"] > 0.8
+    assert all(not p.requires_grad for p in teacher.model.parameters())  # the EMA copy
+    with pytest.raises(ConfigError, match="momentum"):
+        MeanTeacher(momentum=1.0)
 
 
 def test_bad_splits_and_options_are_clear_errors():
