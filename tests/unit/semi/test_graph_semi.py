@@ -30,7 +30,12 @@ from labelless.semi.graph_tasks import (
     NodeProperty,
     build_tasks,
 )
-from labelless.semi.graph_train import MeanTeacher, PseudoLabelling, train_node_semi
+from labelless.semi.graph_train import (
+    MeanTeacher,
+    PseudoLabelling,
+    normalise_rows,
+    train_node_semi,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -173,7 +178,7 @@ def test_attribute_mask_zeroes_unlabelled_rows_and_regresses_them():
     assert torch.equal(masked_graph.x[keep], graph.x[keep])
     hidden = torch.randn(6, 4)
     expected = torch.nn.functional.mse_loss(task.head(hidden[masked]), graph.x[masked])
-    assert float(task.loss(hidden).detach()) == pytest.approx(float(expected))
+    assert float(task.loss(hidden).detach()) == pytest.approx(float(expected.detach()))
 
 
 def test_build_tasks_reads_names_weights_and_options():
@@ -286,6 +291,19 @@ def test_mean_teacher_scores_the_ema_teacher_and_its_consistency_trains_the_stud
     assert all(not p.requires_grad for p in teacher.model.parameters())  # the EMA copy
     with pytest.raises(ConfigError, match="momentum"):
         MeanTeacher(momentum=1.0)
+
+
+def test_row_normalisation_is_kipfs_and_skips_signed_features():
+    graph = six_graph()
+    normalised, said = normalise_rows(graph, None)
+    assert normalised.x.sum(dim=1).tolist() == pytest.approx([1.0] * 6)
+    assert torch.allclose(normalised.x * graph.x.sum(dim=1, keepdim=True), graph.x)
+    assert said.startswith("row-normalised")
+    signed = Graph(x=graph.x - 2.0, edge_index=SIX, y=graph.y)
+    assert normalise_rows(signed, None)[0] is signed
+    with pytest.raises(ConfigError, match="non-negative"):
+        normalise_rows(signed, True)
+    assert normalise_rows(graph, False) == (graph, "as given")
 
 
 def test_bad_splits_and_options_are_clear_errors():
