@@ -2,11 +2,17 @@
 
 from labelless.methods import (  # noqa: F401  (registration)
     barlow_twins,
+    bgrl,
     byol,
     dcl,
+    dgi,
     dino,
     directpred,
+    graph_contrast,
+    graphcl,
+    graphmae,
     ijepa,
+    infograph,
     mae,
     mixed_barlow_twins,
     moco,
