@@ -43,7 +43,7 @@ E = 2  # exit code of a user error
 CASES: list[tuple[str, str, int, str]] = [
     # ---- listings
     ("methods-unknown-modality", "methods --modality audio", E,
-     "choose one of image, tabular, timeseries"),
+     "choose one of graph, image, tabular, timeseries"),
     # ---- pretrain: numbers
     ("pretrain-epochs-zero", "pretrain --epochs 0 --out {tmp}/out", E, "max_epochs"),
     ("pretrain-epochs-negative", "pretrain --epochs -3 --out {tmp}/out", E, "max_epochs"),

@@ -57,7 +57,7 @@ def test_listings():
     assert "simclr" in methods.stdout and "byol" in methods.stdout
     tables = run_in_process("methods", "--modality", "tabular")
     assert "scarf" in tables.stdout and "simclr" not in tables.stdout
-    assert "choose one of image, tabular, timeseries" in one_line_error(
+    assert "choose one of graph, image, tabular, timeseries" in one_line_error(
         run_in_process("methods", "--modality", "audio")
     )
     datasets = run_cli("datasets")

@@ -18,6 +18,7 @@ from labelless.methods import (  # noqa: F401  (registration)
     moco,
     moco_v3,
     nnclr,
+    paretognn,
     scarf,
     simclr,
     simsiam,
