@@ -36,11 +36,11 @@ def draw_node_mask(
     generator: torch.Generator | None = None,
     device: torch.device | str | None = None,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """GraphMAE's corruption draw (sec. 3.2): ``int(mask_rate * N)`` masked nodes, of which
-    ``int(replace_rate * masked)`` get the features of random nodes and the rest the [MASK]
-    token. Returns ``(masked, token, noise, sources)`` index tensors: ``token`` and ``noise``
+    """GraphMAE's corruption draw (sec. 3.2): ``int(mask_rate * N)`` masked nodes (at least one),
+    of which ``int(replace_rate * masked)`` get the features of random nodes and the rest the
+    [MASK] token. Returns ``(masked, token, noise, sources)`` index tensors: ``token`` and ``noise``
     split ``masked``; ``noise`` node i takes the features of node ``sources[i]``."""
-    count = int(mask_rate * num_nodes)
+    count = max(1, int(mask_rate * num_nodes)) if num_nodes else 0
     masked = sampling.randperm(num_nodes, generator=generator, device=device)[:count]
     num_noise = int(replace_rate * count)
     if num_noise == 0:

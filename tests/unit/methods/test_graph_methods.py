@@ -170,6 +170,7 @@ def test_graphmae_mask_draw_splits_the_masked_nodes_into_token_and_noise():
     assert len(noise) == len(sources) == 5 and len(token) == 45
     assert sorted(torch.cat([token, noise]).tolist()) == sorted(masked.tolist())
     assert draw_node_mask(100, 0.5, 0.0, torch.Generator().manual_seed(0))[2].numel() == 0
+    assert draw_node_mask(1, 0.5, 0.1)[0].tolist() == [0]  # a tiny graph still masks a node
 
 
 def test_graphmae_corruption_changes_only_the_masked_nodes(small_graph):
