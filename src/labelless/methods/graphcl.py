@@ -29,13 +29,14 @@ class GraphCL(Method):
     modality = "graph"
     default_views = "graphcl"
     summary = "graph-level contrast: NT-Xent between two augmented views of each graph (You 2020)"
-    #: The papers' TU encoder: GIN 32 wide, batch norm, ReLU, every layer's sum readout
-    #: concatenated.
+    #: The papers' TU encoder (GIN, batch norm, ReLU, every layer's sum readout concatenated),
+    #: 128 wide instead of 32: MUTAG 0.886 vs 0.852 (3 seeds, 20 epochs of Adam 0.01, batch
+    #: 128; bench/graph_level_tuning.py).
     graph_backbones: ClassVar[dict[str, tuple[str, dict[str, Any]]]] = {
         "graph": (
             "gin",
             {
-                "hidden_dim": 32,
+                "hidden_dim": 128,
                 "num_layers": 3,
                 "norm": "batch",
                 "activation": "relu",

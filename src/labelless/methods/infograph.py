@@ -84,14 +84,15 @@ class InfoGraph(Method):
     summary = (
         "graph-level MI: node vs graph Jensen-Shannon estimator, in-batch negatives (Sun 2020)"
     )
-    #: The papers' TU encoder: GIN 32 wide, batch norm, ReLU, every layer's sum readout
-    #: concatenated.
+    #: The papers' TU encoder (GIN, batch norm, ReLU, every layer's sum readout concatenated),
+    #: 3 layers of 128 instead of 4-5 of 32: MUTAG 0.882 (5 seeds) vs 0.854 (4 of 32, 3 seeds),
+    #: 20 epochs of Adam 0.01, batch 128 (bench/graph_level_tuning.py).
     graph_backbones: ClassVar[dict[str, tuple[str, dict[str, Any]]]] = {
         "graph": (
             "gin",
             {
-                "hidden_dim": 32,
-                "num_layers": 4,
+                "hidden_dim": 128,
+                "num_layers": 3,
                 "norm": "batch",
                 "activation": "relu",
                 "readout": "sum",
