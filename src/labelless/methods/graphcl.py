@@ -9,7 +9,7 @@ from torch import nn
 
 from labelless.errors import ConfigError
 from labelless.methods.base import Method, check_positive_options, register_method
-from labelless.methods.graph_common import projector, require_level
+from labelless.methods.graph_common import TU_GIN, projector, require_level
 from labelless.nn.losses import info_nce
 
 
@@ -33,17 +33,7 @@ class GraphCL(Method):
     #: 128 wide instead of 32: MUTAG 0.886 vs 0.852 (3 seeds, 20 epochs of Adam 0.01, batch
     #: 128; bench/graph_level_tuning.py).
     graph_backbones: ClassVar[dict[str, tuple[str, dict[str, Any]]]] = {
-        "graph": (
-            "gin",
-            {
-                "hidden_dim": 128,
-                "num_layers": 3,
-                "norm": "batch",
-                "activation": "relu",
-                "readout": "sum",
-                "concat_layers": True,
-            },
-        ),
+        "graph": ("gin", dict(TU_GIN)),
     }
 
     def __init__(

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from labelless.backbones.gnn import pool
 from labelless.methods.base import Method, register_method
-from labelless.methods.graph_common import require_level
+from labelless.methods.graph_common import TU_GIN, require_level
 
 LOG_2 = math.log(2.0)
 
@@ -88,17 +88,7 @@ class InfoGraph(Method):
     #: 3 layers of 128 instead of 4-5 of 32: MUTAG 0.882 (5 seeds) vs 0.854 (4 of 32, 3 seeds),
     #: 20 epochs of Adam 0.01, batch 128 (bench/graph_level_tuning.py).
     graph_backbones: ClassVar[dict[str, tuple[str, dict[str, Any]]]] = {
-        "graph": (
-            "gin",
-            {
-                "hidden_dim": 128,
-                "num_layers": 3,
-                "norm": "batch",
-                "activation": "relu",
-                "readout": "sum",
-                "concat_layers": True,
-            },
-        ),
+        "graph": ("gin", dict(TU_GIN)),
     }
 
     def __init__(self, backbone: nn.Module) -> None:
