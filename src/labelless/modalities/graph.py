@@ -45,7 +45,6 @@ class Graphs(Modality):
         "give node labels (a labels CSV next to the edge list, -1 = unlabelled) or a graph set "
         "with one label per graph"
     )
-    knn_k = 20  # Planetoid splits have 20 labels per class
 
     @property
     def semi_methods(self) -> dict[str, str]:
