@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 import torch
 from torch import Tensor
 
-from labelless.errors import DataError
+from labelless.errors import ConfigError, DataError
 
 
 @dataclass(frozen=True)
@@ -110,3 +110,20 @@ def collate_graphs(graphs: Sequence[Graph]) -> Graph:
         num_graphs=len(graphs),
         y=y,
     )
+
+
+def normalise_rows(graph: Graph, row_normalise: bool | None) -> tuple[Graph, str]:
+    """Kipf & Welling's feature preprocessing: each node's features divided by their sum (rows
+    of zeros stay zero). ``None``: when every feature is >= 0 (bag of words, counts, one-hot),
+    else the features as given; ``True`` insists (a ``ConfigError`` on negative features);
+    ``False``: as given. Returns the graph and what was done."""
+    negative = bool((graph.x < 0).any())
+    if row_normalise is False or (row_normalise is None and negative):
+        return graph, "as given" + (" (negative values: not row-normalised)" if negative else "")
+    if negative:
+        raise ConfigError(
+            "row_normalise divides each node's features by their sum, which needs non-negative "
+            "features (bag of words, counts); set it to false"
+        )
+    x = graph.x / graph.x.sum(dim=1, keepdim=True).clamp_min(1e-12)
+    return replace(graph, x=x), "row-normalised (each node's features sum to 1)"

@@ -21,6 +21,7 @@ over their whole graph, graph sets in collated batches) and the training loader 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,7 @@ from labelless.data import register_file_loader
 from labelless.data.builtin import BuiltinDataset, register_builtin
 from labelless.data.dataset import Dataset, DataSplits
 from labelless.data.formats import SampleFormat, register_format
-from labelless.data.graph import Graph, collate_graphs
+from labelless.data.graph import Graph, collate_graphs, normalise_rows
 from labelless.data.graphs import (
     GRAPH_DATASETS,
     HETEROPHILY,
@@ -40,7 +41,7 @@ from labelless.data.graphs import (
     NodeDataset,
     load_graph_dataset,
 )
-from labelless.errors import DataError
+from labelless.errors import ConfigError, DataError
 
 LEVELS = ("node", "graph")
 
@@ -150,24 +151,39 @@ def graph_set_splits(data: GraphSetDataset, fold: int = 0) -> DataSplits:
     return DataSplits(train, test)
 
 
-GRAPH_OPTIONS = ("split", "subgraph_nodes")
+GRAPH_OPTIONS = ("split", "subgraph_nodes", "row_normalise")
 
 
 def graph_splits(
-    data: NodeDataset | GraphSetDataset, split: int = 0, subgraph_nodes: int | None = None
+    data: NodeDataset | GraphSetDataset,
+    split: int = 0,
+    subgraph_nodes: int | None = None,
+    row_normalise: bool = False,
 ) -> DataSplits:
     """A loaded graph dataset (``data.graphs`` / ``data.graph_files``) as ``DataSplits``:
     ``split`` picks the split (Geom-GCN sets: 0..9) or the fold (graph sets) scored as test;
     ``subgraph_nodes`` trains node-level methods on random-walk subgraphs of about that many
-    nodes (GraphSAINT, ``data.graph_sampling``) instead of the whole graph per step."""
+    nodes (GraphSAINT, ``data.graph_sampling``) instead of the whole graph per step;
+    ``row_normalise`` divides each node's features by their sum (Kipf & Welling's
+    preprocessing of the citation sets, which the node methods' papers train on), recorded in
+    ``meta["features"]``."""
     split = int(split)
     if isinstance(data, GraphSetDataset):
-        if subgraph_nodes is not None:
-            raise DataError(
-                f"{data.name!r} is a set of graphs, trained in batches of whole graphs: "
-                "data.options.subgraph_nodes applies to node-level graphs only; drop it"
-            )
+        for option, value in (("subgraph_nodes", subgraph_nodes), ("row_normalise", row_normalise)):
+            if value not in (None, False):
+                raise DataError(
+                    f"{data.name!r} is a set of graphs, trained in batches of whole graphs: "
+                    f"data.options.{option} applies to node-level graphs only; drop it"
+                )
         return graph_set_splits(data, split)
+    if row_normalise not in (True, False):
+        raise ConfigError(
+            f"data.options.row_normalise must be true or false, got {row_normalise!r}"
+        )
+    if row_normalise:
+        graph, said = normalise_rows(data.graph, True)
+        features = data.meta.get("features", "given")
+        data = replace(data, graph=graph, meta={**data.meta, "features": f"{features}, {said}"})
     splits = node_splits(data, split)
     if subgraph_nodes is not None:
         splits.train.meta["subgraph_nodes"] = int(subgraph_nodes)
@@ -356,20 +372,26 @@ for _name in GRAPH_DATASETS:
 
 
 @register_file_loader(
-    ".edges.csv", ".npz", options=("features", "labels", "undirected", "subgraph_nodes")
+    ".edges.csv",
+    ".npz",
+    options=("features", "labels", "undirected", "subgraph_nodes", "row_normalise"),
 )
 def load_graph_file(path: str | Path, **options: Any) -> DataSplits:
     """A user graph file: ``*.edges.csv`` (options ``features``, ``labels``: CSV paths) or a
     ``.npz`` of scipy sparse matrices; ``undirected`` (default true) stores each edge both ways,
-    ``subgraph_nodes`` trains on random-walk subgraphs (``graph_splits``)."""
+    ``subgraph_nodes`` trains on random-walk subgraphs, ``row_normalise`` divides each node's
+    features by their sum (``graph_splits``)."""
     from labelless.data.graph_files import read_graph_files, read_graph_npz
 
     path = Path(path)
     undirected = bool(options.get("undirected", True))
-    sampled = options.get("subgraph_nodes")
+    shared = {
+        "subgraph_nodes": options.get("subgraph_nodes"),
+        "row_normalise": options.get("row_normalise", False),
+    }
     if path.name.lower().endswith(".npz"):
-        return graph_splits(read_graph_npz(path, undirected=undirected), subgraph_nodes=sampled)
+        return graph_splits(read_graph_npz(path, undirected=undirected), **shared)
     graph = read_graph_files(
         path, options.get("features"), options.get("labels"), undirected=undirected
     )
-    return graph_splits(graph, subgraph_nodes=sampled)
+    return graph_splits(graph, **shared)

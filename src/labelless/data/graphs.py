@@ -165,7 +165,7 @@ def load_planetoid(name: str, root: Path | None = None) -> NodeDataset:
         meta: dict[str, Any] = {"source": "Planetoid (Yang et al. 2016), public split"}
         if "x_data" in d.files:
             x = dense_from_csr(d["x_data"], d["x_indices"], d["x_indptr"], d["x_shape"])
-            meta["features"] = "bag-of-words, raw 0/1 (not row-normalised)"
+            meta["features"] = "bag-of-words, raw 0/1"
         else:
             x = degree_features(edge_index, len(y))
             meta["features"] = (

@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from labelless.data.graph import Graph
+from labelless.data.graph import Graph, normalise_rows
 from labelless.errors import ConfigError, DataError, TrainingError
 from labelless.nn.ema import EMA
 from labelless.semi.graph_model import NodeClassifier, build_classifier
@@ -343,23 +343,6 @@ def train_node_semi(
         per_seed=per_seed,
         model=first_model,
     )
-
-
-def normalise_rows(graph: Graph, row_normalise: bool | None) -> tuple[Graph, str]:
-    """Kipf & Welling's feature preprocessing: each node's features divided by their sum (rows
-    of zeros stay zero). ``None``: when every feature is >= 0 (bag of words, counts, one-hot),
-    else the features as given; ``True`` insists (a ConfigError on negative features). Returns
-    the graph and what was done."""
-    negative = bool((graph.x < 0).any())
-    if row_normalise is False or (row_normalise is None and negative):
-        return graph, "as given" + (" (negative values: not row-normalised)" if negative else "")
-    if negative:
-        raise ConfigError(
-            "row_normalise divides each node's features by their sum, which needs non-negative "
-            "features (bag of words, counts); pass row_normalise=False"
-        )
-    x = graph.x / graph.x.sum(dim=1, keepdim=True).clamp_min(1e-12)
-    return replace(graph, x=x), "row-normalised (each node's features sum to 1)"
 
 
 def _summary(per_seed: list[dict[str, Any]]) -> dict[str, float]:

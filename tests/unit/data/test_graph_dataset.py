@@ -173,3 +173,23 @@ def test_graph_files_and_their_options_through_load_dataset(tmp_path):
     assert np.array_equal(splits.train.labels, [0, 1, -1, 1])
     with pytest.raises(ConfigError, match="unknown data option"):
         load_dataset(str(edges), label=str(labels))
+
+
+def test_row_normalise_option_divides_features_by_their_sum_and_says_so():
+    data = _node_data()
+    counts = data.graph.x.abs()
+    from dataclasses import replace
+
+    data = replace(data, graph=replace(data.graph, x=counts), meta={"features": "counts"})
+    graph = graph_splits(data, row_normalise=True).train.samples.graph
+    assert torch.allclose(graph.x.sum(1), torch.ones(graph.num_nodes))
+    assert torch.allclose(graph.x * counts.sum(1, keepdim=True), counts)
+    assert graph_splits(data, row_normalise=True).train.meta["features"].startswith("counts, row")
+    assert graph_splits(data).train.samples.graph.x is counts
+    signed = replace(data, graph=replace(data.graph, x=-counts))
+    with pytest.raises(ConfigError, match="non-negative"):
+        graph_splits(signed, row_normalise=True)
+    with pytest.raises(ConfigError, match="true or false"):
+        graph_splits(data, row_normalise="yes")
+    with pytest.raises(DataError, match=r"data\.options\.row_normalise applies to node-level"):
+        graph_splits(_graph_set(), row_normalise=True)
