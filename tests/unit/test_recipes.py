@@ -43,3 +43,28 @@ def test_recipe_builds(path):
     )
     method = create_method(config.method.name, backbone, **config.method.kwargs)
     assert method.embed_dim == backbone.embed_dim
+
+
+GRAPH_RECIPES = sorted(CONFIGS.glob("graphs/*.yaml"))
+
+
+@pytest.mark.parametrize("path", GRAPH_RECIPES, ids=lambda p: f"graphs/{p.stem}")
+def test_graph_recipe_builds(path):
+    """``<method>_<data>.yaml``: a valid config whose encoder (the method's default for the
+    level, updated by the recipe), method and views build on a graph of 8 features."""
+    from labelless.augment.graph import graph_views
+    from labelless.data.graph_dataset import GRAPH_OPTIONS
+
+    config = build_config(load_yaml(path), str(path))
+    assert path.stem.split("_")[0] == config.method.name
+    assert set(config.data.options) <= set(GRAPH_OPTIONS)
+    assert config.optim.name == "adamw" and config.optim.warmup_epochs == 0
+    cls = METHODS[config.method.name]
+    level = "graph" if config.data.name.startswith("tu:") else "node"
+    kind, defaults = cls.graph_backbones[level]
+    backbone = create_backbone(
+        config.backbone.name or kind, in_channels=8, **{**defaults, **config.backbone.kwargs}
+    )
+    method = create_method(config.method.name, backbone, **config.method.kwargs)
+    assert method.embed_dim == backbone.embed_dim
+    graph_views(config.views.recipe or cls.default_views, **config.views.overrides)

@@ -71,20 +71,25 @@ def _method_name(config: dict[str, Any]) -> str:
     return str(method.get("name", "simclr")) if isinstance(method, dict) else "simclr"
 
 
-def _images(data, split: str, run_configs: list[dict[str, Any]]) -> tuple[np.ndarray, str]:
-    """uint8 ``[N, C, H, W]`` images and a name for them."""
+def _samples(data, split: str, run_configs: list[dict[str, Any]]) -> tuple[Any, str]:
+    """The samples the runs are measured on and a name for them: uint8 ``[N, C, H, W]``
+    images, or a non-image dataset's samples (table rows, series, graph nodes or graphs), which
+    ``evaluate.embed`` reads through their sample format. A dataset name the runs trained on is
+    loaded with their ``data.options`` (e.g. row-normalised graph features)."""
     from labelless.data import Dataset, DataSplits, load_dataset
 
+    names = {str((c.get("data") or {}).get("name", "digits")) for c in run_configs}
     if data is None:
-        names = {str((c.get("data") or {}).get("name", "digits")) for c in run_configs}
         if len(names) != 1:
             raise ConfigError(
                 f"the runs were trained on different data ({sorted(names)}): pass data= to "
                 "measure them all on the same images"
             )
-        data = names.pop()
+        data = next(iter(names))
     if isinstance(data, (str, Path)):
-        splits, name = load_dataset(data), str(data)
+        options = [(c.get("data") or {}).get("options") or {} for c in run_configs]
+        same = names == {str(data)} and all(o == options[0] for o in options)
+        splits, name = load_dataset(data, **(options[0] if same else {})), str(data)
         data = splits
     else:
         name = getattr(data, "name", "<in-memory images>")
@@ -93,12 +98,15 @@ def _images(data, split: str, run_configs: list[dict[str, Any]]) -> tuple[np.nda
         if data is None:
             raise DataError(f"{name!r} has no {split} split: pass split='train'")
     if isinstance(data, Dataset):
+        if data.modality != "image" and len(data):
+            return data.samples, name
         data = data.samples
     images = np.asarray(data.cpu() if isinstance(data, torch.Tensor) else data)
     if images.ndim != 4 or images.dtype != np.uint8 or len(images) == 0:
         raise DataError(
-            f"rank_runs needs uint8 images [N, C, H, W], got {images.dtype} {images.shape}: pass "
-            "a dataset name, a Dataset or such an array as data="
+            f"rank_runs needs uint8 images [N, C, H, W] or a non-image Dataset, got "
+            f"{images.dtype} {images.shape}: pass a dataset name, a Dataset or such an array "
+            "as data="
         )
     return images, name
 
@@ -230,7 +238,13 @@ def rank_runs(
     configs = [_run_config(p) for p in paths]
     methods = [_method_name(c) for c in configs]
     _check_comparable(paths, methods, measure, allow_mixed)
-    images, name = _images(data, split, configs)
+    images, name = _samples(data, split, configs)
+    is_images = isinstance(images, np.ndarray) and images.ndim == 4 and images.dtype == np.uint8
+    if measure == "lidar" and not is_images:
+        raise ConfigError(
+            f"lidar measures augmented views of images; {name!r} is not images: use "
+            "--measure rankme or alpha_req"
+        )
     count = max_samples or (LIDAR_SAMPLES if measure == "lidar" else RANKME_MAX_SAMPLES)
     images = _subset(images, count, seed)
 
@@ -240,7 +254,7 @@ def rank_runs(
     with task(f"measuring {measure} of {len(paths)} runs", len(paths)) as bar:
         for path, config, method in zip(paths, configs, methods, strict=True):
             encoder = load_encoder(path)
-            if encoder.meta.in_channels != images.shape[1]:
+            if is_images and encoder.meta.in_channels != images.shape[1]:
                 raise DataError(
                     f"{str(path)!r} expects {encoder.meta.in_channels}-channel images but the "
                     f"data has {images.shape[1]}: measure runs on data of the kind they were "

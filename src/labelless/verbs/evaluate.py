@@ -18,6 +18,7 @@ from labelless.verbs.targets import (
     load_for,
     read_json,
     resolve_target,
+    run_data_options,
     same_encoder,
     write_json,
 )
@@ -52,7 +53,8 @@ def evaluate_encoder(
     if isinstance((data_options or {}).get("test"), (int, float)):
         check_fraction("--test-fraction", data_options["test"], 0.2)
     target = resolve_target(spec, out, "evaluate") if write else None
-    splits = labelled_splits(data, **(data_options or {}))
+    data_options = data_options or run_data_options(spec, data)
+    splits = labelled_splits(data, **data_options)
     train, test = splits.train, splits.test
     model, source = load_for(spec, weights, train, data)
     k = knn_k_for(spec, model, k)
@@ -83,7 +85,10 @@ def evaluate_encoder(
         label=data_label(data),
     )
     metrics["protocol"].update(
-        preprocessing=pre.protocol(), data=data_label(data), final_not_best=True
+        preprocessing=pre.protocol(),
+        data=data_label(data),
+        data_options=data_options,
+        final_not_best=True,
     )
     metrics["encoder"] = source
     if target is None:

@@ -206,3 +206,15 @@ def default_data(spec, data: str | Path | None) -> str | Path:
         config = load_run_config(spec)
         return config.data.eval or config.data.name
     raise ConfigError("pass --data NAME: a labelled dataset with train and test splits")
+
+
+def run_data_options(spec, data: str | Path) -> dict[str, Any]:
+    """The ``data.options`` of ``spec``'s run when ``data`` is the data that run trained on (an
+    encoder is scored on data loaded as it saw it: row-normalised graph features, a table's
+    scaling); ``{}`` for anything else."""
+    from labelless.verbs.rundata import load_run_config
+
+    if isinstance(spec, nn.Module) or not is_run_dir(Path(str(spec))):
+        return {}
+    config = load_run_config(spec)
+    return dict(config.data.options) if str(data) == config.data.name else {}
