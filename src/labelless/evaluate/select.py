@@ -98,7 +98,9 @@ def _samples(data, split: str, run_configs: list[dict[str, Any]]) -> tuple[Any, 
         if data is None:
             raise DataError(f"{name!r} has no {split} split: pass split='train'")
     if isinstance(data, Dataset):
-        if data.modality != "image" and len(data):
+        from labelless.data.formats import sample_format
+
+        if not sample_format(data.modality).pixels and len(data):
             return data.samples, name
         data = data.samples
     images = np.asarray(data.cpu() if isinstance(data, torch.Tensor) else data)
