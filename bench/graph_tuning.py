@@ -23,7 +23,6 @@ import json
 import math
 import time
 import warnings
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -35,7 +34,7 @@ from sklearn.svm import SVC
 
 from labelless.augment.graph import graph_views
 from labelless.backbones import create_backbone
-from labelless.data.graph import Graph, collate_graphs
+from labelless.data.graph import Graph, collate_graphs, normalise_rows
 from labelless.data.graphs import GraphSetDataset, load_graph_dataset
 from labelless.evaluate.graph_sets import graph_svm
 from labelless.evaluate.graphs import node_probe as library_node_probe
@@ -57,12 +56,6 @@ def parse_options(items: list[str] | None) -> dict[str, Any]:
         except json.JSONDecodeError:
             options[key] = value
     return options
-
-
-def row_normalise(graph: Graph) -> Graph:
-    """Features divided by their row sums (PyG's NormalizeFeatures, DGL's citation sets)."""
-    total = graph.x.sum(1, keepdim=True).clamp(min=1e-12)
-    return replace(graph, x=graph.x / total)
 
 
 def build(args, in_channels: int, level: str):
@@ -136,7 +129,7 @@ def node_probe(emb: np.ndarray, y: np.ndarray, split: dict, how: str) -> tuple[f
 def run_node(args, data) -> dict[str, Any]:
     graph = data.graph
     if args.row_normalise:
-        graph = row_normalise(graph)
+        graph = normalise_rows(graph, True)[0]
     y = graph.y.numpy()
     split = data.splits[0]
     method, backbone_kwargs = build(args, graph.num_features, "node")
