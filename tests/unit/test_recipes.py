@@ -48,12 +48,40 @@ def test_recipe_builds(path):
 GRAPH_RECIPES = sorted(CONFIGS.glob("graphs/*.yaml"))
 
 
+def _tiny_graph_data(level: str):
+    """Training data of ``level`` ("node": a 12-node ring; "graph": 6 small rings) with 8
+    features, through ``graph_splits`` as a run loads it."""
+    import torch
+
+    from labelless.data.graph import Graph
+    from labelless.data.graph_dataset import graph_splits
+    from labelless.data.graphs import GraphSetDataset, NodeDataset
+
+    def ring(n: int, seed: int) -> Graph:
+        nodes = torch.arange(n)
+        pairs = torch.stack([nodes, (nodes + 1) % n])
+        x = torch.randn(n, 8, generator=torch.Generator().manual_seed(seed))
+        return Graph(x, torch.cat([pairs, pairs.flip(0)], 1), None, 1, nodes % 3)
+
+    if level == "node":
+        split = {"train": torch.tensor([0, 1]), "val": torch.tensor([2]), "test": torch.tensor([3])}
+        return graph_splits(NodeDataset(ring(12, 0), [split], 3, "ring")).train
+    rings = [ring(3 + i % 3, i) for i in range(6)]
+    graphs = [Graph(g.x, g.edge_index, None, 1, torch.tensor([i % 2])) for i, g in enumerate(rings)]
+    folds = [(torch.arange(2, 6), torch.arange(2)), (torch.arange(0, 4), torch.arange(4, 6))]
+    return graph_splits(GraphSetDataset(graphs, folds, 2, "rings")).train
+
+
 @pytest.mark.parametrize("path", GRAPH_RECIPES, ids=lambda p: f"graphs/{p.stem}")
 def test_graph_recipe_builds(path):
-    """``<method>_<data>.yaml``: a valid config whose encoder (the method's default for the
-    level, updated by the recipe), method and views build on a graph of 8 features."""
+    """``<method>_<data>.yaml``: a valid config whose encoder, method and views build on a graph
+    of 8 features, through the run's own path (``verbs.components.build_backbone``). The encoder
+    has the method's options for the level (e.g. CCA-SSG's ReLU and linear last layer) wherever
+    the recipe does not set them: a recipe naming the method's backbone keeps them."""
     from labelless.augment.graph import graph_views
     from labelless.data.graph_dataset import GRAPH_OPTIONS
+    from labelless.modalities import get_modality
+    from labelless.verbs.components import build_backbone
 
     config = build_config(load_yaml(path), str(path))
     assert path.stem.split("_")[0] == config.method.name
@@ -61,10 +89,12 @@ def test_graph_recipe_builds(path):
     assert config.optim.name == "adamw" and config.optim.warmup_epochs == 0
     cls = METHODS[config.method.name]
     level = "graph" if config.data.name.startswith("tu:") else "node"
-    kind, defaults = cls.graph_backbones[level]
-    backbone = create_backbone(
-        config.backbone.name or kind, in_channels=8, **{**defaults, **config.backbone.kwargs}
-    )
+    train = _tiny_graph_data(level)
+    kind, defaults = get_modality("graph").method_backbone(cls, train, None)
+    backbone = build_backbone(config.backbone, train, default=kind, default_kwargs=defaults)
+    built = backbone.meta.kwargs
+    for key, value in defaults.items():
+        assert built[key] == config.backbone.kwargs.get(key, value), (path.name, key)
     method = create_method(config.method.name, backbone, **config.method.kwargs)
     assert method.embed_dim == backbone.embed_dim
     graph_views(config.views.recipe or cls.default_views, **config.views.overrides)

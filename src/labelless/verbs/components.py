@@ -28,7 +28,8 @@ def build_backbone(
     modality's, ``DEFAULT_BACKBONE``) for data like ``train``: the modality sets its inputs
     (images: channels, resolution and normalisation; tables: column layout and fitted
     preprocessing, which travel in ``encoder.json``). ``default_kwargs`` are options for the
-    ``default`` backbone, used when it is the one built (config options win). With
+    ``default`` backbone, used when the config names no backbone (config options win): a
+    config that names one, even ``default``, gets exactly the options it lists. With
     ``config.init`` (and ``initialise``) it starts from that encoder.
     """
     from labelless.backbones import (
