@@ -37,8 +37,9 @@ from labelless.evaluate.graph_sets import GraphSVMResult, graph_svm, mean_std
 from labelless.evaluate.knn import ArrayLike, as_float_tensor, as_label_tensor
 from labelless.progress import task
 
-# GRACE's grid is 2^-10..2^10; a decade grid covers the same range in 9 fits per seed.
-NODE_C_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1e3, 1e4)
+# GRACE's grid is 2^-10..2^10; half decades cover a similar range in 17 fits per seed (a decade
+# grid put every Cora encoder's choice on C = 1e-3; the half steps between gained ~0.5 points).
+NODE_C_GRID = tuple(float(f"{10 ** (k / 2):.3g}") for k in range(-8, 9))
 NODE_PROBE_RUNS = 20  # runs in total when ``seeds`` is not given (GraphMAE: 20 seeds)
 PROBE_EPOCHS = 300  # GraphMAE's max_epoch_f on Cora, CiteSeer and PubMed
 PROBE_LR = 0.01  # DGI's and GraphMAE's probe learning rate
