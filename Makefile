@@ -4,6 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.labelless-installed
 TORCH_PIN := torch==2.14.1 torchvision==0.29.1
+# The optional extras whose tests must run here and in CI (each such test skips without them).
+EXTRAS := dev,graphs,faiss,tensorboard,mlflow,wandb
 export OMP_NUM_THREADS ?= 2
 
 .PHONY: venv demo test test-fast lint format bench clean
@@ -14,7 +16,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet $(TORCH_PIN)
-	$(BIN)/python -m pip install --quiet -e ".[dev]" $(TORCH_PIN)
+	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS)]" $(TORCH_PIN)
 	touch $(STAMP)
 
 demo: venv

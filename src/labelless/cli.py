@@ -56,6 +56,7 @@ def pretrain(
     num_nodes: opt.NumNodes = None,
     accelerator: opt.Accelerator = None,
     precision: opt.Precision = None,
+    logger: opt.Loggers = None,
     seed: Annotated[int | None, Opt(help=opt.PRETRAIN_HELP["seed"])] = None,
     resume: opt.Resume = False,
     overwrite: opt.Overwrite = False,
@@ -87,6 +88,7 @@ def pretrain(
         num_nodes=num_nodes,
         accelerator=accelerator,
         precision=precision,
+        logger=logger,
         seed=seed,
     )
     if not result.metrics:  # a process of a multi-process run other than rank 0
@@ -323,6 +325,7 @@ def semi(
     num_nodes: opt.NumNodes = None,
     accelerator: opt.Accelerator = None,
     precision: opt.Precision = None,
+    logger: opt.Loggers = None,
     seed: Annotated[int | None, Opt(help=opt.SEMI_HELP["seed"])] = None,
     resume: opt.Resume = False,
     overwrite: opt.Overwrite = False,
@@ -357,6 +360,7 @@ def semi(
         num_nodes=num_nodes,
         accelerator=accelerator,
         precision=precision,
+        logger=logger,
         seed=seed,
     )
     if not result.metrics:  # a process of a multi-process run other than rank 0

@@ -146,5 +146,16 @@ Accelerator = Annotated[
 Precision = Annotated[
     str | None, Opt(help=_default("32-true, bf16-mixed, ...", PRETRAIN.trainer.precision))
 ]
+Loggers = Annotated[
+    str | None,
+    Opt(
+        "--logger",
+        help=_default(
+            "experiment loggers, comma-separated: csv, tensorboard, mlflow, wandb (offline into "
+            "the run directory; csv is always kept)",
+            "csv",
+        ),
+    ),
+]
 Resume = Annotated[bool, Opt(help="continue the run in --out from its last checkpoint")]
 Overwrite = Annotated[bool, Opt(help="replace an existing run in --out")]

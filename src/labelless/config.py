@@ -17,6 +17,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -147,19 +148,11 @@ class OptimConfig(Section):
 
 
 # Lightning's precision settings; bf16 on a CPU without bf16 units is slow (build_trainer warns).
-PRECISIONS = (
-    "32-true",
-    "32",
-    "64-true",
-    "64",
-    "16-mixed",
-    "16",
-    "bf16-mixed",
-    "bf16",
-    "16-true",
-    "bf16-true",
-)
+PRECISIONS = ("32-true", "32", "64-true", "64", "16-mixed", "16", "bf16-mixed", "bf16")
+PRECISIONS += ("16-true", "bf16-true")
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
+# Experiment loggers (labelless.train.loggers); csv, which the report reads, is always kept.
+LOGGERS = ("csv", "tensorboard", "mlflow", "wandb")
 
 
 SEED_MAX = 2**32 - 1  # numpy's seed range, which Lightning's seed_everything checks
@@ -186,22 +179,31 @@ class TrainerConfig(Section):
     checkpoint_every_minutes: float | None = Field(
         10.0, gt=0, description="also write checkpoints/last.ckpt every N minutes of training"
     )
+    loggers: list[str] = Field(
+        ["csv"], description=f"experiment loggers, of {', '.join(LOGGERS)}; csv is always kept"
+    )
 
-    @field_validator("precision", mode="before")
+    @field_validator("loggers", mode="before")
     @classmethod
-    def _known_precision(cls, value: Any) -> Any:
-        if str(value) not in PRECISIONS:
-            raise ValueError(f"unknown precision {value!r}; choose one of {', '.join(PRECISIONS)}")
-        return str(value)
-
-    @field_validator("accelerator")
-    @classmethod
-    def _known_accelerator(cls, value: str) -> str:
-        if value not in ACCELERATORS:
+    def _known_loggers(cls, value: Any) -> list[str]:
+        items = value.split(",") if isinstance(value, str) else list(value or [])
+        names = [name for name in (str(item).strip().lower() for item in items) if name]
+        if unknown := [name for name in names if name not in LOGGERS]:
             raise ValueError(
-                f"unknown accelerator {value!r}; choose one of {', '.join(ACCELERATORS)}"
+                f"unknown logger(s) {', '.join(unknown)}; choose from {', '.join(LOGGERS)} "
+                "(comma-separated, e.g. csv,tensorboard)"
             )
-        return value
+        return list(dict.fromkeys(["csv", *names]))
+
+    @field_validator("precision", "accelerator", mode="before")
+    @classmethod
+    def _one_of(cls, value: Any, info: ValidationInfo) -> str:
+        choices = PRECISIONS if info.field_name == "precision" else ACCELERATORS
+        if str(value) not in choices:
+            raise ValueError(
+                f"unknown {info.field_name} {value!r}; choose one of {', '.join(choices)}"
+            )
+        return str(value)
 
     @field_validator("devices", mode="before")
     @classmethod
@@ -478,6 +480,7 @@ FLAG_KEYS: dict[str, str] = {
     "precision": "trainer.precision",
     "accelerator": "trainer.accelerator",
     "threads": "trainer.threads",
+    "logger": "trainer.loggers",
     "seed": "seed",
     "out": "out",
 }

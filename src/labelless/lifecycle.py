@@ -156,6 +156,7 @@ class RunSession:
     primary: bool = field(default_factory=is_global_zero)
     checkpoint_step: int | None = None
     callbacks: list = field(default_factory=list)  # run_callbacks: [checkpoint, rank agreement]
+    trackers: list[str] = field(default_factory=list)  # experiment loggers beside the CSV log
 
     @property
     def path(self) -> Path:
@@ -163,10 +164,14 @@ class RunSession:
 
 
 def plan_run(config: Any, *, command: str, resume: bool, overwrite: bool, in_memory: bool):
-    """Check the launch (``check_launch``) and ``config.out`` for the run (rank 0:
-    ``RunDir.plan``; other ranks: nothing) without touching it. The data named in
-    ``config.data`` (unless ``in_memory``) is protected from being the run directory."""
+    """Check the launch (``check_launch``), the experiment loggers asked for (installed:
+    ``train.loggers.check_loggers``) and ``config.out`` for the run (rank 0: ``RunDir.plan``;
+    other ranks: nothing) without touching it. The data named in ``config.data`` (unless
+    ``in_memory``) is protected from being the run directory."""
+    from labelless.train.loggers import check_loggers
+
     check_launch(config.trainer)
+    trackers = check_loggers(config.trainer.loggers)
     named = () if in_memory else (config.data.name, config.data.eval)
     paths = tuple(Path(path) for path in named if path and Path(path).exists())
     primary = is_global_zero()
@@ -176,7 +181,7 @@ def plan_run(config: Any, *, command: str, resume: bool, overwrite: bool, in_mem
         if primary
         else RunDir(Path(out), kind=command, action="resume" if resume else "create")
     )
-    return RunSession(run, command, resume, primary)
+    return RunSession(run, command, resume, primary, trackers=trackers)
 
 
 def begin(session: RunSession, module: Any, config_yaml: str) -> str | None:
@@ -242,9 +247,15 @@ def fit(session: RunSession, trainer: Any, module: Any, loader: Any, ckpt_path: 
     says how to resume (Lightning turns it into ``sys.exit(1)``); a distributed set-up that
     came up with fewer processes than asked for is an error, never a silent single process.
     Rank 0 then says what ended training (``closing_line``). Lightning draws the training bar:
-    the monitors' own progress bars are hidden meanwhile."""
+    the monitors' own progress bars are hidden meanwhile. Rank 0 adds the experiment loggers
+    of ``session.trackers`` here, once the run directory is open: some (MLflow's store) write
+    when they are made."""
     from labelless.progress import hidden, note
 
+    if session.primary and session.trackers:
+        from labelless.train.loggers import build_trackers
+
+        trainer.loggers = [*trainer.loggers, *build_trackers(session.trackers, session.path)]
     try:
         with hidden():
             trainer.fit(module, loader, ckpt_path=ckpt_path, weights_only=True)

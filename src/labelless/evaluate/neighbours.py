@@ -38,8 +38,8 @@ def resolve_backend(backend: Backend, device: torch.device) -> str:
     available = load_faiss() is not None
     if backend == "faiss" and not available:
         raise ConfigError(
-            "backend='faiss' but faiss is not installed: pip install faiss-cpu, or use "
-            "backend='torch' (exact, same results)"
+            "backend='faiss' but faiss is not installed: pip install labelless[faiss] "
+            "(faiss-cpu), or use backend='torch' (exact, same results)"
         )
     return "faiss" if available and device.type == "cpu" else "torch"
 

@@ -121,6 +121,7 @@ SEMI_FLAG_KEYS: dict[str, str] = {
     "precision": "trainer.precision",
     "threads": "trainer.threads",
     "progress_bar": "trainer.progress_bar",
+    "logger": "trainer.loggers",
     "seed": "seed",
     "out": "out",
 }

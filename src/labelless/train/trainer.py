@@ -36,7 +36,9 @@ def _has_gpu() -> bool:
 
 
 def build_trainer(cfg: TrainerConfig, run_dir: Path, callbacks: list[L.Callback]) -> L.Trainer:
-    """A Trainer logging CSV to ``run_dir/logs/metrics.csv``, with our checkpoint callback only.
+    """A Trainer logging CSV to ``run_dir/logs/metrics.csv`` (the trackers of ``cfg.loggers``
+    join on rank 0 once the run directory is open, ``lifecycle.fit``), with our checkpoint
+    callback only.
 
     ``cfg.max_time`` is not given to Lightning's timer: the ``SSLModule``'s run clock fits the
     schedules to that budget and stops training after the annealed last step. ``cfg.threads``

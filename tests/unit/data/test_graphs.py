@@ -193,6 +193,25 @@ def test_pyg_duck_typed():
         from_pyg(SimpleNamespace(x=torch.ones(2, 1), edge_index=torch.tensor([[0], [2]])))
 
 
+def test_a_real_pyg_data_object():
+    """What ``from_pyg`` duck-types, from torch_geometric itself (the ``graphs`` extra)."""
+    pyg_data = pytest.importorskip(
+        "torch_geometric.data", reason="torch_geometric is optional: pip install labelless[graphs]"
+    )
+    edges = torch.tensor([[0, 1, 1, 2], [1, 0, 2, 1]])
+    data = pyg_data.Data(
+        x=torch.arange(6.0).view(3, 2), edge_index=edges, y=torch.tensor([0, 1, 0])
+    )
+    result = from_pyg(data)
+    assert result.graph.num_nodes == 3 and result.num_classes == 2
+    assert result.graph.x.tolist() == [[0.0, 1.0], [2.0, 3.0], [4.0, 5.0]]
+    assert sorted(map(tuple, result.graph.edge_index.T.tolist())) == sorted(
+        map(tuple, edges.T.tolist())
+    )
+    isolated = from_pyg(pyg_data.Data(edge_index=torch.tensor([[0], [1]]), num_nodes=5))
+    assert isolated.graph.num_nodes == 5
+
+
 def test_unknown_and_missing_builtins(tmp_path):
     with pytest.raises(ConfigError, match="unknown graph dataset"):
         load_graph_dataset("kora")

@@ -131,7 +131,7 @@ def test_faiss_is_optional_and_used_when_installed(monkeypatch):
     monkeypatch.setattr(neighbours, "load_faiss", lambda: None)  # not installed
     assert neighbours.resolve_backend("auto", torch.device("cpu")) == "torch"
     assert torch.equal(knn_predict(train_z, train_y, test_z, k=9), reference)
-    with pytest.raises(ConfigError, match="pip install faiss-cpu"):
+    with pytest.raises(ConfigError, match=r"pip install labelless\[faiss\]"):
         knn_predict(train_z, train_y, test_z, backend="faiss")
 
     monkeypatch.setattr(neighbours, "load_faiss", lambda: FakeFaiss)  # installed
@@ -146,3 +146,29 @@ def test_faiss_is_optional_and_used_when_installed(monkeypatch):
         assert torch.equal(faiss_result[1], torch_result[1])
         torch.testing.assert_close(faiss_result[0], torch_result[0])
         assert not (faiss_result[1] == torch.arange(offset, offset + 30)[:, None]).any()
+
+
+def test_real_faiss_and_torch_agree():
+    """With faiss installed (the ``faiss`` extra), its exact search and the torch one return the
+    same neighbours, similarities and kNN predictions on a small set."""
+    pytest.importorskip("faiss", reason="faiss is optional: pip install labelless[faiss]")
+    from labelless.evaluate import neighbours
+
+    generator = torch.Generator().manual_seed(1)
+    train_z, test_z = (
+        torch.randn(300, 16, generator=generator),
+        torch.randn(70, 16, generator=generator),
+    )
+    train_y = torch.randint(0, 5, (300,), generator=generator)
+    assert neighbours.resolve_backend("auto", torch.device("cpu")) == "faiss"
+    assert torch.equal(
+        knn_predict(train_z, train_y, test_z, k=20, backend="faiss"),
+        knn_predict(train_z, train_y, test_z, k=20, backend="torch"),
+    )
+    z = torch.nn.functional.normalize(train_z, dim=1)
+    found = {
+        backend: neighbours.top_k_similar(z[100:170], z, 10, self_offset=100, backend=backend)
+        for backend in ("faiss", "torch")
+    }
+    assert torch.equal(found["faiss"][1], found["torch"][1])
+    torch.testing.assert_close(found["faiss"][0], found["torch"][0])
