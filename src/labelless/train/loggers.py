@@ -23,7 +23,6 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from labelless.config import LOGGERS
 from labelless.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -38,15 +37,10 @@ _NEEDS: dict[str, tuple[tuple[str, ...], str]] = {
 
 
 def check_loggers(names: Iterable[str]) -> list[str]:
-    """The trackers of ``names`` (``csv`` aside), each checked to be known and installed; a
-    missing extra is a ``ConfigError`` naming it. Cheap (no import): runs before the run
-    directory is touched."""
+    """The trackers of ``names`` (``TrainerConfig.loggers``, which rejected unknown names;
+    ``csv`` aside), each checked to be installed: a missing extra is a ``ConfigError`` naming
+    it. Cheap (no import): runs before the run directory is touched."""
     trackers = [name for name in dict.fromkeys(names) if name != "csv"]
-    unknown = [name for name in trackers if name not in LOGGERS]
-    if unknown:
-        raise ConfigError(
-            f"unknown logger(s) {', '.join(unknown)}; choose from {', '.join(LOGGERS)}"
-        )
     for name in trackers:
         needs, extra = _NEEDS[name]
         missing = [
