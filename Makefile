@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.labelless-installed
 TORCH_PIN := torch==2.14.1 torchvision==0.29.1
 # The optional extras whose tests must run here and in CI (each such test skips without them).
-EXTRAS := dev,graphs,faiss,tensorboard,mlflow,wandb
+EXTRAS := dev,graphs,faiss,tensorboard,mlflow,wandb,stream
 export OMP_NUM_THREADS ?= 2
 
 .PHONY: venv demo test test-fast lint format bench clean

@@ -24,8 +24,10 @@ from labelless.verbs.pretrain import PretrainResult, run_pretrain
 __all__ = [
     "PretrainResult",
     "compare",
+    "convert",
     "evaluate",
     "finetune",
+    "merge_shards",
     "pretrain",
     "prune",
     "raw_pixels",
@@ -152,6 +154,45 @@ def prune(
     return prune_sweep(
         encoder, sparsities, data, k=k, temperature=temperature, linear=linear, seed=seed, out=out
     )
+
+
+def convert(
+    source: str,
+    out: str | Path,
+    *,
+    load_size: int = 64,
+    encoding: str = "uint8",
+    chunk_size: int = 1024,
+    seed: int = 0,
+    part: str | None = None,
+    split: str = "train",
+    options: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Write ``source`` (a built-in, an image folder, a table or series file) as a shard set
+    that ``--data stream:OUT`` trains from, in a seeded global order; returns its header
+    (``labelless.data.shards``). ``part="I/N"`` writes one of N disjoint parts (one per
+    machine) for ``merge_shards``."""
+    from labelless.data.shards import Part
+    from labelless.data.shards import convert as write_shards
+
+    return write_shards(
+        source,
+        out,
+        load_size=load_size,
+        encoding=encoding,
+        chunk_size=chunk_size,
+        seed=seed,
+        part=Part.parse(part),
+        split=split,
+        options=options,
+    )
+
+
+def merge_shards(parts: list[str | Path], out: str | Path) -> dict[str, Any]:
+    """Join the parts of one conversion (``convert(..., part="I/N")``) into one shard set."""
+    from labelless.data.shards import merge_parts
+
+    return merge_parts(parts, out)
 
 
 def finetune(

@@ -417,6 +417,11 @@ def demo(
     run_demo(out=out, epochs=epochs, console=console)
 
 
+from labelless.cli_convert import convert  # noqa: E402
+
+app.command()(convert)
+
+
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     """labelless's own warnings as one ``warning:`` line (no source path and line)."""
     if not str(filename).startswith(_PACKAGE_DIR):

@@ -172,7 +172,10 @@ def plan_run(config: Any, *, command: str, resume: bool, overwrite: bool, in_mem
 
     check_launch(config.trainer)
     trackers = check_loggers(config.trainer.loggers)
+    from labelless.data.stream import is_stream, local_folder
+
     named = () if in_memory else (config.data.name, config.data.eval)
+    named = tuple(local_folder(name) if is_stream(name) else name for name in named)
     paths = tuple(Path(path) for path in named if path and Path(path).exists())
     primary = is_global_zero()
     out = config.out

@@ -114,6 +114,11 @@ def load_dataset(source: str | Path, *, load_size: int = 64, **options: Any) -> 
 
 
 def _load(text: str, load_size: int, options: dict[str, Any]) -> DataSplits:
+    if text.startswith("stream:"):  # a shard set (labelless convert), read whole
+        from labelless.data.stream import read_stream
+
+        _no_options(text, options)
+        return read_stream(text)
     if text in BUILTINS:
         builtin = BUILTINS[text]
         if not builtin.options:

@@ -36,10 +36,14 @@ def is_lazy_folder(config: RunConfig) -> bool:
 
 
 def load_splits(config: RunConfig) -> DataSplits:
-    """The data; a lazy folder decodes only ``data.sample_size`` images here (statistics, monitors,
-    final metrics) and streams the rest through ``train_loader``."""
+    """The data; a lazy folder or a shard set (``stream:``) gives only ``data.sample_size``
+    samples here (statistics, monitors, final metrics) and streams the rest through
+    ``train_loader``."""
     from labelless.data import image_folder
+    from labelless.data.stream import is_stream, read_stream
 
+    if is_stream(config.data.name):
+        return read_stream(config.data.name, max_samples=config.data.sample_size, seed=config.seed)
     if is_lazy_folder(config):
         sample = image_folder(
             config.data.name,
@@ -52,11 +56,19 @@ def load_splits(config: RunConfig) -> DataSplits:
 
 
 def train_loader(config: RunConfig, train: Dataset, in_memory: bool):
-    """Batches of the training split: the resumable in-memory loader, or for a lazy folder a
-    DataLoader whose workers decode the files."""
+    """Batches of the training split: the resumable in-memory loader, for a lazy folder a
+    DataLoader whose workers decode the files, for a shard set (``stream:``) litdata's loader,
+    made in the loader hook (``train.stream.StreamData``)."""
     from labelless.data.files import file_loader, scan_folder
+    from labelless.data.stream import is_stream
     from labelless.train.loader import train_loader as memory_loader
 
+    if not in_memory and is_stream(config.data.name):
+        from labelless.train.stream import StreamData
+
+        return StreamData(
+            config.data.name, config.optim.batch_size, seed=config.seed, workers=config.data.workers
+        )
     if in_memory or not is_lazy_folder(config):
         from labelless.data.checks import warn_if_batch_exceeds_data
 
