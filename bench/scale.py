@@ -173,7 +173,9 @@ def main() -> None:
     parser.add_argument("--chunk-size", type=int, default=1024)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--latency-ms", type=float, default=40.0)
-    parser.add_argument("--bandwidth-mb", type=float, default=50.0, help="MB/s per request of the simulated store")
+    parser.add_argument(
+        "--bandwidth-mb", type=float, default=50.0, help="MB/s per request of the simulated store"
+    )
     parser.add_argument("--workers", default="0,2")
     args = parser.parse_args()
     if args.data != "digits" and not data_available():
