@@ -122,3 +122,13 @@ def one_line_error(result: subprocess.CompletedProcess) -> str:
     assert "Traceback" not in result.stderr
     assert lines and lines[0].startswith("error:")
     return result.stderr
+
+
+def loss_by_step(log: Path) -> dict[str, str]:
+    """``{step: train/loss}`` of a run's ``logs/metrics.csv`` (rows with a loss)."""
+    import csv
+
+    with log.open(newline="") as handle:
+        return {
+            row["step"]: row["train/loss"] for row in csv.DictReader(handle) if row["train/loss"]
+        }

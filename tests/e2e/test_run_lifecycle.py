@@ -18,7 +18,15 @@ import torch
 from labelless.rundir import LOCK, MARKER, RunDir
 
 from ..helpers import free_port, snapshot
-from .cli import WIDE, one_line_error, run_cli, run_in_process, start_cli, wait_until_paused
+from .cli import (
+    WIDE,
+    loss_by_step,
+    one_line_error,
+    run_cli,
+    run_in_process,
+    start_cli,
+    wait_until_paused,
+)
 
 pytestmark = pytest.mark.slow  # every test here trains or launches runs (make test, not test-fast)
 
@@ -173,15 +181,6 @@ def test_several_nodes_without_a_launcher_is_an_error(tmp_path, monkeypatch):
 # ---- processes killed and resumed (subprocesses, as a person runs them) ----------------------
 
 
-def _loss_by_step(log: Path) -> dict[str, str]:
-    import csv
-
-    with log.open(newline="") as handle:
-        return {
-            row["step"]: row["train/loss"] for row in csv.DictReader(handle) if row["train/loss"]
-        }
-
-
 @pytest.mark.slow
 def test_kill_9_then_resume_equals_the_uninterrupted_run_bit_for_bit(tmp_path):
     # 5 steps an epoch, 4 epochs, a checkpoint every 2 steps: killed mid-epoch after step 8
@@ -209,7 +208,7 @@ def test_kill_9_then_resume_equals_the_uninterrupted_run_bit_for_bit(tmp_path):
     for name in ("encoder.safetensors",):
         assert (killed / name).read_bytes() == (tmp_path / "whole" / name).read_bytes()
     # the log: each step once (rows logged after the checkpoint were dropped), the same losses
-    assert _loss_by_step(killed / "logs" / "metrics.csv") == _loss_by_step(
+    assert loss_by_step(killed / "logs" / "metrics.csv") == loss_by_step(
         tmp_path / "whole" / "logs" / "metrics.csv"
     )
     assert (

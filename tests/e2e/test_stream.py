@@ -4,10 +4,8 @@ that Lightning keeps in the checkpoint."""
 
 from __future__ import annotations
 
-import csv
 import functools
 import signal
-from pathlib import Path
 
 import pytest
 import torch
@@ -15,7 +13,7 @@ import torch
 from labelless import api
 
 from ..integration.spawn import run_ranks
-from .cli import run_cli, start_cli, wait_until_paused
+from .cli import loss_by_step, run_cli, start_cli, wait_until_paused
 
 pytest.importorskip(
     "litdata", reason="streaming needs the stream extra: pip install labelless[stream]"
@@ -38,13 +36,6 @@ def test_two_processes_read_every_sample_once_per_epoch_in_a_new_order(tmp_path)
         assert len(first) == len(second) == 180  # equal steps: 4 batches of 45 each
         assert sorted(first + second) == list(range(360))  # each sample once, none lost
     assert ranks[0][0] != ranks[0][1]  # a new order each epoch
-
-
-def _loss_by_step(log: Path) -> dict[str, str]:
-    with log.open(newline="") as handle:
-        return {
-            row["step"]: row["train/loss"] for row in csv.DictReader(handle) if row["train/loss"]
-        }
 
 
 @pytest.mark.slow
@@ -70,4 +61,4 @@ def test_kill_9_mid_epoch_then_resume_equals_the_uninterrupted_stream_run(tmp_pa
     whole_encoder = (tmp_path / "whole" / "encoder.safetensors").read_bytes()
     assert (killed / "encoder.safetensors").read_bytes() == whole_encoder
     log = "logs/metrics.csv"
-    assert _loss_by_step(killed / log) == _loss_by_step(tmp_path / "whole" / log)
+    assert loss_by_step(killed / log) == loss_by_step(tmp_path / "whole" / log)
