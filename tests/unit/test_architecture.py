@@ -20,6 +20,7 @@ LAYERS: dict[str, int] = {
     # 0: importable from anywhere
     "labelless.errors": 0,
     "labelless.config": 0,
+    "labelless.config_sections": 0,
     "labelless.runtime": 0,
     "labelless.atomic": 0,
     "labelless.runfiles": 0,
