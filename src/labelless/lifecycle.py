@@ -187,8 +187,16 @@ def plan_run(config: Any, *, command: str, resume: bool, overwrite: bool, in_mem
     return RunSession(run, command, resume, primary, trackers=trackers)
 
 
-def begin(session: RunSession, module: Any, config_yaml: str) -> str | None:
-    """Validate the checkpoint to resume from (readable, same model), then on rank 0 lock and
+def begin(
+    session: RunSession,
+    module: Any,
+    config_yaml: str,
+    *,
+    trainer: Any = None,
+    batch_size: int | None = None,
+) -> str | None:
+    """Validate the checkpoint to resume from (readable, same model; with ``trainer`` and
+    ``batch_size``, the same global batch: ``check_step_shape``), then on rank 0 lock and
     open the run directory, write ``config.yaml`` and drop log rows past the checkpoint.
     Returns the checkpoint path for ``Trainer.fit`` (None for a new run)."""
     from labelless.train.logs import truncate_log
@@ -197,6 +205,9 @@ def begin(session: RunSession, module: Any, config_yaml: str) -> str | None:
     if session.resume:
         checkpoint = read_checkpoint(run.last_checkpoint)
         check_checkpoint_fits(run.last_checkpoint, checkpoint, module)
+        processes = _expected_world_size(trainer) if trainer is not None else None
+        if processes is not None and batch_size is not None:
+            check_step_shape(checkpoint.get("step_shape"), processes, batch_size)
         session.checkpoint_step = int(checkpoint.get("global_step", 0))
         del checkpoint
     if session.primary:
@@ -207,15 +218,43 @@ def begin(session: RunSession, module: Any, config_yaml: str) -> str | None:
     return str(run.last_checkpoint) if session.resume else None
 
 
-def run_callbacks(session: RunSession, trainer_config: Any) -> list:
+def check_step_shape(saved: dict | None, processes: int, batch_size: int) -> None:
+    """A resume may run on another number of processes (``--devices``, ``--num-nodes``) only at
+    the same global batch: the loader's step ``s`` reads rows ``s*W*B ..`` of each epoch's order
+    (``train.loader.EpochLoader``), so with ``W*B`` kept the resumed run reads exactly the rows
+    the uninterrupted run would have read, and with it changed it would repeat or skip some.
+    ``saved``: the checkpoint's ``step_shape`` (absent in checkpoints of older versions)."""
+    if not saved:
+        return
+    was_world, was_batch = int(saved["processes"]), int(saved["batch_size"])
+    if was_world * was_batch == processes * batch_size:
+        return
+    total = was_world * was_batch
+    fits = f"--batch-size {total // processes}" if total % processes == 0 else None
+    advice = (
+        f"on {processes} process{'es' if processes > 1 else ''} use {fits}"
+        if fits
+        else f"choose --devices / --num-nodes and --batch-size whose product is {total}"
+    )
+    raise ConfigError(
+        f"cannot resume: the run took {total} samples a step ({was_world} process"
+        f"{'es' if was_world > 1 else ''} x --batch-size {was_batch}), this resume would take "
+        f"{processes * batch_size} ({processes} x {batch_size}) and so repeat or skip samples; "
+        f"keep the global batch: {advice}"
+    )
+
+
+def run_callbacks(session: RunSession, trainer_config: Any, batch_size: int | None = None) -> list:
     """The callbacks every run kind has: the atomic checkpoint (every N steps / minutes, epoch
-    end, train end) and the check that all processes end with the same weights."""
+    end, train end; it records the step's shape when given ``batch_size``, the rows per step
+    and process) and the check that all processes end with the same weights."""
     from labelless.train.callbacks import AtomicLastCheckpoint, RankAgreement
 
     checkpoint = AtomicLastCheckpoint(
         session.run.checkpoints,
         every_n_steps=trainer_config.checkpoint_every_n_steps,
         every_minutes=trainer_config.checkpoint_every_minutes,
+        batch_size=batch_size,
     )
     session.callbacks = [checkpoint, RankAgreement()]
     return session.callbacks

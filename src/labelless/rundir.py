@@ -48,6 +48,7 @@ RESUMABLE_KEYS = (
     "trainer.progress_bar",
     "trainer.checkpoint_every_n_steps",
     "trainer.checkpoint_every_minutes",
+    "optim.batch_size",  # kept x processes: lifecycle.check_step_shape reads the checkpoint
     "monitor.",
     "data.workers",
     "report",
@@ -57,10 +58,15 @@ RESUMABLE_KEYS = (
 
 def is_global_zero() -> bool:
     """Whether this process is global rank 0, read from the launcher's environment before any
-    process group exists: ``RANK`` (torchrun, SLURM via Lightning), else ``NODE_RANK`` /
-    ``GROUP_RANK`` and ``LOCAL_RANK`` (Lightning's own launcher starts ranks > 0 with them)."""
+    process group exists: ``RANK`` (torchrun), ``SLURM_PROCID`` (tasks started by ``srun``,
+    which Lightning's SLURM environment reads; not in an interactive ``bash`` job), else
+    ``NODE_RANK`` / ``GROUP_RANK`` and ``LOCAL_RANK`` (Lightning's own launcher starts ranks
+    > 0 with them)."""
     if "RANK" in os.environ:
         return int(os.environ["RANK"]) == 0
+    interactive = os.environ.get("SLURM_JOB_NAME") in ("bash", "interactive")
+    if "SLURM_NTASKS" in os.environ and "SLURM_PROCID" in os.environ and not interactive:
+        return int(os.environ["SLURM_PROCID"]) == 0
     node = int(os.environ.get("NODE_RANK", os.environ.get("GROUP_RANK", "0")) or 0)
     local = int(os.environ.get("LOCAL_RANK", "0") or 0)
     return node == 0 and local == 0

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import subprocess
 import sys
@@ -22,6 +23,48 @@ from pathlib import Path
 import torch
 
 WIDE = {"COLUMNS": "200"}  # wide enough that no message wraps
+
+
+# Small runs on digits that the lifecycle and launcher tests start.
+TINY = [
+    "--data",
+    "digits",
+    "--method",
+    "simclr",
+    "--set",
+    "backbone.width=0.125",
+    "--set",
+    "trainer.progress_bar=false",
+    "--set",
+    "monitor.every_n_epochs=100",
+]
+SEMI = [
+    "--data",
+    "digits",
+    "--method",
+    "fixmatch",
+    "--labels-per-class",
+    "4",
+    "--mu",
+    "1",
+    "--set",
+    "backbone.width=0.125",
+    "--set",
+    "trainer.progress_bar=false",
+    "--set",
+    "semi.shift_check=false",
+    "--set",
+    "report=false",
+]
+
+DDP_ON_CPU = ["--strategy", "ddp", "--accelerator", "cpu", "--set", "trainer.threads=1"]
+
+
+def ranks_trained_together(run: Path, world: int) -> dict:
+    training = json.loads((run / "metrics.json").read_text())["training"]
+    assert training["world_size"] == world
+    assert training["ranks_agree"] is True  # every process ended with the same weights
+    return training
 
 
 def _command(*args: str) -> list[str]:

@@ -8,8 +8,6 @@ import os
 import shutil
 import signal
 import stat
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,11 +15,14 @@ import torch
 
 from labelless.rundir import LOCK, MARKER, RunDir
 
-from ..helpers import free_port, snapshot
+from ..helpers import snapshot
 from .cli import (
-    WIDE,
+    DDP_ON_CPU,
+    SEMI,
+    TINY,
     loss_by_step,
     one_line_error,
+    ranks_trained_together,
     run_cli,
     run_in_process,
     start_cli,
@@ -29,37 +30,6 @@ from .cli import (
 )
 
 pytestmark = pytest.mark.slow  # every test here trains or launches runs (make test, not test-fast)
-
-TINY = [
-    "--data",
-    "digits",
-    "--method",
-    "simclr",
-    "--set",
-    "backbone.width=0.125",
-    "--set",
-    "trainer.progress_bar=false",
-    "--set",
-    "monitor.every_n_epochs=100",
-]
-SEMI = [
-    "--data",
-    "digits",
-    "--method",
-    "fixmatch",
-    "--labels-per-class",
-    "4",
-    "--mu",
-    "1",
-    "--set",
-    "backbone.width=0.125",
-    "--set",
-    "trainer.progress_bar=false",
-    "--set",
-    "semi.shift_check=false",
-    "--set",
-    "report=false",
-]
 
 
 @pytest.fixture(scope="module")
@@ -249,16 +219,6 @@ def test_ctrl_c_says_how_to_resume_and_exits_130(tmp_path):
 # ---- several processes --------------------------------------------------------------------
 
 
-DDP_ON_CPU = ["--strategy", "ddp", "--accelerator", "cpu", "--set", "trainer.threads=1"]
-
-
-def _ranks_trained_together(run: Path, world: int) -> dict:
-    training = json.loads((run / "metrics.json").read_text())["training"]
-    assert training["world_size"] == world
-    assert training["ranks_agree"] is True  # every process ended with the same weights
-    return training
-
-
 @pytest.mark.distributed
 @pytest.mark.parametrize("command", ["pretrain", "semi"])
 def test_ddp_on_two_cpu_processes_from_the_cli(tmp_path, command):
@@ -280,58 +240,6 @@ def test_ddp_on_two_cpu_processes_from_the_cli(tmp_path, command):
         one_thread=True,
     )
     assert result.returncode == 0, result.stderr
-    two = _ranks_trained_together(tmp_path / "two", 2)
+    two = ranks_trained_together(tmp_path / "two", 2)
     one = json.loads((tmp_path / "one" / "metrics.json").read_text())["training"]
     assert two["steps"] == one["steps"] // 2  # each process took half of every epoch
-
-
-@pytest.mark.distributed
-def test_two_torchrun_agents_as_two_nodes(tmp_path):
-    port = str(free_port())
-    args = [
-        *TINY,
-        "--epochs",
-        "1",
-        "--batch-size",
-        "128",
-        "--devices",
-        "1",
-        "--num-nodes",
-        "2",
-        *DDP_ON_CPU,
-        "--out",
-        str(tmp_path / "run"),
-    ]
-    env = dict(os.environ, OMP_NUM_THREADS="1", **WIDE)
-    agents = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "torch.distributed.run",
-                "--nnodes",
-                "2",
-                "--nproc-per-node",
-                "1",
-                "--node-rank",
-                str(node),
-                "--master-addr",
-                "127.0.0.1",
-                "--master-port",
-                port,
-                "-m",
-                "labelless.cli",
-                "pretrain",
-                *args,
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
-        for node in (0, 1)
-    ]
-    outputs = [agent.communicate() for agent in agents]
-    for agent, (_, err) in zip(agents, outputs, strict=True):
-        assert agent.returncode == 0, err
-    _ranks_trained_together(tmp_path / "run", 2)

@@ -7,6 +7,7 @@ import pytest
 
 from labelless.atomic import write_text_atomic
 from labelless.config import build_config, dump_yaml
+from labelless.errors import ConfigError
 from labelless.lifecycle import resolve_run_config
 from labelless.semi.api import SEMI
 from labelless.verbs.pretrain import PRETRAIN
@@ -93,3 +94,33 @@ def test_semi_takes_the_backbone_only(byol_run):
     config = resolve_run_config(SEMI, None, None, False, {"init": str(byol_run), "data": "digits"})
     assert (config.backbone.name, config.backbone.width) == ("resnet18_cifar", 0.5)
     assert config.semi.method == "fixmatch" and config.optim.name == "sgd"
+
+
+def test_a_resume_keeps_the_global_batch_on_any_number_of_processes():
+    from labelless.lifecycle import check_step_shape
+
+    saved = {"processes": 2, "batch_size": 64}
+    for processes, batch in ((2, 64), (1, 128), (4, 32)):
+        check_step_shape(saved, processes, batch)  # 128 samples a step: accepted
+    check_step_shape(None, 3, 7)  # a checkpoint of an older version records no shape
+    with pytest.raises(ConfigError) as fewer:
+        check_step_shape(saved, 1, 64)
+    assert "took 128 samples a step (2 processes x --batch-size 64)" in str(fewer.value)
+    assert "on 1 process use --batch-size 128" in str(fewer.value)
+    with pytest.raises(ConfigError) as odd:
+        check_step_shape(saved, 3, 64)
+    assert "--devices / --num-nodes and --batch-size whose product is 128" in str(odd.value)
+
+
+def test_slurm_tasks_know_which_one_writes(monkeypatch):
+    from labelless.rundir import is_global_zero
+
+    for name in ("RANK", "NODE_RANK", "GROUP_RANK", "LOCAL_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SLURM_NTASKS", "4")
+    monkeypatch.setenv("SLURM_JOB_NAME", "train")
+    for task, first in (("0", True), ("1", False), ("3", False)):
+        monkeypatch.setenv("SLURM_PROCID", task)
+        assert is_global_zero() is first
+    monkeypatch.setenv("SLURM_JOB_NAME", "bash")  # an interactive allocation: not srun's tasks
+    assert is_global_zero() is True

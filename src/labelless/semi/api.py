@@ -195,7 +195,8 @@ def semi(
         saa=saa,
     )
     throughput = Throughput()
-    callbacks = [throughput, *run_callbacks(session, run_config.trainer)]
+    batch = run_config.optim.batch_size
+    callbacks = [throughput, *run_callbacks(session, run_config.trainer, batch)]
     if run_config.monitor.every_n_epochs and test is not None and test.has_labels:
         from labelless.semi.evaluation import TestAccuracyMonitor
 
@@ -203,7 +204,7 @@ def semi(
     trainer = build_trainer(run_config.trainer, run_dir, callbacks)
     metrics: dict[str, Any] = {}
     try:
-        ckpt = begin(session, module, dump_yaml(run_config))
+        ckpt = begin(session, module, dump_yaml(run_config), trainer=trainer, batch_size=batch)
         fit(session, trainer, module, semi_loader(batches), ckpt)
         model = algorithm.ema_model
         if trainer.is_global_zero:

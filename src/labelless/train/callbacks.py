@@ -155,7 +155,10 @@ class AtomicLastCheckpoint(Checkpoint):
     callbacks' epoch-end hooks (the monitors' values are in the checkpointed state).
 
     Under data parallelism every process calls ``save_checkpoint`` together (rank 0 writes);
-    the minutes are measured on rank 0 and its decision is broadcast.
+    the minutes are measured on rank 0 and its decision is broadcast. With ``batch_size`` (rows
+    per step and process) the checkpoint records the shape of a step, ``step_shape``
+    ``{"processes", "batch_size"}``, which a resume on another number of processes must keep
+    (``lifecycle.check_step_shape``).
     """
 
     def __init__(
@@ -164,10 +167,12 @@ class AtomicLastCheckpoint(Checkpoint):
         *,
         every_n_steps: int | None = None,
         every_minutes: float | None = None,
+        batch_size: int | None = None,
         time_fn=time.monotonic,
     ) -> None:
         self.path = Path(directory) / "last.ckpt"
         self.every_n_steps, self.every_minutes, self.time_fn = every_n_steps, every_minutes, time_fn
+        self.batch_size = batch_size
         self.saved_step: int | None = None  # global step of the newest checkpoint written
         self._last_time = 0.0
 
@@ -184,6 +189,11 @@ class AtomicLastCheckpoint(Checkpoint):
 
     def on_train_start(self, trainer, pl_module) -> None:
         self._last_time = self.time_fn()
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
+        if self.batch_size is not None:
+            shape = {"processes": int(trainer.world_size), "batch_size": int(self.batch_size)}
+            checkpoint["step_shape"] = shape
 
     def _due(self, trainer: L.Trainer) -> bool:
         due = bool(self.every_n_steps) and trainer.global_step % self.every_n_steps == 0

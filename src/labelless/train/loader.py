@@ -78,7 +78,11 @@ class EpochLoader:
     """An iterable of ``source``'s batches that Lightning treats as a stateful, sized loader.
 
     Under data parallelism process ``r`` of ``W`` takes batches ``r, r + W, ...`` of each epoch
-    (each process its own samples; the remainder dropped so every process steps equally). The
+    (each process its own samples; the remainder dropped so every process steps equally). Step
+    ``s`` thus reads rows ``s*W*B .. (s+1)*W*B`` of the epoch's order on any ``W`` processes of
+    ``B`` rows each: a run resumed on another number of processes at the same global batch
+    ``W*B`` continues with the very rows the uninterrupted run would have read (the global
+    batch is checked on resume: ``lifecycle.check_step_shape``). The
     fit loop calls ``sampler.set_epoch(e)`` at each epoch start (``sampler`` is the loader
     itself); ``state_dict`` records the epoch and the batches completed, updated as each batch
     is handed out (Lightning does not prefetch from a sized loader), so a checkpoint written

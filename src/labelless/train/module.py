@@ -55,6 +55,7 @@ class SSLModule(L.LightningModule):
         self.progress = 0.0
         self._generator: torch.Generator | None = None
         self._pending_generator_state: torch.Tensor | None = None
+        self._generator_seed: int | None = None  # a resumed rank the saved run did not have
         self._pending_clock_state: dict[str, Any] | None = None
         self._pending_torch_rng: torch.Tensor | None = None
 
@@ -62,7 +63,7 @@ class SSLModule(L.LightningModule):
     def generator(self) -> torch.Generator:
         if self._generator is None or self._generator.device != self.device:
             self._generator = torch.Generator(device=self.device)
-            self._generator.manual_seed(self.seed * 1000 + self.global_rank)
+            self._generator.manual_seed(self._generator_seed or self.seed * 1000 + self.global_rank)
             if self._pending_generator_state is not None:
                 self._generator.set_state(self._pending_generator_state.to("cpu"))
                 self._pending_generator_state = None
@@ -161,18 +162,42 @@ class SSLModule(L.LightningModule):
         )
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """The random streams of every process: ``augment_generator`` / ``torch_rng`` (rank
+        0's), and under data parallelism ``rank_generators`` / ``rank_torch_rng`` with one row
+        per rank (every process saves together; rank 0 writes the file)."""
         checkpoint["augment_generator"] = self.generator.get_state()
         checkpoint["torch_rng"] = torch.get_rng_state()  # dropout and other global-RNG draws
+        if self._trainer is not None and self.trainer.world_size > 1:
+            gather = self.trainer.strategy.all_gather
+            checkpoint["rank_generators"] = gather(self.generator.get_state().to(self.device))
+            checkpoint["rank_torch_rng"] = gather(torch.get_rng_state().to(self.device)).cpu()
         if self.clock is not None:
             checkpoint["run_clock"] = self.clock.state_dict()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        state = checkpoint.get("augment_generator")
-        if state is not None:
-            self._pending_generator_state = state
+        """Each process continues its own streams; a process the saved run did not have (a
+        resume on more processes) starts new ones, seeded by its rank and the step."""
+        rank = self.global_rank
+        generator = _own_state(checkpoint, "rank_generators", "augment_generator", rank)
+        self._pending_torch_rng = _own_state(checkpoint, "rank_torch_rng", "torch_rng", rank)
+        if generator is not None:
+            self._pending_generator_state = generator
+            self._generator = None
+        elif rank > 0:  # not in the saved run: a new stream, not a replay of one seen before
+            step = int(checkpoint.get("global_step", 0))
+            self._generator_seed = (self.seed * 1000 + rank) * 1_000_003 + step
             self._generator = None
         self._pending_clock_state = checkpoint.get("run_clock")
-        self._pending_torch_rng = checkpoint.get("torch_rng")
+
+
+def _own_state(checkpoint: dict[str, Any], per_rank: str, rank_zero: str, rank: int):
+    """Process ``rank``'s saved random state: its row of ``per_rank``, rank 0's ``rank_zero``
+    in a checkpoint of one process, None for a rank the saved run did not have."""
+    rows = checkpoint.get(per_rank)
+    if rows is not None:
+        # a copy with its own storage: set_state on a row view (storage offset > 0) segfaults
+        return rows[rank].cpu().clone() if rank < len(rows) else None
+    return checkpoint.get(rank_zero) if rank == 0 else None
 
 
 def _infinite_params(cfg: dict[str, Any]) -> dict[str, float]:

@@ -121,11 +121,12 @@ def run_pretrain(
     )
     throughput = Throughput()
     monitors = monitor_callbacks(run_config, backbone, eval_data, train)
-    callbacks = [throughput, *run_callbacks(session, run_config.trainer), *monitors]
+    batch = run_config.optim.batch_size
+    callbacks = [throughput, *run_callbacks(session, run_config.trainer, batch), *monitors]
     trainer = build_trainer(run_config.trainer, session.path, callbacks)
     loader = train_loader(run_config, train, in_memory is not None)
     try:
-        ckpt = begin(session, module, dump_yaml(run_config))
+        ckpt = begin(session, module, dump_yaml(run_config), trainer=trainer, batch_size=batch)
         fit(session, trainer, module, loader, ckpt)
         backbone = ssl_method.backbone.to(memory_format=torch.contiguous_format)
         metrics: dict[str, Any] = {}
