@@ -57,6 +57,7 @@ def pretrain(
     accelerator: opt.Accelerator = None,
     precision: opt.Precision = None,
     logger: opt.Loggers = None,
+    sync_batchnorm: opt.SyncBatchNorm = None,
     seed: Annotated[int | None, Opt(help=opt.PRETRAIN_HELP["seed"])] = None,
     resume: opt.Resume = False,
     overwrite: opt.Overwrite = False,
@@ -89,6 +90,7 @@ def pretrain(
         accelerator=accelerator,
         precision=precision,
         logger=logger,
+        sync_batchnorm=sync_batchnorm,
         seed=seed,
     )
     if not result.metrics:  # a process of a multi-process run other than rank 0
@@ -326,6 +328,7 @@ def semi(
     accelerator: opt.Accelerator = None,
     precision: opt.Precision = None,
     logger: opt.Loggers = None,
+    sync_batchnorm: opt.SyncBatchNorm = None,
     seed: Annotated[int | None, Opt(help=opt.SEMI_HELP["seed"])] = None,
     resume: opt.Resume = False,
     overwrite: opt.Overwrite = False,
@@ -361,6 +364,7 @@ def semi(
         accelerator=accelerator,
         precision=precision,
         logger=logger,
+        sync_batchnorm=sync_batchnorm,
         seed=seed,
     )
     if not result.metrics:  # a process of a multi-process run other than rank 0

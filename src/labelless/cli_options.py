@@ -157,5 +157,17 @@ Loggers = Annotated[
         ),
     ),
 ]
+SyncBatchNorm = Annotated[
+    bool | None,
+    Opt(
+        "--sync-batchnorm",
+        rich_help_panel="Several processes",
+        help=_default(
+            "GPUs, --strategy ddp: BatchNorm statistics over the global batch (SyncBatchNorm); "
+            "refused on CPUs, which torch's SyncBatchNorm cannot run on",
+            "off, or the --config file's",
+        ),
+    ),
+]
 Resume = Annotated[bool, Opt(help="continue the run in --out from its last checkpoint")]
 Overwrite = Annotated[bool, Opt(help="replace an existing run in --out")]

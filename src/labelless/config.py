@@ -291,6 +291,7 @@ FLAG_KEYS: dict[str, str] = {
     "accelerator": "trainer.accelerator",
     "threads": "trainer.threads",
     "logger": "trainer.loggers",
+    "sync_batchnorm": "trainer.sync_batchnorm",
     "seed": "seed",
     "out": "out",
 }

@@ -84,7 +84,9 @@ class OptimConfig(Section):
     fitted to ``trainer.max_time`` when a budget is set (see docs/architecture.md)."""
 
     name: Literal["sgd", "lars", "adamw"] = "lars"
-    lr: float = Field(0.3, gt=0)
+    lr: float = Field(
+        0.3, gt=0, description="peak LR; with lr_scaling, the peak LR at reference_batch"
+    )
     weight_decay: float = Field(1e-4, ge=0)
     momentum: float = Field(0.9, ge=0, lt=1)
     batch_size: int = Field(
@@ -108,6 +110,20 @@ class OptimConfig(Section):
     anneal_fraction: float = Field(
         0.1, ge=0, le=1, description="infinite: final-annealing share of the run after the warm-up"
     )
+    lr_scaling: Literal["none", "linear", "sqrt"] = Field(
+        "none",
+        description="peak LR = lr x (global batch / reference_batch) (linear, Goyal et al. 2017) "
+        "or x its square root (sqrt, Krizhevsky 2014; SimCLR's small batches); global batch = "
+        "batch_size x processes (train.optim.scaled_lr)",
+    )
+    reference_batch: int = Field(
+        256, gt=0, description="the global batch that lr is stated for (lr_scaling)"
+    )
+
+    @field_validator("lr_scaling", mode="before")
+    @classmethod
+    def _scaling_name(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("batch_size")
     @classmethod
@@ -171,6 +187,12 @@ class TrainerConfig(Section):
     )
     loggers: list[str] = Field(
         ["csv"], description=f"experiment loggers, of {', '.join(LOGGERS)}; csv is always kept"
+    )
+    sync_batchnorm: bool = Field(
+        False,
+        description="GPUs under ddp / fsdp: BatchNorm statistics over the global batch (torch "
+        "SyncBatchNorm, converted by Lightning); refused on CPUs (torch has no CPU kernel for "
+        "it) and under fsdp2; one process already normalises over its whole batch",
     )
 
     @field_validator("loggers", mode="before")

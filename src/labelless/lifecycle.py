@@ -401,6 +401,7 @@ def training_record(
             **(module.clock.summary() if module.clock is not None else {}),
         },
         "init": config.backbone.init,
+        "lr": module.lr_record() if hasattr(module, "lr_record") else None,
     }
 
 

@@ -1,4 +1,5 @@
-"""Gathering tensors across processes with gradient, for losses that need the whole batch."""
+"""Gathering tensors across processes with gradient, for losses that need the whole batch, and
+shuffling a batch across processes (MoCo's shuffling BN)."""
 
 from __future__ import annotations
 
@@ -87,3 +88,50 @@ def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     if not is_distributed():
         return tensor
     return _AllReduceSumWithGrad.apply(tensor)
+
+
+def _gather_no_grad(tensor: torch.Tensor) -> torch.Tensor:
+    parts = [torch.empty_like(tensor) for _ in range(dist.get_world_size())]
+    dist.all_gather(parts, tensor.contiguous())
+    return torch.cat(parts, dim=0)
+
+
+@torch.no_grad()
+def shuffle_across_processes(
+    tensor: torch.Tensor, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Shuffling BN (He et al. 2020, MoCo, sec. 3.3): the rows of ``tensor [B, ...]`` of every
+    process are gathered into the global batch ``[P * B, ...]``, permuted by one permutation
+    shared by all processes (drawn on each from ``generator``, rank 0's broadcast, as the
+    reference code's ``_batch_shuffle_ddp``), and this process gets rows ``rank * B`` to
+    ``(rank + 1) * B`` of the permuted batch: B samples drawn from every process's batch. Returns
+    them with the index that ``unshuffle_across_processes`` undoes it with.
+
+    Without gradient (the momentum encoder's branch). All processes must pass the same ``B``.
+    Single process: the tensor unchanged and None (a permutation within one BatchNorm batch
+    leaves its statistics as they are).
+    """
+    if not is_distributed():
+        return tensor, None
+    gathered = _gather_no_grad(tensor)
+    device = tensor.device if generator is None else generator.device
+    permutation = torch.randperm(len(gathered), generator=generator, device=device)
+    permutation = permutation.to(tensor.device)
+    dist.broadcast(permutation, src=0)
+    batch = tensor.shape[0]
+    mine = permutation[rank() * batch : (rank() + 1) * batch]
+    return gathered[mine], torch.argsort(permutation)
+
+
+@torch.no_grad()
+def unshuffle_across_processes(
+    tensor: torch.Tensor, unshuffle: torch.Tensor | None
+) -> torch.Tensor:
+    """The outputs ``tensor [B, ...]`` of a batch from ``shuffle_across_processes`` put back in
+    the order of this process's own samples: row ``i`` belongs to the sample that was row ``i``
+    here before the shuffle. ``unshuffle=None`` (one process): ``tensor`` unchanged."""
+    if unshuffle is None:
+        return tensor
+    gathered = _gather_no_grad(tensor)
+    batch = tensor.shape[0]
+    return gathered[unshuffle[rank() * batch : (rank() + 1) * batch]]

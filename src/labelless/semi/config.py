@@ -122,6 +122,7 @@ SEMI_FLAG_KEYS: dict[str, str] = {
     "threads": "trainer.threads",
     "progress_bar": "trainer.progress_bar",
     "logger": "trainer.loggers",
+    "sync_batchnorm": "trainer.sync_batchnorm",
     "seed": "seed",
     "out": "out",
 }

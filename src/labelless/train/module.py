@@ -17,7 +17,7 @@ import torch
 
 from labelless.errors import TrainingError
 from labelless.methods import Method
-from labelless.train.optim import build_optimizer, lr_multiplier
+from labelless.train.optim import build_optimizer, lr_multiplier, scaled_lr
 from labelless.train.progress import RunClock
 
 
@@ -29,9 +29,11 @@ class SSLModule(L.LightningModule):
     same augmentations it would have drawn. The method's own draws (masks, mixing) come from the
     same generator, handed to it as ``method(views, batch, generator=...)``.
 
-    The learning rate is ``optim["lr"]`` times the schedule (``optim["schedule"]``: ``"cosine"``
-    or ``"infinite"``) at the progress of each step; with ``budget_seconds`` the schedules are
-    fitted to that wall-clock budget and training stops when it is spent (``RunClock``).
+    The learning rate is the peak LR (``optim["lr"]``, scaled by the global batch when
+    ``optim["lr_scaling"]`` says so: ``peak_lr``) times the schedule (``optim["schedule"]``:
+    ``"cosine"`` or ``"infinite"``) at the progress of each step; with ``budget_seconds`` the
+    schedules are fitted to that wall-clock budget and training stops when it is spent
+    (``RunClock``).
     """
 
     def __init__(
@@ -97,6 +99,33 @@ class SSLModule(L.LightningModule):
         tensor = torch.tensor([value], dtype=torch.float32, device=self.device)
         return float(self.trainer.strategy.reduce(tensor, reduce_op="min").item())
 
+    def global_batch(self) -> int:
+        """Samples per optimiser step over all processes: ``optim.batch_size`` x processes x
+        accumulated batches."""
+        trainer = self.trainer
+        accumulate = int(getattr(trainer, "accumulate_grad_batches", 1) or 1)
+        return int(self.optim["batch_size"]) * int(trainer.world_size) * accumulate
+
+    def peak_lr(self) -> float:
+        """``optim.lr`` scaled by the global batch (``optim.lr_scaling``, ``reference_batch``):
+        what the schedule multiplies and constant-LR parameters keep."""
+        cfg = self.optim
+        scaling, reference = cfg.get("lr_scaling", "none"), cfg.get("reference_batch", 256)
+        if scaling == "none":
+            return cfg["lr"]
+        return scaled_lr(cfg["lr"], scaling, self.global_batch(), reference)
+
+    def lr_record(self) -> dict[str, Any]:
+        """How the peak LR was set, for ``metrics.json`` ``training.lr``."""
+        cfg = self.optim
+        return {
+            "base_lr": cfg["lr"],
+            "scaling": cfg.get("lr_scaling", "none"),
+            "reference_batch": cfg.get("reference_batch", 256),
+            "global_batch": self.global_batch(),
+            "peak_lr": self.peak_lr(),
+        }
+
     def lr_multiplier(self) -> float:
         """The schedule's multiplier of ``optim.lr`` at the clock's current progress."""
         clock, cfg = self.clock, self.optim
@@ -117,9 +146,10 @@ class SSLModule(L.LightningModule):
         if self.clock.budget_spent:  # no step starts once the budget is spent
             self.trainer.should_stop = True
             return -1  # Lightning: skip the rest of the epoch
-        lr = self.optim["lr"] * self.lr_multiplier()
+        peak = self.peak_lr()
+        lr = peak * self.lr_multiplier()
         for group in self.trainer.optimizers[0].param_groups:
-            group["lr"] = self.optim["lr"] if group.get("constant_lr") else lr
+            group["lr"] = peak if group.get("constant_lr") else lr
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int):
         if len(batch["index"]) < 2:  # a lazy batch whose files were all unreadable
@@ -156,7 +186,7 @@ class SSLModule(L.LightningModule):
         return build_optimizer(
             self.method,
             cfg["name"],
-            lr=cfg["lr"],
+            lr=self.peak_lr(),
             weight_decay=cfg["weight_decay"],
             momentum=cfg["momentum"],
         )

@@ -1,5 +1,5 @@
-"""Optimisers (SGD, LARS, AdamW) and the learning-rate schedules (warm-up + cosine, infinite) as
-pure functions of run progress in [0, 1]."""
+"""Optimisers (SGD, LARS, AdamW), the peak learning rate scaled by the global batch, and the
+learning-rate schedules (warm-up + cosine, infinite) as pure functions of run progress in [0, 1]."""
 
 from __future__ import annotations
 
@@ -103,6 +103,35 @@ def build_optimizer(
     if name == "adamw":
         return torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay)
     raise unknown_name("optimizer", name, ["sgd", "lars", "adamw"])
+
+
+LR_SCALINGS = ("none", "linear", "sqrt")
+
+
+def scaled_lr(lr: float, scaling: str, global_batch: int, reference_batch: int = 256) -> float:
+    """The peak learning rate for ``global_batch`` samples per optimiser step (batch per
+    process x processes x accumulated batches), given ``lr`` stated for ``reference_batch``.
+
+    - ``"linear"``: ``lr * global_batch / reference_batch``, the linear scaling rule (Goyal et
+      al. 2017, "Accurate, Large Minibatch SGD"), the form SimCLR, BYOL, Barlow Twins, VICReg,
+      MoCo v3, DINO and MAE state their LR in ("lr x batch / 256").
+    - ``"sqrt"``: ``lr * sqrt(global_batch / reference_batch)`` (Krizhevsky 2014, "One weird
+      trick"; SimCLR's appendix B.1 for small batches and long runs, ``0.075 * sqrt(batch)``;
+      You et al. 2020, LAMB).
+    - ``"none"``: ``lr`` whatever the batch.
+    """
+    if scaling not in LR_SCALINGS:
+        raise unknown_name("learning-rate scaling", scaling, LR_SCALINGS)
+    if global_batch < 1 or reference_batch < 1:
+        raise ValueError(
+            f"batch sizes must be >= 1, got global {global_batch}, reference {reference_batch}"
+        )
+    ratio = global_batch / reference_batch
+    if scaling == "linear":
+        return lr * ratio
+    if scaling == "sqrt":
+        return lr * math.sqrt(ratio)
+    return lr
 
 
 def _warmup(progress: float, warmup: float) -> float | None:

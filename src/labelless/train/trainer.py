@@ -74,8 +74,34 @@ def build_trainer(cfg: TrainerConfig, run_dir: Path, callbacks: list[L.Callback]
         ) from None
 
 
+def _check_sync_batchnorm(cfg: TrainerConfig, trainer: L.Trainer) -> L.Trainer:
+    """``trainer`` unless ``cfg.sync_batchnorm`` cannot do what it says. Lightning converts every
+    BatchNorm to torch's ``SyncBatchNorm`` under its DDP and FSDP strategies only (not under
+    model-parallel ones such as fsdp2), and torch's layer accepts only GPU inputs (no CPU
+    kernel: CPU processes would fail at the first step). One process (no parallel strategy)
+    leaves BatchNorm as it is: it already sees the whole batch."""
+    from lightning.pytorch.strategies import DDPStrategy, FSDPStrategy, ParallelStrategy
+
+    strategy = trainer.strategy
+    if not cfg.sync_batchnorm or not isinstance(strategy, ParallelStrategy):
+        return trainer
+    if not isinstance(strategy, (DDPStrategy, FSDPStrategy)):
+        raise ConfigError(
+            f"trainer.sync_batchnorm (--sync-batchnorm) is not applied by the strategy "
+            f"{cfg.strategy!r} (Lightning converts BatchNorm under ddp and fsdp only): use "
+            "--strategy ddp, or drop --sync-batchnorm"
+        )
+    if strategy.root_device.type == "cpu":
+        raise ConfigError(
+            f"trainer.sync_batchnorm (--sync-batchnorm) needs GPUs, but training runs on CPUs "
+            f"({trainer.world_size} process(es)), where torch's SyncBatchNorm cannot run: drop "
+            "--sync-batchnorm, or train with --accelerator gpu"
+        )
+    return trainer
+
+
 def _trainer(cfg: TrainerConfig, run_dir: Path, callbacks: list, logger) -> L.Trainer:
-    return L.Trainer(
+    trainer = L.Trainer(
         accelerator=cfg.accelerator,
         devices=cfg.devices,
         strategy=cfg.strategy,
@@ -90,4 +116,6 @@ def _trainer(cfg: TrainerConfig, run_dir: Path, callbacks: list, logger) -> L.Tr
         log_every_n_steps=1,
         num_sanity_val_steps=0,
         default_root_dir=str(run_dir),
+        sync_batchnorm=cfg.sync_batchnorm,  # GPUs under ddp / fsdp: checked below
     )
+    return _check_sync_batchnorm(cfg, trainer)
