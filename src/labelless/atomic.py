@@ -4,13 +4,16 @@ A file is written to a temporary name in its own folder and renamed over the tar
 (or a run killed half-way) never sees half a file. ``tempfile.mkstemp`` creates files readable by
 their owner only; outputs are meant to be shared (teammates on a cluster read each other's runs),
 so the file gets the mode an ordinary ``open(path, "w")`` would give: 0666 minus the umask.
-Importable from every layer.
+A folder (a sharded checkpoint) cannot be renamed over a folder; ``move_into_place`` puts it in
+place through a symbolic link instead. Importable from every layer.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
@@ -94,3 +97,44 @@ def write_path_atomic(path: str | Path, write: Callable[[Path], object]) -> Path
         Path(temporary).unlink(missing_ok=True)
         raise
     return path
+
+
+def move_into_place(source: str | Path, target: str | Path) -> Path:
+    """Replace ``target`` with ``source``, a finished file or folder written beside it under a
+    hidden name, so that ``target`` always names a complete one (a run killed at any moment
+    leaves the old or the new, never a mix).
+
+    A file gets the ordinary mode and is renamed over ``target``. A folder (a sharded checkpoint:
+    one file per process and an index) cannot be renamed over a folder, so it is renamed to a
+    hidden unique sibling ``.NAME.<id>`` and ``target`` becomes a relative symbolic link to it:
+    the link is made beside ``target`` and renamed over it, which POSIX does atomically. Then
+    the siblings ``.NAME.*`` that no longer serve (the folder linked before, leftovers of a
+    killed write) are removed. Returns ``target``."""
+    source, target = Path(source), Path(target)
+    if not source.is_dir():
+        os.chmod(source, default_file_mode())
+        os.replace(source, target)
+        _remove_stale_siblings(target)
+        return target
+    kept = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}")
+    os.replace(source, kept)
+    link = target.with_name(f".{target.name}.link")
+    link.unlink(missing_ok=True)
+    os.symlink(kept.name, link)
+    if target.is_dir() and not target.is_symlink():  # a folder copied without its link
+        os.replace(target, target.with_name(f".{target.name}.old"))
+    os.replace(link, target)
+    _remove_stale_siblings(target)
+    return target
+
+
+def _remove_stale_siblings(target: Path) -> None:
+    """Remove ``.NAME.*`` beside ``target`` but the folder ``target`` links to."""
+    current = os.readlink(target) if target.is_symlink() else None
+    for entry in target.parent.glob(f".{target.name}.*"):
+        if entry.name == current:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)

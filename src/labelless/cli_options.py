@@ -137,7 +137,9 @@ Devices = Annotated[
     str | None,
     Opt(help=_default("devices per node (auto, 1, 2, ...)", PRETRAIN.trainer.devices)),
 ]
-Strategy = Annotated[str | None, Opt(help=_default("auto, ddp, fsdp", PRETRAIN.trainer.strategy))]
+Strategy = Annotated[
+    str | None, Opt(help=_default("auto, ddp, fsdp2, fsdp", PRETRAIN.trainer.strategy))
+]
 NumNodes = Annotated[int | None, Opt(help=_default("number of nodes", PRETRAIN.trainer.num_nodes))]
 Accelerator = Annotated[
     str | None,

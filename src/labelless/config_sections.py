@@ -174,7 +174,9 @@ class TrainerConfig(Section):
     )
     accelerator: str = Field("auto", description=f"one of {', '.join(ACCELERATORS)}")
     devices: int | str = Field("auto", description="devices per node: a count, -1 (all) or auto")
-    strategy: str = Field("auto", description="auto, ddp, ddp_spawn, fsdp, ...")
+    strategy: str = Field(
+        "auto", description="auto, ddp, ddp_spawn, fsdp2 (sharded ViTs), fsdp (CUDA), ..."
+    )
     num_nodes: int = Field(1, gt=0)
     precision: str = Field("32-true", description=f"one of {', '.join(PRECISIONS)}")
     threads: int = Field(2, gt=0, description="torch CPU threads")

@@ -324,7 +324,7 @@ def _resume_hint(session: RunSession, trainer: Any) -> str:
     saved = session.callbacks[0].saved_step if session.callbacks else None
     epoch = f"epoch {trainer.current_epoch + 1} of {trainer.max_epochs}"
     stopped = f"stopped at step {trainer.global_step} ({epoch})"
-    if saved is None and not session.run.last_checkpoint.is_file():
+    if saved is None and not session.run.last_checkpoint.exists():  # a file or a folder
         return (
             f"{stopped}; no checkpoint was written yet; continue with: the same command again "
             f"(the unfinished start in {session.path} is replaced)"

@@ -245,7 +245,7 @@ def inspect_folder(path: Path, *, ignore_lock: bool = False) -> FolderState:
         shown = ", ".join(repr(name) for name in names[:3]) + (", ..." if len(names) > 3 else "")
         return FolderState("foreign", locked, f"{len(names)} entries: {shown}")
     files = RunFiles(path)
-    finished = files.last_checkpoint.is_file() or files.metrics_json.is_file()
+    finished = files.last_checkpoint.exists() or files.metrics_json.is_file()
     return FolderState("run" if finished else "stub", locked)
 
 
@@ -389,10 +389,14 @@ def check_resume_config(run_dir: Path, base: dict[str, Any], new: dict[str, Any]
 
 def read_checkpoint(path: Path) -> dict[str, Any]:
     """Load a run checkpoint on the CPU (tensors only); a truncated or foreign file is a
-    CheckpointError that leaves the run untouched."""
+    CheckpointError that leaves the run untouched. A sharded checkpoint (a folder, ``--strategy
+    fsdp2``) gives its ``meta.pt`` (everything but weights and optimiser state) with a
+    ``state_dict`` of meta-device tensors of the saved shapes, read from its index."""
     import torch
 
     try:
+        if path.is_dir():
+            return _read_sharded(path)
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises RuntimeError, EOFError, UnpicklingError, ...
         first = str(error).strip().splitlines()[0][:200] if str(error).strip() else ""
@@ -406,6 +410,23 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
             f"cannot resume: {str(path)!r} is not a labelless run checkpoint (no state_dict); "
             "start the run again with --overwrite"
         )
+    return checkpoint
+
+
+def _read_sharded(path: Path) -> dict[str, Any]:
+    """``meta.pt`` of Lightning's distributed checkpoint folder, and the names and full shapes
+    of the model's tensors from the ``torch.distributed.checkpoint`` index (no shard is read)."""
+    import torch
+    from torch.distributed.checkpoint import FileSystemReader
+
+    checkpoint = torch.load(path / "meta.pt", map_location="cpu", weights_only=True)
+    index = FileSystemReader(str(path)).read_metadata().state_dict_metadata
+    prefix = "state_dict."
+    checkpoint["state_dict"] = {
+        key[len(prefix) :]: torch.empty(item.size, device="meta")
+        for key, item in index.items()
+        if key.startswith(prefix) and hasattr(item, "size")
+    }
     return checkpoint
 
 

@@ -113,6 +113,27 @@ def start_cli(*args: str, pause_after_step: int, marker: Path) -> subprocess.Pop
     )
 
 
+def start_cli_processes(
+    *args: str, pause_after_step: int, marker: Path, folder: Path
+) -> subprocess.Popen:
+    """As ``start_cli``, for a run that starts its own processes (``--devices 2``): the pausing
+    program is a script in ``folder``, which Lightning's launcher starts again for every other
+    process (so each pauses after that step), in a new session, so that ``os.killpg`` ends the
+    run's every process at once."""
+    script = folder / "pausing_cli.py"
+    script.write_text(_PAUSING)
+    env = dict(os.environ, **WIDE, OMP_NUM_THREADS="1")
+    command = [sys.executable, str(script), str(pause_after_step), str(marker), *args]
+    return subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        start_new_session=True,
+    )
+
+
 def wait_until_paused(process: subprocess.Popen, marker: Path) -> None:
     """Until a ``start_cli`` process is paused at its step; fails if it ends first."""
     while not marker.exists():

@@ -45,6 +45,11 @@ class EMA(nn.Module):
     BYOL), ``"linear"`` (``linear_momentum``, I-JEPA) or ``"warmup"`` (``warmup_momentum`` of the
     updates so far, counted in the buffer ``updates``, so a checkpoint keeps the count).
     ``step(online, progress)`` after each optimiser step sets ``current_momentum`` and updates.
+
+    Sharded (FSDP2, ``nn.sharding.shard_method``): target and online parameters are DTensors
+    sharded alike (checked when sharding, against ``online``: the module the target was copied
+    from, kept unregistered since its parameters belong to the method), and the update runs on
+    each process's local shards: no all-gather per step.
     """
 
     def __init__(
@@ -65,6 +70,7 @@ class EMA(nn.Module):
         self.schedule = schedule
         self.current_momentum = self.momentum[0]
         self.target = copy.deepcopy(online)
+        object.__setattr__(self, "online", online)  # a reference, not a submodule
         for param in self.target.parameters():
             param.requires_grad_(False)
         if schedule == "warmup":
@@ -93,8 +99,8 @@ class EMA(nn.Module):
     @torch.no_grad()
     def update(self, online: nn.Module, momentum: float) -> None:
         """One update with an explicit ``momentum`` (no schedule)."""
-        target_params = list(self.target.parameters())
-        online_params = list(online.parameters())
+        target_params = [_local(param) for param in self.target.parameters()]
+        online_params = [_local(param) for param in online.parameters()]
         torch._foreach_mul_(target_params, momentum)
         torch._foreach_add_(target_params, online_params, alpha=1.0 - momentum)
         for target_buffer, online_buffer in zip(
@@ -104,3 +110,8 @@ class EMA(nn.Module):
 
     def forward(self, *args, **kwargs):
         return self.target(*args, **kwargs)
+
+
+def _local(tensor: torch.Tensor) -> torch.Tensor:
+    """A DTensor's local shard (a view: updating it updates the DTensor); a tensor itself."""
+    return tensor.to_local() if hasattr(tensor, "to_local") else tensor

@@ -4,7 +4,7 @@ atomic last checkpoint. They never know which method ran."""
 from __future__ import annotations
 
 import math
-import os
+import shutil
 import time
 import warnings
 from pathlib import Path
@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import Checkpoint
 
-from labelless.atomic import default_file_mode
+from labelless.atomic import move_into_place
 from labelless.evaluate import embed, embedding_std, knn_accuracy, rankme
 
 
@@ -151,7 +151,10 @@ class AtomicLastCheckpoint(Checkpoint):
     """Writes ``checkpoints/last.ckpt`` every ``every_n_steps`` optimiser steps and every
     ``every_minutes`` of training (either may be None), at each epoch end and at the end of
     training, through a temporary file and a rename, so an interrupted run never leaves a
-    half-written checkpoint. A ``Checkpoint`` subclass, so Lightning runs it after the other
+    half-written checkpoint. Under ``--strategy fsdp2`` the checkpoint is a folder of shards
+    (every process writes its own, ``torch.distributed.checkpoint``; several nodes need a
+    shared file system) and ``last.ckpt`` a link to it, replaced atomically
+    (``atomic.move_into_place``). A ``Checkpoint`` subclass, so Lightning runs it after the other
     callbacks' epoch-end hooks (the monitors' values are in the checkpointed state).
 
     Under data parallelism every process calls ``save_checkpoint`` together (rank 0 writes);
@@ -177,13 +180,16 @@ class AtomicLastCheckpoint(Checkpoint):
         self._last_time = 0.0
 
     def save(self, trainer: L.Trainer) -> None:
-        if self.saved_step == trainer.global_step and self.path.is_file():
+        if self.saved_step == trainer.global_step and self.path.exists():
             return  # the state at this step is on disk already (epoch end, then train end)
         tmp = self.path.with_name(f".{self.path.name}.tmp")
-        trainer.save_checkpoint(tmp)
+        if trainer.is_global_zero and tmp.is_dir():  # shards of a write that was killed
+            shutil.rmtree(tmp)
+        if trainer.world_size > 1:  # ... removed before any process writes its shard there
+            trainer.strategy.barrier("labelless-checkpoint")
+        trainer.save_checkpoint(tmp)  # a file, or under fsdp2 a folder of shards
         if trainer.is_global_zero:
-            os.chmod(tmp, default_file_mode())
-            os.replace(tmp, self.path)
+            move_into_place(tmp, self.path)
         self.saved_step = trainer.global_step
         self._last_time = self.time_fn()
 
@@ -277,6 +283,8 @@ def parameter_checksum(module: torch.nn.Module) -> torch.Tensor:
     total = torch.zeros(3, dtype=torch.float64)
     offset = 0
     for parameter in module.parameters():
+        if hasattr(parameter, "full_tensor"):  # a shard (FSDP2): gathered, so all processes
+            parameter = parameter.detach().full_tensor()  # call this together
         flat = parameter.detach().double().flatten().cpu()
         position = torch.arange(offset, offset + flat.numel(), dtype=torch.float64)
         total += torch.stack([flat.sum(), (flat * flat).sum(), (flat * position).sum()])

@@ -3,6 +3,10 @@
 One ``RunClock`` (``train/progress.py``) gives the progress of every step; the learning rate
 (``train/optim.py`` schedules) and the method's ``on_step_end(progress)`` (EMA momentum, teacher
 temperature) both read it, and with a time budget the run stops after the step at progress 1.
+
+Under ``--strategy fsdp2`` (``train/sharded.py``) ``configure_model`` shards the method with
+FSDP2 (``nn.sharding.shard_method``) and the end of training gathers the backbone's full weights
+(``trained_backbone``) for the export and the final evaluation.
 """
 
 from __future__ import annotations
@@ -15,8 +19,9 @@ from typing import Any
 import lightning as L
 import torch
 
-from labelless.errors import TrainingError
+from labelless.errors import ConfigError, TrainingError
 from labelless.methods import Method
+from labelless.nn.sharding import empty_copy, gather_full, shard_method
 from labelless.train.optim import build_optimizer, lr_multiplier, scaled_lr
 from labelless.train.progress import RunClock
 
@@ -60,6 +65,10 @@ class SSLModule(L.LightningModule):
         self._generator_seed: int | None = None  # a resumed rank the saved run did not have
         self._pending_clock_state: dict[str, Any] | None = None
         self._pending_torch_rng: torch.Tensor | None = None
+        # fsdp2: the backbone's meta-device blueprint, then its gathered copy (in tuples: not
+        # submodules, so in no state dict)
+        self._blueprint: tuple[torch.nn.Module, ...] = ()
+        self._gathered: tuple[torch.nn.Module, ...] = ()
 
     @property
     def generator(self) -> torch.Generator:
@@ -70,6 +79,27 @@ class SSLModule(L.LightningModule):
                 self._generator.set_state(self._pending_generator_state.to("cpu"))
                 self._pending_generator_state = None
         return self._generator
+
+    def configure_model(self) -> None:
+        """Lightning's hook for sharding, called on every process before the optimiser is
+        made. Under ``ModelParallelStrategy`` (``--strategy fsdp2``: a device mesh) the method is
+        sharded with FSDP2 over the data-parallel mesh, student and EMA teachers alike
+        (``nn.sharding.shard_method``); other strategies leave it as it is."""
+        mesh = self.device_mesh
+        if mesh is None or self._blueprint:
+            return
+        if not isinstance(self.method, Method):
+            raise ConfigError(
+                "--strategy fsdp2 shards self-supervised methods (labelless pretrain) only: "
+                "train semi-supervised runs with --strategy ddp"
+            )
+        self._blueprint = (empty_copy(self.method.backbone),)
+        shard_method(self.method, mesh["data_parallel"])
+
+    def trained_backbone(self) -> torch.nn.Module:
+        """The backbone with its full weights, for one process to export and evaluate: the
+        method's own, or under FSDP2 the copy gathered from every shard as training ended."""
+        return self._gathered[0] if self._gathered else self.method.backbone
 
     def total_steps(self) -> float:
         """Optimiser steps in ``max_epochs`` epochs (inf when the loader has no length)."""
@@ -173,13 +203,22 @@ class SSLModule(L.LightningModule):
             self.log("schedule/estimated_total_steps", estimate, on_step=True, on_epoch=False)
         return out
 
-    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
+    def optimizer_step(self, *args, **kwargs) -> None:
+        """The optimiser step, then the method's step-end update (EMA teachers, DINO's step and
+        teacher temperature) right after it: callbacks' ``on_train_batch_end`` (the checkpoint)
+        run before the module's, and a checkpoint written at a step's end must hold the teacher
+        that step made, or a resumed run would miss one EMA update."""
+        super().optimizer_step(*args, **kwargs)
         self.method.on_step_end(self.progress)
+
+    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
         if self.clock.finished:  # the last step of the budget (or of max_epochs) ran annealed
             self.trainer.should_stop = True
 
     def on_train_end(self) -> None:
         self.clock.stop()
+        if self._blueprint:  # every process takes part in the all-gathers
+            self._gathered = (gather_full(self.method.backbone, self._blueprint[0]),)
 
     def configure_optimizers(self):
         cfg = self.optim

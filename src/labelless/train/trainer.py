@@ -16,6 +16,7 @@ from labelless.errors import ConfigError
 from labelless.runfiles import RunFiles
 from labelless.runtime import tune_allocator
 from labelless.train.logs import RunCSVLogger
+from labelless.train.sharded import resolve_strategy
 
 
 def quiet_lightning() -> None:
@@ -104,7 +105,7 @@ def _trainer(cfg: TrainerConfig, run_dir: Path, callbacks: list, logger) -> L.Tr
     trainer = L.Trainer(
         accelerator=cfg.accelerator,
         devices=cfg.devices,
-        strategy=cfg.strategy,
+        strategy=resolve_strategy(cfg),  # fsdp2: ShardedDataParallel; FSDP1 needs CUDA
         num_nodes=cfg.num_nodes,
         precision=cfg.precision,
         max_epochs=cfg.max_epochs,

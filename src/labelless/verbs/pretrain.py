@@ -128,7 +128,8 @@ def run_pretrain(
     try:
         ckpt = begin(session, module, dump_yaml(run_config), trainer=trainer, batch_size=batch)
         fit(session, trainer, module, loader, ckpt)
-        backbone = ssl_method.backbone.to(memory_format=torch.contiguous_format)
+        backbone = module.trained_backbone()  # fsdp2: gathered from the shards
+        backbone = backbone.to(memory_format=torch.contiguous_format)
         metrics: dict[str, Any] = {}
         if trainer.is_global_zero:
             with task("final evaluation and report"):
@@ -148,7 +149,7 @@ def write_outputs(config: RunConfig, session, trainer, module, data, monitors) -
     from labelless.verbs.report import report_inputs
 
     train, eval_data, throughput = data
-    backbone = module.method.backbone
+    backbone = module.trained_backbone()
     save_encoder(backbone, session.path)
     kept: dict[str, torch.Tensor] = {}
     metrics, test_z = final_metrics(config, backbone, train, eval_data, keep=kept)

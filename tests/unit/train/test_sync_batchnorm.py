@@ -33,6 +33,7 @@ def test_the_flag_sets_the_key():
         ("ddp", 2, r"needs GPUs, but training runs on CPUs \(2 process"),
         ("ddp", 1, r"needs GPUs, but training runs on CPUs \(1 process"),  # a process group
         ("ddp_spawn", 2, "needs GPUs"),
+        ("fsdp2", 2, "not applied by the strategy 'fsdp2'"),  # model-parallel: no conversion
     ],
 )
 def test_what_cannot_sync_is_refused_before_anything_runs(tmp_path, strategy, devices, message):
