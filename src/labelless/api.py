@@ -19,6 +19,7 @@ from torch import nn
 from labelless.config import RunConfig
 from labelless.data import Dataset, DataSplits
 from labelless.errors import ConfigError
+from labelless.evaluate.neighbours import DEFAULT_NPROBE, IVF_MIN_ROWS
 from labelless.verbs.pretrain import PretrainResult, run_pretrain
 
 __all__ = [
@@ -82,6 +83,9 @@ def evaluate(
     seed: int = 0,
     out: str | Path | None = None,
     data_options: dict[str, Any] | None = None,
+    knn_backend: str = "auto",
+    knn_nprobe: int = DEFAULT_NPROBE,
+    knn_ivf_rows: int = IVF_MIN_ROWS,
 ) -> dict[str, Any]:
     """Every frozen-embedding metric (kNN, linear probe, few-shot, k-means, retrieval, RankMe and
     other label-free measures) of ``encoder`` on a labelled dataset's train -> test splits.
@@ -95,6 +99,10 @@ def evaluate(
     ``data_options`` go to the loader of a data file (``{"target": "y", "test": 0.25}``).
     Tables and series add their own protocols (``Modality.protocols``). ``k`` (kNN) defaults to
     the k the encoder's run used (its ``config.yaml``), else the modality's (``Modality.knn_k``).
+    ``knn_backend``: the kNN's neighbour search, ``auto`` (faiss when installed, else torch),
+    ``torch`` or ``faiss`` (``pip install 'labelless[faiss]'``); exact, but faiss searches an
+    IVF index (``knn_nprobe`` cells a query) once the train split has ``knn_ivf_rows`` rows, and
+    the protocol records its recall@k against the exact search (``protocol.knn.search``).
     """
     from labelless.verbs.evaluate import evaluate_encoder
 
@@ -111,6 +119,7 @@ def evaluate(
         out=out,
         write=write,
         data_options=data_options,
+        knn_search={"backend": knn_backend, "nprobe": knn_nprobe, "ivf_min_rows": knn_ivf_rows},
     )
     return metrics
 

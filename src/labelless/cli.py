@@ -136,6 +136,7 @@ def evaluate(
     out: Annotated[
         str | None, Opt(help="folder for metrics.json (required unless ENCODER is a run directory)")
     ] = None,
+    knn_backend: opt.KnnBackend = "auto",
 ) -> None:
     """Evaluate any encoder with kNN, linear probe, few-shot, clustering, retrieval and label-free
     measures, at its pretraining resolution and normalisation; writes metrics.json."""
@@ -154,6 +155,7 @@ def evaluate(
         seed=seed,
         out=out,
         data_options={key: value for key, value in options.items() if value is not None},
+        knn_backend=knn_backend,
     )
     _print_metrics(metrics, f"evaluation on {data}: frozen embeddings, train -> test")
     preprocessing = metrics["protocol"]["preprocessing"]

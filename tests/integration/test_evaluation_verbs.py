@@ -73,6 +73,40 @@ def test_evaluate_a_run_directory_merges_into_its_metrics(run):
     assert not list(run.glob(".*.tmp"))
 
 
+def test_knn_backend_is_recorded_and_an_ivf_search_is_a_protocol_setting(run, monkeypatch):
+    """``knn_backend``: the search is recorded under ``protocol.knn.search``; faiss's IVF index
+    (forced here from 100 train rows) adds its recall@k against the exact search and the setting
+    ``approximate``, which compare checks (the search record itself is not compared); asking
+    for faiss without it installed fails before anything is embedded or written."""
+    from labelless.evaluate import neighbours
+    from labelless.evaluate.catalog import metric_info
+    from labelless.report.compare import protocol_signature
+
+    exact = api.evaluate(run, "digits", k=20, knn_backend="torch")
+    assert exact["protocol"]["knn"]["search"] == {"backend": "torch", "index": "exact"}
+    assert "approximate" not in exact["protocol"]["knn"]
+    pytest.importorskip("faiss", reason="faiss is optional: pip install 'labelless[faiss]'")
+    ivf = api.evaluate(run, "digits", k=20, knn_backend="faiss", knn_ivf_rows=100, knn_nprobe=8)
+    search = ivf["protocol"]["knn"]["search"]
+    assert search["backend"] == "faiss" and search["index"] == "ivf" and search["nprobe"] == 8
+    assert search["nlist"] == 36 and search["recall_queries"] == 360  # every digits test image
+    assert 0.8 <= search["recall_at_k"] <= 1.0
+    assert abs(ivf["knn_top1"] - exact["knn_top1"]) <= 0.05
+    assert ivf["protocol"]["knn"]["approximate"] == {"index": "faiss ivf", "nprobe": 8}
+    info = metric_info("knn_top1")
+    signature = protocol_signature("digits", ivf, info)["knn"]
+    assert "search" not in signature and signature["approximate"]["nprobe"] == 8
+    flat = api.evaluate(run, "digits", k=20, knn_backend="faiss")
+    assert flat["knn_top1"] == exact["knn_top1"]
+    assert protocol_signature("d", flat, info) == protocol_signature("d", exact, info)
+
+    monkeypatch.setattr(neighbours, "load_faiss", lambda: None)
+    before = (run / "metrics.json").read_bytes()
+    with pytest.raises(ConfigError, match=r"pip install 'labelless\[faiss\]'"):
+        api.evaluate(run, "digits", knn_backend="faiss")
+    assert (run / "metrics.json").read_bytes() == before
+
+
 def test_evaluate_an_encoder_file_with_overridden_preprocessing(run, tmp_path):
     weights = run / "encoder.safetensors"
     with pytest.raises(ConfigError, match="--out"):

@@ -7,13 +7,15 @@ embedding votes with its k most cosine-similar training embeddings, neighbour i 
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from labelless.errors import DataError
 from labelless.evaluate.checks import check_knn_options
-from labelless.evaluate.neighbours import Backend, top_k_similar
+from labelless.evaluate.neighbours import DEFAULT_NPROBE, IVF_MIN_ROWS, Backend, search
 
 ArrayLike = torch.Tensor | np.ndarray
 
@@ -46,6 +48,9 @@ def knn_predict(
     num_classes: int | None = None,
     chunk_size: int = 0,
     backend: Backend = "auto",
+    nprobe: int = DEFAULT_NPROBE,
+    ivf_min_rows: int | None = IVF_MIN_ROWS,
+    seed: int = 0,
 ) -> torch.Tensor:
     """Predicted class of each test embedding by weighted kNN vote (Wu et al. 2018).
 
@@ -58,15 +63,50 @@ def knn_predict(
         num_classes: size of the vote vector; ``max(train_y) + 1`` when None.
         chunk_size: test samples per ``[chunk, N]`` similarity block of the torch search, which
             bounds memory; 0 sizes the block to 256 MiB.
-        backend: neighbour search, ``auto`` (faiss when installed, else chunked torch),
-            ``torch`` or ``faiss``; all are exact (see ``evaluate.neighbours``).
+        backend: neighbour search, ``auto`` (faiss when installed and the embeddings are on
+            CPU, else chunked torch), ``torch`` or ``faiss`` (see ``evaluate.neighbours``).
+        nprobe, ivf_min_rows: faiss searches an approximate IVF index (``nprobe`` cells a
+            query) when the labelled train set has at least ``ivf_min_rows`` rows (default one
+            million; None: always exact). Below, every backend is exact.
+        seed: seed of the IVF k-means and of its recall measurement (:func:`knn_evaluate`).
 
     Returns:
         ``[M]`` int64 predicted labels on the device of ``train_z``.
 
     Raises:
-        ConfigError: ``k`` < 1 or ``temperature`` <= 0.
+        ConfigError: ``k`` < 1, ``temperature`` <= 0, or faiss asked for and not installed.
     """
+    predicted, _ = _knn(
+        train_z,
+        train_y,
+        test_z,
+        k=k,
+        temperature=temperature,
+        num_classes=num_classes,
+        chunk_size=chunk_size,
+        backend=backend,
+        nprobe=nprobe,
+        ivf_min_rows=ivf_min_rows,
+        seed=seed,
+    )
+    return predicted
+
+
+def _knn(
+    train_z: ArrayLike,
+    train_y: ArrayLike,
+    test_z: ArrayLike,
+    *,
+    k: int = 200,
+    temperature: float = 0.1,
+    num_classes: int | None = None,
+    chunk_size: int = 0,
+    backend: Backend = "auto",
+    nprobe: int = DEFAULT_NPROBE,
+    ivf_min_rows: int | None = IVF_MIN_ROWS,
+    seed: int = 0,
+) -> tuple[torch.Tensor, dict[str, Any]]:
+    """``knn_predict`` and the record of its neighbour search (``neighbours.search``)."""
     check_knn_options(k, temperature)
     train = as_float_tensor(train_z, "train embeddings")
     test = as_float_tensor(test_z, "test embeddings").to(train.device)
@@ -90,15 +130,49 @@ def knn_predict(
             "pass num_classes > the largest label, or leave it None"
         )
     k = min(k, len(train))
-    similarity, index = top_k_similar(
-        test, train, k, backend=backend, chunk_size=chunk_size, description=f"kNN (k={k})"
+    similarity, index, record = search(
+        test,
+        train,
+        k,
+        backend=backend,
+        chunk_size=chunk_size,
+        ivf_min_rows=ivf_min_rows,
+        nprobe=nprobe,
+        seed=seed,
+        description=f"kNN (k={k})",
     )
     similarity, index = similarity.to(train.device), index.to(train.device)
-    # Subtracting the row maximum leaves the argmax unchanged and keeps exp() finite.
-    weights = similarity.sub_(similarity[:, :1].clone()).div_(temperature).exp_()
+    # Subtracting the row maximum leaves the argmax unchanged and keeps exp() finite; a missing
+    # IVF neighbour (index -1, similarity -inf) weighs 0.
+    top = similarity[:, :1].clone().nan_to_num_(0.0, posinf=0.0, neginf=0.0)
+    weights = similarity.sub_(top).div_(temperature).exp_()
     votes = torch.zeros(len(test), num_classes, device=train.device)
-    votes.scatter_add_(1, labels[index], weights)
-    return votes.argmax(dim=1)
+    votes.scatter_add_(1, labels[index.clamp(min=0)], weights)
+    return votes.argmax(dim=1), record
+
+
+def knn_evaluate(
+    train_z: ArrayLike,
+    train_y: ArrayLike,
+    test_z: ArrayLike,
+    test_y: ArrayLike,
+    **knn_kwargs,
+) -> tuple[float, dict[str, Any]]:
+    """kNN accuracy of the labelled test samples and how their neighbours were searched.
+
+    ``knn_kwargs`` go to :func:`knn_predict`. The record: ``backend`` (``torch`` or ``faiss``),
+    ``index`` (``exact``, ``flat`` or ``ivf``) and, for IVF, ``nlist``, ``nprobe``,
+    ``recall_at_k`` of its neighbours against the exact torch search on a seeded subsample of
+    ``recall_queries`` test samples, and ``recall_seed``.
+    """
+    test_labels = as_label_tensor(test_y, len(torch.as_tensor(test_z)), "test labels")
+    labelled = test_labels >= 0
+    if not bool(labelled.any()):
+        raise DataError("kNN accuracy needs labelled test samples, but every test label is -1")
+    test = torch.as_tensor(test_z)
+    test = test[labelled.to(test.device)]
+    predicted, record = _knn(train_z, train_y, test, **knn_kwargs)
+    return float((predicted.cpu() == test_labels[labelled]).float().mean()), record
 
 
 def knn_accuracy(
@@ -112,11 +186,4 @@ def knn_accuracy(
 
     ``knn_kwargs`` go to :func:`knn_predict` (``k``, ``temperature``, ``backend``, ...).
     """
-    test_labels = as_label_tensor(test_y, len(torch.as_tensor(test_z)), "test labels")
-    labelled = test_labels >= 0
-    if not bool(labelled.any()):
-        raise DataError("kNN accuracy needs labelled test samples, but every test label is -1")
-    test = torch.as_tensor(test_z)
-    test = test[labelled.to(test.device)]
-    predicted = knn_predict(train_z, train_y, test, **knn_kwargs).cpu()
-    return float((predicted == test_labels[labelled]).float().mean())
+    return knn_evaluate(train_z, train_y, test_z, test_y, **knn_kwargs)[0]

@@ -3,7 +3,9 @@
 The standard linear evaluation of self-supervised representations (e.g. SimCLR, Chen et al. 2020,
 Appendix B.6; Kolesnikov et al. 2019): standardise the features, fit a multinomial logistic
 regression with full-batch L-BFGS, choose the L2 penalty on a validation split carved out of the
-training set, refit on the whole training set and report test accuracy once.
+training set, refit on the whole training set and report test accuracy once. The features are
+embedded once; every weight decay of the grid is fitted in the same passes over them (one head
+per decay, ``evaluate.softmax``), and all heads are scored on the validation split at once.
 """
 
 from __future__ import annotations
@@ -17,10 +19,10 @@ import torch.nn.functional as F
 
 from labelless.errors import ConfigError, DataError
 from labelless.evaluate.knn import ArrayLike, as_float_tensor, as_label_tensor
+from labelless.evaluate.softmax import fit_softmax_heads, score_heads
 from labelless.progress import SILENT, Task, task
 
 DEFAULT_WEIGHT_DECAYS = (0.0, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
-TOLERANCE_GRAD = 1e-5  # L-BFGS stops when every gradient entry is below this
 
 
 @dataclass
@@ -82,57 +84,24 @@ def fit_head(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Multinomial logistic regression on standardised ``x [N, D]``: loss = CE + wd/2 ||W||^2.
 
-    Full-batch L-BFGS in float32 from zero or from ``start = (weight, bias)`` (a warm start);
-    returns ``(weight [C, D], bias [C])``. ``bar`` advances by ``epochs`` over the fit, one
-    step per full-batch pass (a fit that converges early completes its share at the end).
+    Full-batch L-BFGS (``evaluate.softmax``, one head) in float32 for at most ``epochs``
+    iterations, from zero or from ``start = (weight, bias)`` (a warm start); returns
+    ``(weight [C, D], bias [C])``. ``bar`` advances once per pass over the rows.
     """
-    # [C, D] as in nn.Linear: the weight gradient is then grad.T @ x, ~3x faster on CPU than
-    # x.T @ grad for a [D, C] weight (x.T is a strided view).
-    if start is None:
-        weight = torch.zeros(num_classes, x.shape[1], device=x.device)
-        bias = torch.zeros(num_classes, device=x.device)
-    else:
-        weight, bias = start[0].clone(), start[1].clone()
-    weight.requires_grad_(True)
-    bias.requires_grad_(True)
-    optimizer = torch.optim.LBFGS(
-        [weight, bias],
-        lr=1.0,
-        max_iter=epochs,
-        history_size=10,
-        tolerance_grad=TOLERANCE_GRAD,
-        line_search_fn="strong_wolfe",
-    )
-
-    passes = 0
-
-    def closure() -> torch.Tensor:
-        nonlocal passes
-        optimizer.zero_grad()
-        loss = (
-            F.cross_entropy(F.linear(x, weight, bias), y)
-            + 0.5 * weight_decay * weight.square().sum()
-        )
-        loss.backward()
-        passes += 1
-        if passes <= epochs:
-            bar.advance()
-        return loss
-
-    with torch.enable_grad():
-        optimizer.step(closure)
-    bar.advance(max(0, epochs - passes))
-    return weight.detach(), bias.detach()
+    if start is not None:
+        start = (start[0].unsqueeze(0), start[1].unsqueeze(0))
+    fit = fit_softmax_heads(x, y, [weight_decay], num_classes, epochs, start, bar=bar)
+    return fit.weight[0], fit.bias[0]
 
 
 def _score(probe: LinearHead, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
-    with torch.no_grad():
-        logits = probe.logits(x)
-        accuracy = float((logits.argmax(dim=1) == y).float().mean())
-        return accuracy, float(F.cross_entropy(logits, y))
+    """Accuracy and mean cross-entropy of ``probe`` on raw features ``x``."""
+    weight, bias = probe.weight.unsqueeze(0), probe.bias.unsqueeze(0)
+    accuracies, losses = score_heads(x, y, weight, bias, probe.mean, probe.std)
+    return accuracies[0], losses[0]
 
 
-def _select_weight_decay(
+def validation_curve(
     train: torch.Tensor,
     labels: torch.Tensor,
     weight_decays: tuple[float, ...],
@@ -141,12 +110,15 @@ def _select_weight_decay(
     val_fraction: float,
     seed: int,
     bar: Task = SILENT,
-) -> tuple[float, float, dict[str, float], tuple[torch.Tensor, torch.Tensor]]:
-    """Fit on a stratified split of train, score on the rest (the test set is never seen).
+) -> dict[str, Any]:
+    """Every weight decay fitted at once on a seeded stratified split of train and scored on
+    the rest (the test set is never seen).
 
-    Weight decays are tried from the largest down, each fit warm-started from the previous one
-    (a regularisation path). Returns the chosen decay, its validation accuracy, every validation
-    accuracy, and the chosen fit's parameters (in the fit split's standardisation).
+    Returns ``chosen`` (the decay with the best validation accuracy; ties: the lower validation
+    loss, then the larger decay), ``val_accuracy`` (its accuracy), ``val_accuracies`` and
+    ``val_losses`` (the curve, keyed by ``repr(decay)``), ``params`` (the chosen fit's
+    ``(weight, bias)`` in the fit split's standardisation), ``iterations`` (L-BFGS iterations
+    of each head) and ``passes`` (passes over the fit split, all heads together).
     """
     fit_index, val_index = stratified_split(labels.cpu().numpy(), val_fraction, seed)
     if len(val_index) == 0 or len(fit_index) == 0:
@@ -157,17 +129,23 @@ def _select_weight_decay(
     fit_index = torch.as_tensor(fit_index, device=train.device)
     val_index = torch.as_tensor(val_index, device=train.device)
     fit_x, mean, std = standardise(train[fit_index])
-    fit_y, val_x, val_y = labels[fit_index], train[val_index], labels[val_index]
-    val_accuracies: dict[str, float] = {}
-    best, chosen, start, chosen_params = None, 0.0, None, None
-    for weight_decay in sorted((float(w) for w in weight_decays), reverse=True):
-        start = fit_head(fit_x, fit_y, weight_decay, num_classes, epochs, start, bar=bar)
-        accuracy, loss = _score(LinearHead(mean, std, *start), val_x, val_y)
-        val_accuracies[repr(weight_decay)] = accuracy
-        # Ties: the lower validation loss, then the larger decay (met first).
-        if best is None or (accuracy, -loss) > best:
-            best, chosen, chosen_params = (accuracy, -loss), weight_decay, start
-    return chosen, best[0], val_accuracies, chosen_params
+    decays = sorted((float(w) for w in weight_decays), reverse=True)
+    fit = fit_softmax_heads(fit_x, labels[fit_index], decays, num_classes, epochs, bar=bar)
+    del fit_x
+    # Every head scored in the same products over the validation rows.
+    val_x, val_y = train[val_index], labels[val_index]
+    accuracies, losses = score_heads(val_x, val_y, fit.weight, fit.bias, mean, std)
+    # Ties: the lower validation loss, then the larger decay (met first).
+    best = max(range(len(decays)), key=lambda h: (accuracies[h], -losses[h], -h))
+    return {
+        "chosen": decays[best],
+        "val_accuracy": accuracies[best],
+        "val_accuracies": {repr(w): a for w, a in zip(decays, accuracies, strict=True)},
+        "val_losses": {repr(w): v for w, v in zip(decays, losses, strict=True)},
+        "params": (fit.weight[best], fit.bias[best]),
+        "iterations": {repr(w): int(i) for w, i in zip(decays, fit.iterations, strict=True)},
+        "passes": fit.passes,
+    }
 
 
 def linear_probe(
@@ -188,9 +166,11 @@ def linear_probe(
         train_y, test_y: ``[N]`` and ``[M]`` integer labels; -1 entries are dropped.
         weight_decays: L2 penalties tried; the one with the best accuracy (ties: lower loss) on
             a seeded, stratified ``val_fraction`` of the training set is used for the refit.
-        epochs: L-BFGS iterations, each one full-batch pass over the training features.
-        seed: seed of the validation split (the fits are deterministic: zero init, then each
-            starts from the previous one).
+        epochs: most L-BFGS iterations of each fit, each one or more full-batch passes over
+            the training features (the line search); every decay of the grid is fitted in the
+            same passes.
+        seed: seed of the validation split (the fits are deterministic: zero init; the refit
+            starts from the chosen fit).
 
     Features are standardised with the mean / std of the training data each fit sees. The
     number of classes is ``max(train label) + 1``: test labels are read only to score the
@@ -207,31 +187,36 @@ def linear_probe(
     test, test_labels = test.to(train.device), test_labels.to(train.device)
     num_classes = int(train_labels.max()) + 1
 
-    val_accuracies: dict[str, float] = {}
-    chosen, val_accuracy, start = float(weight_decays[0]), float("nan"), None
-    fits = 1 + (len(weight_decays) if len(weight_decays) > 1 else 0)
-    with task("linear probe", fits * epochs) as bar:
+    curve: dict[str, Any] = {"chosen": float(weight_decays[0]), "val_accuracy": float("nan")}
+    with task("linear probe") as bar:
         if len(weight_decays) > 1:
-            chosen, val_accuracy, val_accuracies, start = _select_weight_decay(
+            curve = validation_curve(
                 train, train_labels, weight_decays, num_classes, epochs, val_fraction, seed, bar
             )
         x, mean, std = standardise(train)
-        fitted = fit_head(x, train_labels, chosen, num_classes, epochs, start, bar=bar)
+        chosen = curve["chosen"]
+        fitted = fit_head(
+            x, train_labels, chosen, num_classes, epochs, curve.get("params"), bar=bar
+        )
     probe = LinearHead(mean, std, *fitted)
     del x
-    test_accuracy, _ = _score(probe, test, test_labels)
+    test_accuracy, _ = _score(probe, test, test_labels)  # the one use of the test split
     protocol = {
         "classifier": "linear softmax on standardised features",
-        "optimizer": "lbfgs (full batch, float32, strong Wolfe line search)",
-        "warm_start": "regularisation path from the largest decay down; refit from the chosen fit",
+        "optimizer": "lbfgs (full batch, float32, Armijo backtracking; one head per weight "
+        "decay, fitted together in the same passes)",
+        "warm_start": "every decay from zero; refit on all train from the chosen fit",
         "epochs": epochs,
         "weight_decays": [float(w) for w in weight_decays],
-        "selection": "best accuracy on a stratified validation split of train; refit on all train",
+        "selection": "best accuracy (ties: lower loss) on a stratified validation split of "
+        "train; refit on all train; test scored once",
         "val_fraction": val_fraction,
-        "val_accuracies": val_accuracies,
+        "val_accuracies": curve.get("val_accuracies", {}),
+        "val_losses": curve.get("val_losses", {}),
+        "iterations": curve.get("iterations", {}),
         "seed": seed,
         "num_classes": num_classes,
         "num_train": len(train),
         "num_test": len(test),
     }
-    return LinearProbeResult(test_accuracy, chosen, val_accuracy, protocol)
+    return LinearProbeResult(test_accuracy, chosen, curve["val_accuracy"], protocol)

@@ -16,7 +16,7 @@ from labelless.errors import DataError
 from labelless.evaluate.catalog import declare_metric
 from labelless.evaluate.clustering import kmeans_clustering
 from labelless.evaluate.fewshot import few_shot
-from labelless.evaluate.knn import knn_accuracy
+from labelless.evaluate.knn import knn_evaluate
 from labelless.evaluate.labelfree import alpha_req, uniformity
 from labelless.evaluate.linear import linear_probe
 from labelless.evaluate.rankme import RANKME_MAX_SAMPLES, embedding_std, rankme
@@ -26,13 +26,16 @@ DEFAULT_SHOTS = (1, 5, 10)
 
 # The metrics of ``evaluate_embeddings`` (and of a run's label-free final metrics), in the order
 # readers show them; see ``evaluate.catalog``.
-declare_metric("knn_top1", "kNN top-1 accuracy", "knn", charted=True)
+# kNN: how the neighbours were searched (``search``: backend, index, an IVF index's measured
+# recall) is a record, not a setting; an approximate (IVF) search adds the setting
+# ``approximate``, so its numbers are never compared with exact ones unflagged.
+declare_metric("knn_top1", "kNN top-1 accuracy", "knn", charted=True, fitted=("search",))
 declare_metric(
     "linear_top1",
     "linear probe top-1 accuracy",
     "linear",
     charted=True,
-    fitted=("val_accuracies", "weight_decay", "val_accuracy"),
+    fitted=("val_accuracies", "val_losses", "iterations", "weight_decay", "val_accuracy"),
 )
 declare_metric(
     "few_shot_{shots}_top1",
@@ -107,6 +110,7 @@ def evaluate_embeddings(
     clustering: bool = True,
     retrieval: bool = True,
     seed: int = 0,
+    knn_search: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Every frozen-embedding metric of ``test`` (classifiers fit on ``train``) in one dict.
 
@@ -117,17 +121,27 @@ def evaluate_embeddings(
     ``map_at_r`` / ``precision_at_1`` (``retrieval=True``; leave-one-out over test), and the
     label-free ``rankme``, ``embedding_std``, ``alpha_req``, ``uniformity`` of the test
     embeddings. ``protocol`` says how each number was made.
+
+    ``knn_search`` goes to the kNN's neighbour search (``evaluate.knn_predict``: ``backend``
+    auto / torch / faiss, ``nprobe``, ``ivf_min_rows``); ``protocol["knn"]["search"]`` records
+    the backend, the index and, for faiss's IVF index, its recall@k against the exact search.
+    Retrieval searches with the same backend, always exactly.
     """
     train_y = torch.as_tensor(train_y).long()
     test_y = torch.as_tensor(test_y).long()
-    results: dict[str, Any] = {
-        "knn_top1": knn_accuracy(train_z, train_y, test_z, test_y, k=k, temperature=temperature)
-    }
+    knn_search = {"seed": seed, **(knn_search or {})}
+    accuracy, search = knn_evaluate(
+        train_z, train_y, test_z, test_y, k=k, temperature=temperature, **knn_search
+    )
+    results: dict[str, Any] = {"knn_top1": accuracy}
     protocol: dict[str, Any] = {
         "knn": {"k": k, "temperature": temperature, "similarity": "cosine", "votes": "weighted"},
         "train_samples": int((train_y >= 0).sum()),
         "test_samples": len(test_y),
     }
+    protocol["knn"]["search"] = search
+    if search["index"] == "ivf":
+        protocol["knn"]["approximate"] = {"index": "faiss ivf", "nprobe": search["nprobe"]}
     if linear:
         probe = linear_probe(train_z, train_y, test_z, test_y, seed=seed)
         results["linear_top1"] = probe.accuracy
@@ -148,7 +162,7 @@ def evaluate_embeddings(
             "seed": seed,
         }
     if retrieval:
-        scores = retrieval_metrics(test_z, test_y)
+        scores = retrieval_metrics(test_z, test_y, backend=knn_search.get("backend", "auto"))
         results["map_at_r"] = scores["map_at_r"]
         results["precision_at_1"] = scores["precision_at_1"]
         protocol["retrieval"] = {

@@ -37,18 +37,23 @@ def evaluate_encoder(
     out: str | Path | None = None,
     write: bool = True,
     data_options: dict[str, Any] | None = None,
+    knn_search: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], Path | None]:
     """Every frozen-embedding metric of the encoder ``spec`` on ``data`` (train -> test,
     ``verbs.scoring.score`` with the modality's trained heads), with the preprocessing
     protocol; returns ``(metrics, metrics.json written or None)``. ``k`` None: the k of the
-    encoder's run, else its modality's (``targets.knn_k_for``).
+    encoder's run, else its modality's (``targets.knn_k_for``). ``knn_search``: the kNN's
+    neighbour search (``backend`` auto / torch / faiss, ``nprobe``, ``ivf_min_rows``), checked
+    before anything is embedded.
 
     The metrics go under ``evaluations["<data> [<preprocessing>]"]`` of ``metrics.json`` in the
     run directory (merged with what is there) or in ``out``.
     """
     from labelless.evaluate.checks import check_fraction, check_int, check_knn_options
+    from labelless.evaluate.neighbours import check_knn_search
 
     check_knn_options(KNN_K if k is None else k, temperature)
+    check_knn_search(knn_search or {})
     check_int("--seed", seed, 0, 0)
     if isinstance((data_options or {}).get("test"), (int, float)):
         check_fraction("--test-fraction", data_options["test"], 0.2)
@@ -83,6 +88,7 @@ def evaluate_encoder(
         seed=seed,
         trained_heads=True,
         label=data_label(data),
+        knn_search=knn_search,
     )
     metrics["protocol"].update(
         preprocessing=pre.protocol(),

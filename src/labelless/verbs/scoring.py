@@ -45,17 +45,26 @@ def score(
     seed: int = 0,
     trained_heads: bool = False,
     label: str | None = None,
+    knn_search: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Every metric of the embeddings ``train_z`` / ``test_z`` of ``train`` / ``test``, with its
     protocol. ``trained_heads`` adds the modality's protocols that train networks (slower;
     ``labelless evaluate`` runs them, the end of a pretraining run does not). ``label`` names
-    the test data in the collapse warning."""
+    the test data in the collapse warning; ``knn_search`` goes to the kNN's neighbour search
+    (``backend``, ``nprobe``, ``ivf_min_rows``)."""
     from labelless.evaluate.protocol import evaluate_embeddings
     from labelless.evaluate.regression import ridge_rmse
 
     if train.has_labels and test.has_labels:
         metrics = evaluate_embeddings(
-            train_z, train.labels, test_z, test.labels, k=k, temperature=temperature, seed=seed
+            train_z,
+            train.labels,
+            test_z,
+            test.labels,
+            k=k,
+            temperature=temperature,
+            seed=seed,
+            knn_search=knn_search,
         )
     else:
         metrics = label_free(test_z)

@@ -102,6 +102,10 @@ def test_knn_on_well_separated_clusters_is_perfect():
 class FakeFaiss:
     """faiss's IndexFlatIP contract in numpy: exact inner-product search, best first."""
 
+    @staticmethod
+    def omp_set_num_threads(count):
+        assert count >= 1
+
     class IndexFlatIP:
         def __init__(self, dim):
             self.dim, self.data = dim, np.zeros((0, dim), dtype=np.float32)
@@ -131,7 +135,7 @@ def test_faiss_is_optional_and_used_when_installed(monkeypatch):
     monkeypatch.setattr(neighbours, "load_faiss", lambda: None)  # not installed
     assert neighbours.resolve_backend("auto", torch.device("cpu")) == "torch"
     assert torch.equal(knn_predict(train_z, train_y, test_z, k=9), reference)
-    with pytest.raises(ConfigError, match=r"pip install labelless\[faiss\]"):
+    with pytest.raises(ConfigError, match=r"pip install 'labelless\[faiss\]'"):
         knn_predict(train_z, train_y, test_z, backend="faiss")
 
     monkeypatch.setattr(neighbours, "load_faiss", lambda: FakeFaiss)  # installed
@@ -151,7 +155,7 @@ def test_faiss_is_optional_and_used_when_installed(monkeypatch):
 def test_real_faiss_and_torch_agree():
     """With faiss installed (the ``faiss`` extra), its exact search and the torch one return the
     same neighbours, similarities and kNN predictions on a small set."""
-    pytest.importorskip("faiss", reason="faiss is optional: pip install labelless[faiss]")
+    pytest.importorskip("faiss", reason="faiss is optional: pip install 'labelless[faiss]'")
     from labelless.evaluate import neighbours
 
     generator = torch.Generator().manual_seed(1)
