@@ -1,6 +1,6 @@
 """The verbs as Python functions: ``pretrain``, ``evaluate``, ``report``, ``compare``, ``prune``,
-``finetune`` and ``select`` (``labelless.semi`` is the semi-supervised one). Each is a thin entry
-point; its implementation lives in ``labelless.verbs`` under the verb's name.
+``finetune``, ``select`` and ``curate`` (``labelless.semi`` is the semi-supervised one). Each is
+a thin entry point; its implementation lives in ``labelless.verbs`` under the verb's name.
 
 import labelless
 result = labelless.pretrain("digits", method="simclr", epochs=20, out="runs/simclr-digits")
@@ -26,6 +26,7 @@ __all__ = [
     "PretrainResult",
     "compare",
     "convert",
+    "curate",
     "evaluate",
     "finetune",
     "merge_shards",
@@ -250,6 +251,32 @@ def select(
         allow_mixed=allow_mixed,
         seed=seed,
     )
+
+
+def curate(
+    data: str | Path,
+    encoder: str | Path | nn.Module,
+    *,
+    keep: float,
+    strategy: str = "balanced",
+    out: str | Path,
+    target: str | Path | None = None,
+    dedup: bool = False,
+    dedup_threshold: float = 0.95,
+    clusters: int | None = None,
+    seed: int = 0,
+    weights: str | Path | None = None,
+) -> dict[str, Any]:
+    """Choose ``keep`` (a fraction in (0, 1]) of the training split of ``data`` to pretrain on,
+    from ``encoder``'s embeddings: ``strategy`` ``dedup``, ``kcenter``, ``balanced``,
+    ``typical``, ``sas`` (images) or ``simcore`` (towards ``target``); ``dedup=True`` removes
+    near-duplicates (cosine >= ``dedup_threshold``) first. Writes ``subset.txt`` (for
+    ``pretrain(..., subset=...)``), ``curate.json`` and ``curate.html`` into ``out``; returns
+    the record. See docs/curation.md."""
+    from labelless.verbs.curate import CurateSettings, curate_data
+
+    settings = CurateSettings(keep, strategy, dedup, dedup_threshold, clusters, seed)
+    return curate_data(data, encoder, settings, out=out, target=target, weights=weights)
 
 
 def raw_pixels(images: np.ndarray) -> torch.Tensor:

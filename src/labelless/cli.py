@@ -37,6 +37,7 @@ def _options(version: opt.Version = False) -> None:  # the options before the co
 def pretrain(
     data: Annotated[str | None, Opt(help=opt.PRETRAIN_HELP["data"])] = None,
     target: opt.Target = None,
+    subset: Annotated[str | None, Opt(help=opt.PRETRAIN_HELP["subset"])] = None,
     method: Annotated[str | None, Opt(help=opt.PRETRAIN_HELP["method"])] = None,
     config: opt.ConfigFile = None,
     set_: opt.Sets = None,
@@ -74,6 +75,7 @@ def pretrain(
         overwrite=overwrite,
         out=out,
         target=target,
+        subset=subset,
         backbone=backbone,
         width=width,
         weights=weights,
@@ -424,8 +426,10 @@ def demo(
 
 
 from labelless.cli_convert import convert  # noqa: E402
+from labelless.cli_curate import curate  # noqa: E402
 
 app.command()(convert)
+app.command()(curate)
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:

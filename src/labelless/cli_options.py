@@ -77,6 +77,10 @@ PRETRAIN_HELP = {
     "lr": _default("peak learning rate", f"{PRETRAIN.optim.lr}, {_RECIPE}"),
     "optimizer": _default("sgd, lars or adamw", f"{PRETRAIN.optim.name}, {_RECIPE}"),
     "seed": _default("random seed", PRETRAIN.seed),
+    "subset": _default(
+        "subset file (`labelless curate`'s subset.txt): train on the listed samples only",
+        "every sample",
+    ),
 }
 SEMI_HELP = {
     "method": _default(

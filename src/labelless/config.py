@@ -272,6 +272,7 @@ def dump_yaml(config: RunConfig) -> str:
 FLAG_KEYS: dict[str, str] = {
     "data": "data.name",
     "target": "data.target",
+    "subset": "data.subset",
     "method": "method.name",
     "backbone": "backbone.name",
     "width": "backbone.width",

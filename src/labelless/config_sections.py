@@ -38,6 +38,11 @@ class DataConfig(Section):
         description="more loader options for data files (e.g. tables: missing, scaling, "
         "categorical; see labelless.data.tabular / labelless.data.timeseries)",
     )
+    subset: str | None = Field(
+        None,
+        description="subset file (labelless curate's subset.txt): train on the listed samples "
+        "of the training split only",
+    )
 
 
 class BackboneConfig(Section):

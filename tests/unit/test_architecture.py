@@ -46,6 +46,7 @@ LAYERS: dict[str, int] = {
     "labelless.semi.metrics": 4,
     "labelless.prune": 4,
     "labelless.finetune": 4,
+    "labelless.curate": 4,
     # 5: training (Lightning)
     "labelless.train": 5,
     "labelless.semi.module": 5,

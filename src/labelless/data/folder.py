@@ -24,7 +24,8 @@ def image_folder(
 
     A folder whose images sit in subfolders gets one class per subfolder (sorted names); a flat
     folder is unlabelled (``data.files.scan_folder`` lists it). Files that cannot be decoded are
-    skipped and counted in ``meta["skipped"]``. Images are resized (shorter side) and
+    skipped and counted in ``meta["skipped"]``; ``meta["files"]`` holds each sample's path relative
+    to the folder. Images are resized (shorter side) and
     centre-cropped to the fixed load size, so batches stack; augmentation later crops and resizes
     on whole batches. For folders too large for memory, ``data.files.file_loader`` decodes lazily;
     ``max_samples`` then decodes only a seeded random subset (for statistics and evaluation).
@@ -47,6 +48,8 @@ def image_folder(
     samples = np.stack([decoded[i] for i in keep])
     label_array = None if labels is None else np.asarray([labels[i] for i in keep], np.int64)
     meta = {"skipped": len(files) - len(keep), "source": str(root)}
+    # each sample's file, relative to the folder (subset files name samples by it)
+    meta["files"] = np.asarray([files[i].relative_to(root).as_posix() for i in keep])
     if class_names is not None:
         meta["class_names"] = class_names
     return Dataset(samples, label_array, modality="image", name=root.name, meta=meta)

@@ -185,7 +185,7 @@ def embedding_map_2d(embeddings: np.ndarray, method: str = "auto") -> tuple[np.n
     return tsne.fit_transform(unit).astype(np.float32), "tsne"
 
 
-def _thumbnail(image: np.ndarray) -> tuple[np.ndarray, str | None]:
+def thumbnail(image: np.ndarray) -> tuple[np.ndarray, str | None]:
     """``uint8 [C, H, W]`` as something ``imshow`` draws: ``[H, W]`` grey or ``[H, W, 3]``."""
     image = np.asarray(image)
     if image.shape[0] == 1:
@@ -220,7 +220,7 @@ def plot_retrieval_grid(
             for col in range(cols)
         ]
         for col, (image, label, query_label) in enumerate(items):
-            picture, cmap = _thumbnail(image)
+            picture, cmap = thumbnail(image)
             ax = axes[row, col]
             ax.imshow(picture, cmap=cmap, interpolation="nearest")
             ax.set_xticks([])

@@ -42,6 +42,8 @@ def load_splits(config: RunConfig) -> DataSplits:
     from labelless.data import image_folder
     from labelless.data.stream import is_stream, read_stream
 
+    if config.data.subset is not None:
+        return subset_splits(config)
     if is_stream(config.data.name):
         return read_stream(config.data.name, max_samples=config.data.sample_size, seed=config.seed)
     if is_lazy_folder(config):
@@ -53,6 +55,23 @@ def load_splits(config: RunConfig) -> DataSplits:
         )
         return DataSplits(sample)
     return load_dataset(config.data.name, **data_options(config.data))
+
+
+def subset_splits(config: RunConfig) -> DataSplits:
+    """The data with its training split cut to the samples ``data.subset`` lists (a subset file
+    of ``labelless curate``, ``labelless.data.subsets``); the test split is kept whole."""
+    from labelless.data.stream import is_stream
+    from labelless.data.subsets import apply_subset
+    from labelless.errors import ConfigError
+
+    if is_stream(config.data.name) or is_lazy_folder(config):
+        raise ConfigError(
+            "data.subset (--subset) selects samples of data loaded into memory; it does not "
+            "work with stream: shard sets or data.lazy folders: drop one of them"
+        )
+    splits = load_dataset(config.data.name, **data_options(config.data))
+    train = apply_subset(splits.train, config.data.subset, config.data.name)
+    return DataSplits(train, splits.test)
 
 
 def train_loader(config: RunConfig, train: Dataset, in_memory: bool):
