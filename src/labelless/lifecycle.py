@@ -202,6 +202,9 @@ def begin(
     from labelless.train.logs import truncate_log
 
     run = session.run
+    check = getattr(module, "check_start", None)  # what needs the trainer (fsdp2's model)
+    if check is not None and trainer is not None:
+        check(trainer, run.last_checkpoint if session.resume else None)
     if session.resume:
         checkpoint = read_checkpoint(run.last_checkpoint)
         check_checkpoint_fits(run.last_checkpoint, checkpoint, module)

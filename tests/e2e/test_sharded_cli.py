@@ -91,3 +91,14 @@ def test_fsdp1_on_a_cpu_says_to_use_fsdp2_or_ddp(tmp_path):
     assert "needs CUDA" in message and "--strategy fsdp2" in message
     assert "--strategy ddp" in message
     assert not Path(tmp_path / "run").exists()  # refused before the run directory was made
+
+
+def test_fsdp2_of_a_resnet_is_refused_before_the_run_directory_exists(tmp_path):
+    result = run_in_process(
+        "pretrain",
+        *("--data", "digits", "--method", "simclr", "--epochs", "1", "--devices", "2"),
+        *("--strategy", "fsdp2", "--accelerator", "cpu", "--out", str(tmp_path / "run")),
+    )
+    assert result.returncode == 2
+    assert "no transformer blocks" in one_line_error(result)
+    assert not Path(tmp_path / "run").exists()

@@ -54,14 +54,9 @@ def block_owners(module: nn.Module) -> list[nn.Module]:
     ]
 
 
-def shard_method(method: nn.Module, mesh) -> None:
-    """Shard ``method`` in place with FSDP2 over the 1-D data-parallel ``mesh``
-    (``torch.distributed.device_mesh.DeviceMesh``), units as the module docstring lists, then
-    check that every EMA target is sharded as the module it follows (``check_sharded_alike``).
-    Every process calls it, on identical modules (same seed). A ConfigError when the backbone
-    has no transformer blocks."""
-    from torch.distributed.fsdp import FSDPModule, fully_shard
-
+def check_shardable(method: nn.Module) -> None:
+    """A ConfigError unless ``method``'s backbone has transformer blocks to shard one by one
+    (checked before a run starts, and again by ``shard_method``)."""
     backbone = getattr(method, "backbone", method)
     if not transformer_blocks(backbone):
         name = getattr(getattr(backbone, "meta", None), "architecture", type(backbone).__name__)
@@ -71,6 +66,17 @@ def shard_method(method: nn.Module, mesh) -> None:
             "vit_small, timm:vit_...) or --strategy ddp, which suits encoders that fit on one "
             "device"
         )
+
+
+def shard_method(method: nn.Module, mesh) -> None:
+    """Shard ``method`` in place with FSDP2 over the 1-D data-parallel ``mesh``
+    (``torch.distributed.device_mesh.DeviceMesh``), units as the module docstring lists, then
+    check that every EMA target is sharded as the module it follows (``check_sharded_alike``).
+    Every process calls it, on identical modules (same seed). A ConfigError when the backbone
+    has no transformer blocks."""
+    from torch.distributed.fsdp import FSDPModule, fully_shard
+
+    check_shardable(method)
     teachers = [ema for ema in method.modules() if isinstance(ema, EMA)]
     # bottom-up: blocks, then their owners innermost first, then teachers, then the root
     units = [*transformer_blocks(method), *reversed(block_owners(method))]

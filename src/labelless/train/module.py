@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -21,7 +22,7 @@ import torch
 
 from labelless.errors import ConfigError, TrainingError
 from labelless.methods import Method
-from labelless.nn.sharding import empty_copy, gather_full, shard_method
+from labelless.nn.sharding import check_shardable, empty_copy, gather_full, shard_method
 from labelless.train.optim import build_optimizer, lr_multiplier, scaled_lr
 from labelless.train.progress import RunClock
 
@@ -88,13 +89,41 @@ class SSLModule(L.LightningModule):
         mesh = self.device_mesh
         if mesh is None or self._blueprint:
             return
+        self._check_shardable()
+        self._blueprint = (empty_copy(self.method.backbone),)
+        shard_method(self.method, mesh["data_parallel"])
+
+    def _check_shardable(self) -> None:
         if not isinstance(self.method, Method):
             raise ConfigError(
                 "--strategy fsdp2 shards self-supervised methods (labelless pretrain) only: "
                 "train semi-supervised runs with --strategy ddp"
             )
-        self._blueprint = (empty_copy(self.method.backbone),)
-        shard_method(self.method, mesh["data_parallel"])
+        check_shardable(self.method)
+
+    def check_start(self, trainer: L.Trainer, checkpoint: Path | None) -> None:
+        """What needs the trainer, checked by ``lifecycle.begin`` before anything is written:
+        under fsdp2 (Lightning's ``ModelParallelStrategy``) the model can be sharded; a
+        ``checkpoint`` to resume from was written the way this strategy reads (a folder of
+        shards under fsdp2, one file otherwise)."""
+        from lightning.pytorch.strategies import ModelParallelStrategy
+
+        sharded = isinstance(trainer.strategy, ModelParallelStrategy)
+        if sharded:
+            self._check_shardable()
+        if checkpoint is not None and checkpoint.is_dir() != sharded:
+            if sharded:
+                problem = (
+                    "is one file (written without sharding), and fsdp2 resumes folders of shards"
+                )
+                fix = "resume with the run's own strategy (e.g. --strategy ddp)"
+            else:
+                problem = "is a folder of shards written under --strategy fsdp2"
+                fix = "resume with --strategy fsdp2"
+            raise ConfigError(
+                f"cannot resume: the checkpoint {str(checkpoint)!r} {problem}: {fix} (the run "
+                "was left as it was)"
+            )
 
     def trained_backbone(self) -> torch.nn.Module:
         """The backbone with its full weights, for one process to export and evaluate: the

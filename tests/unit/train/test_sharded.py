@@ -79,3 +79,39 @@ def test_a_backbone_without_transformer_blocks_is_refused_with_ddp_as_the_fix():
     method = create_method("byol", backbone, proj_hidden_dim=8, proj_dim=4, pred_hidden_dim=8)
     with pytest.raises(ConfigError, match=r"no transformer blocks.*--strategy ddp"):
         shard_method(method, mesh=None)  # refused before any process group is needed
+
+
+def _module(backbone_name: str = "resnet18_cifar"):
+    from labelless.backbones import create_backbone
+    from labelless.methods import create_method
+    from labelless.train.module import SSLModule
+
+    backbone = create_backbone(backbone_name, in_channels=1, width=0.125)
+    method = create_method("byol", backbone, proj_hidden_dim=8, proj_dim=4, pred_hidden_dim=8)
+    optim = {"name": "sgd", "lr": 0.1, "weight_decay": 0.0, "momentum": 0.9, "batch_size": 8}
+    return SSLModule(method, views=None, optim={**optim, "warmup_epochs": 0})
+
+
+def _trainer(tmp_path: Path, strategy: str):
+    cfg = TrainerConfig(accelerator="cpu", devices=2, strategy=strategy, progress_bar=False)
+    return build_trainer(cfg, tmp_path, [])
+
+
+def test_what_fsdp2_cannot_run_is_refused_before_the_run_starts(tmp_path):
+    """``lifecycle.begin`` calls ``check_start`` before the run directory is opened."""
+    with pytest.raises(ConfigError, match=r"no transformer blocks.*--strategy ddp"):
+        _module().check_start(_trainer(tmp_path, "fsdp2"), None)
+    _module().check_start(_trainer(tmp_path, "ddp"), None)  # ddp takes any backbone
+
+
+def test_a_checkpoint_resumes_only_under_the_strategy_that_reads_it(tmp_path, monkeypatch):
+    shards, single = _folder(tmp_path / "shards", "x"), tmp_path / "last.ckpt"
+    single.write_bytes(b"x")
+    module = _module()
+    with pytest.raises(ConfigError, match=r"folder of shards .* resume with --strategy fsdp2"):
+        module.check_start(_trainer(tmp_path, "ddp"), shards)
+    module.check_start(_trainer(tmp_path, "ddp"), single)
+    monkeypatch.setattr(module, "_check_shardable", lambda: None)  # judge the checkpoint only
+    with pytest.raises(ConfigError, match=r"one file .* resume with the run's own strategy"):
+        module.check_start(_trainer(tmp_path, "fsdp2"), single)
+    module.check_start(_trainer(tmp_path, "fsdp2"), shards)
