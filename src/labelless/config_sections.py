@@ -258,6 +258,23 @@ class MonitorConfig(Section):
     )
 
 
+class CurationConfig(Section):
+    """Dynamic curation during pretraining (``train/curation.py``, docs/curation.md): off
+    unless ``every_n_epochs`` is set."""
+
+    every_n_epochs: int | None = Field(
+        None,
+        gt=0,
+        description="every N epochs, cluster the training data's embeddings under the current "
+        "encoder and sample the next epochs balanced over the clusters; unset: off",
+    )
+    clusters: int = Field(20, ge=2, description="k-means clusters")
+    sample: int = Field(4096, ge=2, description="rows k-means is fitted on (all rows assigned)")
+    strength: float = Field(
+        1.0, ge=0, le=1, description="1: equal share per cluster, 0: the data's own shares"
+    )
+
+
 class RunConfig(Section):
     data: DataConfig = Field(default_factory=DataConfig)
     backbone: BackboneConfig = Field(default_factory=BackboneConfig)
@@ -266,6 +283,7 @@ class RunConfig(Section):
     optim: OptimConfig = Field(default_factory=OptimConfig)
     trainer: TrainerConfig = Field(default_factory=TrainerConfig)
     monitor: MonitorConfig = Field(default_factory=MonitorConfig)
+    curation: CurationConfig = Field(default_factory=CurationConfig)
     seed: int = Field(0, ge=0, le=SEED_MAX, description="random seed (0 .. 2**32 - 1)")
     out: str | None = Field(
         None, description="run directory; default runs/<method>-<data stem> (runs/simclr-digits)"

@@ -42,14 +42,14 @@ def read_curves(csv_path: Path) -> list[Curve]:
 
     ``train/*`` and ``semi/*`` columns (``train/loss`` and ``train/lr`` first; semi-supervised
     runs log mask ratio and pseudo-label accuracy per step) are plotted against ``step``,
-    ``monitor/*``, ``saa/*`` and ``early_stop/*`` columns against ``epoch``; columns with no finite
-    value are left out.
+    ``monitor/*``, ``saa/*``, ``early_stop/*`` and ``curation/*`` columns against ``epoch``;
+    columns with no finite value are left out.
     """
     with open(csv_path, newline="") as handle:
         rows = list(csv.DictReader(handle))
     columns = list(rows[0].keys()) if rows else []
     first = [c for c in ("train/loss", "train/lr") if c in columns]
-    per_step, per_epoch = ("train/", "semi/"), ("monitor/", "saa/", "early_stop/")
+    per_step, per_epoch = ("train/", "semi/"), ("monitor/", "saa/", "early_stop/", "curation/")
     train = first + sorted(c for c in columns if c.startswith(per_step) and c not in first)
     monitor = sorted(c for c in columns if c.startswith(per_epoch))
     curves = []

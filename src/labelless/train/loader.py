@@ -6,6 +6,10 @@ run, and the loader's position (epoch, batches done) travels in the checkpoint t
 Lightning's stateful-loader interface (``state_dict`` / ``load_state_dict``): a run killed in
 the middle of an epoch and resumed sees the rest of that epoch's batches, then the next epochs,
 exactly as the uninterrupted run did.
+
+Dynamic curation (``train/curation.py``) may give the in-memory batches per-sample weights
+(``ShuffledBatches.set_weights``): an epoch is then a weighted draw with replacement, a function
+of ``(seed, epoch, weights)``; without weights the seeded permutation is untouched.
 """
 
 from __future__ import annotations
@@ -37,6 +41,14 @@ class ShuffledBatches:
     seed, then one ``randperm``), replayed from the seed: the same training order as the
     loader it replaced, and a function of ``(seed, e)`` only. Moving forward one epoch costs one
     ``randperm``; a resumed run replays the epochs before it once.
+
+    With sampling weights (``set_weights``; dynamic curation sets them) an epoch's order is
+    instead ``num_batches * batch_size`` rows drawn with replacement, row ``i`` with probability
+    ``w_i / sum(w)``, from a generator seeded by ``(seed, e)`` alone (``weighted_order``): a
+    function of ``(seed, e, weights)``, so a resumed run holding the same weights replays it.
+    With replacement, because an epoch keeps its length (schedules, checkpoints and the steps of
+    every process count on it): a draw without replacement as long as the data takes every row
+    once and gives the imbalance back. Every row of positive weight stays reachable.
     """
 
     def __init__(self, dataset: Dataset, batch_size: int, seed: int = 0) -> None:
@@ -49,6 +61,28 @@ class ShuffledBatches:
         self._stream: torch.Generator | None = None
         self._epoch = -1  # the epoch whose permutation is ``_order``
         self._order = torch.empty(0, dtype=torch.long)
+        self.weights: torch.Tensor | None = None  # float64 [N]; None: the seeded permutation
+        self._drawn: tuple[int, torch.Tensor] | None = None  # (epoch, weighted order)
+
+    def set_weights(self, weights: torch.Tensor | None) -> None:
+        """Per-row sampling weights (``[N]``, finite, >= 0, positive sum) for the orders made
+        from now on; None returns to the seeded permutation."""
+        self._drawn = None
+        if weights is None:
+            self.weights = None
+            return
+        weights = torch.as_tensor(weights, dtype=torch.float64).flatten().cpu()
+        if len(weights) != len(self.samples):
+            raise ValueError(f"{len(weights)} weights for {len(self.samples)} samples")
+        if not torch.isfinite(weights).all() or (weights < 0).any() or weights.sum() <= 0:
+            raise ValueError("sampling weights must be finite, >= 0 and not all 0")
+        self.weights = weights
+
+    def _weighted(self, epoch: int) -> torch.Tensor:
+        if self._drawn is None or self._drawn[0] != epoch:
+            rows = self.num_batches * self.batch_size
+            self._drawn = (epoch, weighted_order(self.weights, rows, self.seed, epoch))
+        return self._drawn[1]
 
     def _permutation(self, epoch: int) -> torch.Tensor:
         if self._stream is None or epoch < self._epoch:
@@ -60,9 +94,29 @@ class ShuffledBatches:
         return self._order
 
     def batch(self, epoch: int, index: int) -> dict[str, torch.Tensor]:
-        order = self._permutation(int(epoch))
+        epoch = int(epoch)
+        order = self._permutation(epoch) if self.weights is None else self._weighted(epoch)
         rows = order[index * self.batch_size : (index + 1) * self.batch_size]
         return {"inputs": self.samples[rows], "index": rows, "label": self.labels[rows]}
+
+
+def epoch_seed(seed: int, epoch: int, purpose: int = 0) -> int:
+    """A 63-bit generator seed that depends only on ``(seed, epoch, purpose)`` (numpy's
+    ``SeedSequence`` mixes them, so neighbouring epochs get unrelated streams)."""
+    state = np.random.SeedSequence([int(seed), int(epoch), int(purpose)]).generate_state(2)
+    return int(state[0]) << 31 ^ int(state[1])
+
+
+def weighted_order(weights: torch.Tensor, rows: int, seed: int, epoch: int) -> torch.Tensor:
+    """``rows`` row indices (int64) drawn with replacement, index ``i`` with probability
+    ``weights[i] / sum(weights)`` (inverse CDF over float64 cumulative weights: no limit on
+    the number of rows, unlike ``torch.multinomial``), from a generator seeded by ``(seed,
+    epoch)`` only; a row of weight 0 is never drawn."""
+    generator = torch.Generator().manual_seed(epoch_seed(seed, epoch))
+    cumulative = torch.cumsum(weights, 0)
+    draws = torch.rand(rows, generator=generator, dtype=torch.float64) * cumulative[-1]
+    last = int(torch.nonzero(weights).max())  # rounding at the top end lands on a weighted row
+    return torch.searchsorted(cumulative, draws, right=True).clamp_(max=last)
 
 
 def _world() -> tuple[int, int]:

@@ -120,11 +120,12 @@ def run_pretrain(
         budget_seconds=run_config.trainer.max_time,
     )
     throughput = Throughput()
+    loader = train_loader(run_config, train, in_memory is not None)
     monitors = monitor_callbacks(run_config, backbone, eval_data, train)
+    monitors += curation_callbacks(run_config, backbone, loader)
     batch = run_config.optim.batch_size
     callbacks = [throughput, *run_callbacks(session, run_config.trainer, batch), *monitors]
     trainer = build_trainer(run_config.trainer, session.path, callbacks)
-    loader = train_loader(run_config, train, in_memory is not None)
     try:
         ckpt = begin(session, module, dump_yaml(run_config), trainer=trainer, batch_size=batch)
         fit(session, trainer, module, loader, ckpt)
@@ -248,3 +249,28 @@ def monitor_callbacks(config: RunConfig, backbone: nn.Module, eval_data, train: 
             )
         )
     return callbacks
+
+
+def curation_callbacks(config: RunConfig, backbone: nn.Module, loader) -> list:
+    """Dynamic curation (``train/curation.py``) when ``curation.every_n_epochs`` is set: it
+    re-weights the in-memory loader's batches (others are a ConfigError, raised before the run
+    directory is touched)."""
+    curation = config.curation
+    if curation.every_n_epochs is None:
+        return []
+    from labelless.train.curation import DynamicCuration
+
+    meta = backbone.meta
+    return [
+        DynamicCuration(
+            getattr(loader, "source", None),
+            input_size=meta.input_size,
+            mean=meta.mean,
+            std=meta.std,
+            every_n_epochs=curation.every_n_epochs,
+            clusters=curation.clusters,
+            sample=curation.sample,
+            strength=curation.strength,
+            seed=config.seed,
+        )
+    ]
