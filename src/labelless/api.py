@@ -27,6 +27,7 @@ __all__ = [
     "compare",
     "convert",
     "curate",
+    "distill",
     "evaluate",
     "finetune",
     "merge_shards",
@@ -64,6 +65,42 @@ def pretrain(
     return run_pretrain(
         data,
         method,
+        config=config,
+        overrides=overrides,
+        resume=resume,
+        overwrite=overwrite,
+        flags=flags,
+    )
+
+
+def distill(
+    teacher: str | Path | None = None,
+    data: str | None = None,
+    *,
+    config: str | Path | RunConfig | dict | None = None,
+    overrides: list[str] | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    **flags: Any,
+) -> PretrainResult:
+    """Distil a frozen ``teacher`` encoder (a run directory, an ``encoder.safetensors``, or
+    ``"timm:NAME"`` with ``teacher_weights=FILE``, local only) into a student backbone on
+    unlabelled ``data``, and write a run directory like ``pretrain``'s (the student's encoder;
+    ``metrics.json`` with the teacher's SHA-256 and its own metrics on the same protocol).
+
+    Keywords: ``objective`` (``"seed"``, default, or ``"cosine"``), ``student`` (backbone name)
+    and ``width``, ``ssl`` / ``ssl_weight`` (add the student's own SSL loss, e.g. ``"simclr"``),
+    ``student_from_teacher`` (start the student as a copy of the teacher: fine-tuning without
+    labels on the target data), and the ``pretrain`` flags (``epochs``, ``max_time``, ``out``,
+    ``seed``, ...). A teacher whose inputs do not fit the data is a DataError before anything is
+    written. See docs/methods/seed.md and cosine_distill.md.
+    """
+    from labelless.verbs.distill import run_distill
+
+    spec = str(teacher) if teacher is not None else None
+    return run_distill(
+        spec,
+        data,
         config=config,
         overrides=overrides,
         resume=resume,

@@ -427,9 +427,10 @@ def demo(
 
 from labelless.cli_convert import convert  # noqa: E402
 from labelless.cli_curate import curate  # noqa: E402
+from labelless.cli_distill import distill  # noqa: E402
 
-app.command()(convert)
-app.command()(curate)
+for _command in (convert, curate, distill):
+    app.command()(_command)
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:

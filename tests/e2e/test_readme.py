@@ -33,7 +33,7 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
 NOT_RUN = ("needs LABELLESS_DATA", "needs local weights", "needs two machines")
-TRAINING_VERBS = ("pretrain", "semi", "finetune")
+TRAINING_VERBS = ("pretrain", "semi", "finetune", "distill")
 NUMBER = re.compile(r"\b\d+\.\d+\b")
 
 

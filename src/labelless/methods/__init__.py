@@ -8,6 +8,7 @@ from labelless.methods import (  # noqa: F401  (registration)
     dgi,
     dino,
     directpred,
+    distill,
     graph_contrast,
     graphcl,
     graphmae,

@@ -78,6 +78,12 @@ class Modality:
                 f"{features}: evaluate it on data of the kind it was trained on"
             )
 
+    def teacher_inputs(self, student_meta, teacher_meta) -> nn.Module | None:
+        """What turns a student's views into the inputs of a teacher encoder with
+        ``teacher_meta`` (``labelless distill``); None: the views as they are (the default, for
+        data preprocessed when loaded, which both encoders read alike)."""
+        return None
+
     def preprocessing(self, meta) -> dict[str, Any]:
         """The preprocessing record of a run's final metrics for an encoder with ``meta``."""
         return {"modality": self.name, "as_loaded": True}

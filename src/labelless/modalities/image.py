@@ -59,6 +59,18 @@ class Images(Modality):
                 f"{train.in_channels}: evaluate it on data of the kind it was trained on"
             )
 
+    def teacher_inputs(self, student_meta, teacher_meta) -> nn.Module | None:
+        """The student's views resized and re-normalised for the teacher's recorded
+        preprocessing (``augment.retarget.Retarget``), None when both are the same."""
+        from labelless.augment.retarget import Retarget
+
+        ours = (student_meta.input_size, list(student_meta.mean), list(student_meta.std))
+        theirs = (teacher_meta.input_size, list(teacher_meta.mean), list(teacher_meta.std))
+        if ours == theirs:
+            return None
+        size, mean, std = theirs
+        return Retarget(student_meta.mean, student_meta.std, size=size, mean=mean, std=std)
+
     def preprocessing(self, meta) -> dict[str, Any]:
         return {"input_size": meta.input_size, "mean": meta.mean, "std": meta.std}
 

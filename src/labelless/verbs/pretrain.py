@@ -142,9 +142,12 @@ def run_pretrain(
     return PretrainResult(session.path, metrics, backbone)
 
 
-def write_outputs(config: RunConfig, session, trainer, module, data, monitors) -> dict:
-    """Rank 0, after training: the encoder, the final metrics (with the ``training`` record),
-    the report. ``data`` is ``(train, eval_data, throughput)``."""
+def write_outputs(
+    config: RunConfig, session, trainer, module, data, monitors, extra: dict | None = None
+) -> dict:
+    """Rank 0, after training: the encoder, the final metrics (with the ``training`` record and
+    the run kind's ``extra`` records, e.g. distillation's teacher), the report. ``data`` is
+    ``(train, eval_data, throughput)``."""
     from labelless.backbones import save_encoder
     from labelless.report import write_report
     from labelless.verbs.report import report_inputs
@@ -159,6 +162,7 @@ def write_outputs(config: RunConfig, session, trainer, module, data, monitors) -
     for monitor in monitors:
         if hasattr(monitor, "training_record"):
             metrics["training"].update(monitor.training_record())
+    metrics.update(extra or {})
     write_metrics(session, metrics)
     inputs = report_inputs(config, train, eval_data, kept.get("train"), test_z)
     write_report(session.path, **(inputs or {"embeddings": test_z}))

@@ -89,6 +89,8 @@ def _build(name: str):
     candidates = [backbone_name] + (["vit_tiny"] if cls.modality == "image" else [])
     for i, candidate in enumerate(candidates):
         kwargs = {**SMALL_BACKBONES[candidate], **(cls.default_backbone_kwargs or {})}
+        if "teacher" in accepted:  # distillation: a tiny random teacher of the same kind
+            options["teacher"] = create_backbone(candidate, **kwargs)
         try:
             return create_method(name, create_backbone(candidate, **kwargs), **options)
         except ConfigError:  # e.g. MAE and I-JEPA need a ViT
