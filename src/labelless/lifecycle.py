@@ -157,6 +157,7 @@ class RunSession:
     checkpoint_step: int | None = None
     callbacks: list = field(default_factory=list)  # run_callbacks: [checkpoint, rank agreement]
     trackers: list[str] = field(default_factory=list)  # experiment loggers beside the CSV log
+    owns_process_group: bool = False  # the process group was made by this run's fit
 
     @property
     def path(self) -> Path:
@@ -301,9 +302,13 @@ def fit(session: RunSession, trainer: Any, module: Any, loader: Any, ckpt_path: 
         from labelless.train.loggers import build_trackers
 
         trainer.loggers = [*trainer.loggers, *build_trackers(session.trackers, session.path)]
+    import torch.distributed as dist
+
+    existed = dist.is_available() and dist.is_initialized()
     try:
         with hidden():
             trainer.fit(module, loader, ckpt_path=ckpt_path, weights_only=True)
+        session.owns_process_group = not existed and dist.is_available() and dist.is_initialized()
     except (SystemExit, KeyboardInterrupt):
         if not getattr(trainer, "interrupted", False):
             raise
@@ -378,8 +383,17 @@ def closing_line(trainer: Any, module: Any) -> str:
 
 
 def finish(session: RunSession) -> None:
-    """Release the run directory's lock (rank 0)."""
+    """Release the run directory's lock (rank 0), and end the process group that this run's
+    training made (Lightning's strategy, never one the caller made): left to the interpreter's
+    exit, gloo's threads can abort a process ("terminate called without an active
+    exception") after its work is done, which torchrun reports as a failed run."""
     session.run.close()
+    if session.owns_process_group:
+        import torch.distributed as dist
+
+        if dist.is_initialized():
+            dist.destroy_process_group()
+        session.owns_process_group = False
 
 
 def training_record(
