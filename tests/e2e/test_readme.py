@@ -79,7 +79,7 @@ def test_the_readme_commands_are_checked_and_marked():
     skipped = [(c, why) for c, why in commands if c.startswith("labelless") and not is_run(c, why)]
     for command, why in skipped:
         assert any(marker in why for marker in NOT_RUN), (command, why)
-    assert len(skipped) <= 6, skipped  # most of the README runs on a fresh clone
+    assert len(skipped) <= len(labelless) // 4, skipped  # most of the README runs on a fresh clone
     for command, _ in commands:
         assert command.startswith(("labelless ", "make ", "source ", "torchrun ")), command
 
