@@ -91,9 +91,10 @@ def distill(
     Keywords: ``objective`` (``"seed"``, default, or ``"cosine"``), ``student`` (backbone name)
     and ``width``, ``ssl`` / ``ssl_weight`` (add the student's own SSL loss, e.g. ``"simclr"``),
     ``student_from_teacher`` (start the student as a copy of the teacher: fine-tuning without
-    labels on the target data), and the ``pretrain`` flags (``epochs``, ``max_time``, ``out``,
-    ``seed``, ...). A teacher whose inputs do not fit the data is a DataError before anything is
-    written. See docs/methods/seed.md and cosine_distill.md.
+    labels on the target data), ``teacher_cache`` (the teacher embeds each training sample once,
+    un-augmented; no teacher forward per step), and the ``pretrain`` flags (``epochs``,
+    ``max_time``, ``out``, ``seed``, ...). A teacher whose inputs do not fit the data is a
+    DataError before anything is written. See docs/methods/seed.md and cosine_distill.md.
     """
     from labelless.verbs.distill import run_distill
 

@@ -52,6 +52,15 @@ def distill(
             "the target data, UNFUSED-style; default: a fresh student)",
         ),
     ] = None,
+    teacher_cache: Annotated[
+        bool | None,
+        Opt(
+            "--teacher-cache",
+            help="the teacher embeds each training sample once, un-augmented, and the student's "
+            "views learn those embeddings: no teacher forward per step (default: the teacher "
+            "embeds each view)",
+        ),
+    ] = None,
     config: opt.ConfigFile = None,
     set_: opt.Sets = None,
     out: Annotated[
@@ -96,6 +105,7 @@ def distill(
         ssl_weight=ssl_weight,
         teacher_weights=teacher_weights,
         student_from_teacher=student_from_teacher,
+        teacher_cache=teacher_cache,
         epochs=epochs,
         max_time=max_time,
         batch_size=batch_size,

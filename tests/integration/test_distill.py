@@ -128,6 +128,23 @@ def test_distill_resumes_and_refuses_a_changed_teacher(tmp_path, capsys):
     assert "teacher's weights changed" in capsys.readouterr().err
 
 
+def test_a_cached_teacher_embeds_each_sample_once_and_a_resume_keeps_it(tmp_path):
+    teacher = _teacher(tmp_path / "teacher")
+    out = tmp_path / "run"
+    assert _distill(teacher, out, "--teacher-cache") == 0
+    record = json.loads((out / "metrics.json").read_text())["distill"]
+    rows = len(load_dataset("digits").train)
+    assert record["teacher_online"] is False
+    assert (
+        record["teacher_targets"]
+        == f"cached: its embedding of each un-augmented sample ({rows} rows)"
+    )
+    assert load_yaml(out / "config.yaml")["method"]["kwargs"]["teacher_cache"] is True
+    assert main(["distill", "--out", str(out), "--resume", "--epochs", "2"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["distill"]["teacher_online"] is False and metrics["training"]["epochs_done"] == 2
+
+
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.stem)
 def test_distill_recipes_build(path):
     config = build_config(load_yaml(path), str(path))

@@ -89,6 +89,8 @@ class DistillationMethod(Method):
                 "teacher=<encoder module> in Python"
             )
         self.teacher = FrozenTeacher(teacher, teacher_inputs)
+        # set_target_cache: the teacher's embedding of every training sample, computed once
+        self.register_buffer("target_cache", None, persistent=False)
         self.ssl: Method | None = None
         self.ssl_weight = float(ssl_weight)
         if ssl_method:
@@ -110,9 +112,32 @@ class DistillationMethod(Method):
     def distill_loss(self, features: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def set_target_cache(self, embeddings: torch.Tensor | None) -> None:
+        """Distil towards ``embeddings[i]`` (``[N, teacher width]``, row i the teacher's embedding
+        of training sample i, un-augmented) for a batch's sample ``i`` instead of running the
+        teacher on the student's view: no teacher forward per step, at the price of a target that
+        does not follow the view (the student learns to map every view of an image to the
+        teacher's embedding of the image). None goes back to the teacher online."""
+        if embeddings is not None and (
+            embeddings.ndim != 2 or embeddings.shape[1] != self.teacher_dim
+        ):
+            raise ConfigError(
+                f"the teacher's cached embeddings have shape {tuple(embeddings.shape)}; "
+                f"expected [samples, {self.teacher_dim}] (the teacher's width)"
+            )
+        self.target_cache = None if embeddings is None else embeddings.detach().float()
+
+    def teacher_targets(self, view: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:
+        """The teacher's embeddings the student's features of ``view`` learn from: the cached
+        rows of the batch's samples (``set_target_cache``), else the teacher's of ``view``."""
+        if self.target_cache is None:
+            return self.teacher(view)
+        index = batch["index"].to(self.target_cache.device)
+        return self.target_cache[index].to(view.device)
+
     def forward(self, views, batch, *, generator=None):
         features = self.backbone(views[0])
-        targets = self.teacher(views[0])
+        targets = self.teacher_targets(views[0], batch)
         loss = self.distill_loss(features, targets)
         out = {"distill_loss": loss.detach()}
         if self.ssl is not None:

@@ -49,7 +49,13 @@ from labelless.verbs.rundata import eval_split, load_splits, train_loader
 #: ``--objective`` names and the registered methods they train.
 OBJECTIVES = {"seed": "seed", "cosine": "cosine_distill", "cosine_distill": "cosine_distill"}
 #: ``method.kwargs`` keys that describe the teacher: read here, not passed to the method.
-TEACHER_KEYS = ("teacher", "teacher_weights", "teacher_sha256", "student_from_teacher")
+TEACHER_KEYS = (
+    "teacher",
+    "teacher_weights",
+    "teacher_sha256",
+    "student_from_teacher",
+    "teacher_cache",
+)
 
 
 class DistillRunConfig(RunConfig):
@@ -65,6 +71,7 @@ DISTILL_FLAG_KEYS = {
     "teacher": "method.kwargs.teacher",
     "teacher_weights": "method.kwargs.teacher_weights",
     "student_from_teacher": "method.kwargs.student_from_teacher",
+    "teacher_cache": "method.kwargs.teacher_cache",
     "ssl": "method.kwargs.ssl_method",
     "ssl_weight": "method.kwargs.ssl_weight",
 }
@@ -123,6 +130,8 @@ def run_distill(
 
     L.seed_everything(run_config.seed, workers=True, verbose=False)
     backbone, method, views = build_student(run_config, train, teacher_model, resume)
+    if options.get("teacher_cache"):
+        cache_teacher_targets(run_config, method, teacher_model, train)
     record_resolved(run_config, backbone, train)
     module = SSLModule(
         method,
@@ -260,6 +269,27 @@ def build_student(config: RunConfig, train: Dataset, teacher: nn.Module, resume:
     return backbone, method, views
 
 
+def cache_teacher_targets(
+    config: RunConfig, method: nn.Module, teacher: nn.Module, train: Dataset
+) -> None:
+    """``teacher_cache``: the teacher embeds every training sample once, un-augmented, with its
+    own preprocessing (``evaluate.embed``: large batches, inference mode), and the method
+    distils towards those rows (``DistillationMethod.set_target_cache``). Recomputed by every
+    process and on resume (same teacher, same data: the same rows), never written to disk."""
+    from labelless.data.stream import is_stream
+    from labelless.evaluate import embed
+    from labelless.verbs.rundata import is_lazy_folder
+
+    if is_stream(config.data.name) or is_lazy_folder(config):
+        raise ConfigError(
+            "teacher_cache (--teacher-cache) embeds every training sample once and needs the "
+            "data in memory; it does not work with stream: shard sets or data.lazy folders: "
+            "drop --teacher-cache (the teacher then runs on each batch)"
+        )
+    with task(f"the teacher embeds the {len(train):,} training samples once"):
+        method.set_target_cache(embed(teacher, train))
+
+
 def _parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
@@ -287,5 +317,8 @@ def distill_record(method: nn.Module, student: nn.Module, teacher: nn.Module) ->
         "teacher_parameters": _parameters(teacher),
         "teacher_embed_dim": int(teacher.embed_dim),
         "teacher_inputs": "as the student's views" if inputs is None else repr(inputs),
-        "teacher_online": True,
+        "teacher_online": method.target_cache is None,
+        "teacher_targets": "the teacher's embedding of each view"
+        if method.target_cache is None
+        else f"cached: its embedding of each un-augmented sample ({len(method.target_cache)} rows)",
     }

@@ -115,3 +115,21 @@ def test_views_are_re_prepared_for_a_teacher_of_another_preprocessing():
     assert isinstance(retarget, Retarget)
     expected = EvalTransform(16, [0.5], [0.25])(images)
     assert torch.allclose(retarget(student_view), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["seed", "cosine_distill"])
+def test_cached_targets_are_the_batch_rows_and_the_teacher_does_not_run(name):
+    teacher = _encoder(0.25, seed=1)
+    options = {"queue_size": 32} if name == "seed" else {}
+    method = create_method(name, _encoder(), teacher=teacher, proj_hidden_dim=32, **options)
+    cache = torch.randn(40, teacher.embed_dim)
+    method.set_target_cache(cache)
+    index = torch.tensor([3, 39, 0, 3] * 4)
+    assert torch.equal(method.teacher_targets(_views()[0], {"index": index}), cache[index])
+    method.teacher.forward = None  # calling the teacher now fails: it must not run
+    out = method(_views(), {"index": index})
+    assert torch.isfinite(out["loss"]) and out["loss"].requires_grad
+    with pytest.raises(ConfigError, match=rf"expected \[samples, {teacher.embed_dim}\]"):
+        method.set_target_cache(torch.zeros(40, 7))
+    method.set_target_cache(None)
+    assert method.target_cache is None and "target_cache" not in method.state_dict()
