@@ -62,24 +62,49 @@ def _fresh_copy(encoder):
     )
 
 
+def _fresh_copy_key(encoder) -> str:
+    """Everything ``_fresh_copy`` builds from, and torch's thread count (float rounding)."""
+    meta = encoder.meta
+    return repr(
+        (
+            meta.architecture,
+            meta.in_channels,
+            meta.input_size,
+            [float(v) for v in meta.mean],
+            [float(v) for v in meta.std],
+            sorted(meta.kwargs.items()),
+            torch.get_num_threads(),
+        )
+    )
+
+
+# random_init_knn's floors, computed once per session: the method-zoo tests share one
+# architecture, and the floor is deterministic (seed-0 copy, fixed data, same thread count).
+_FLOORS: dict[tuple[str, int], float] = {}
+
+
 @pytest.fixture
 def random_init_knn(digits):
     """``random_init_knn(encoder, k)``: kNN top-1 on digits of a freshly initialised copy of
     ``encoder``'s architecture (same kwargs, input size, mean and std; seed 0): the floor a
-    pretrained encoder must beat."""
+    pretrained encoder must beat. Computed once per session for each architecture, k and
+    thread count."""
     from labelless.evaluate import embed, knn_accuracy
 
     def floor(encoder, k: int) -> float:
-        random_init = _fresh_copy(encoder)
-        train, test = digits.train, digits.test
-        return knn_accuracy(
-            embed(random_init, train.samples),
-            torch.as_tensor(train.labels),
-            embed(random_init, test.samples),
-            torch.as_tensor(test.labels),
-            k=k,
-            temperature=0.1,
-        )
+        key = (_fresh_copy_key(encoder), k)
+        if key not in _FLOORS:
+            random_init = _fresh_copy(encoder)
+            train, test = digits.train, digits.test
+            _FLOORS[key] = knn_accuracy(
+                embed(random_init, train.samples),
+                torch.as_tensor(train.labels),
+                embed(random_init, test.samples),
+                torch.as_tensor(test.labels),
+                k=k,
+                temperature=0.1,
+            )
+        return _FLOORS[key]
 
     return floor
 

@@ -26,12 +26,13 @@ def _config(**trainer):
     return config
 
 
-def test_sixty_epoch_simclr_beats_random_init(tmp_path, digits, random_init_knn):
-    """60 epochs, not a time budget: the margin below must not depend on how many epochs the
+def test_thirty_epoch_simclr_beats_random_init(tmp_path, digits, random_init_knn):
+    """30 epochs, not a time budget: the margin below must not depend on how many epochs the
     machine fits in some seconds."""
-    result = api.pretrain(config=_config(max_epochs=60, max_time=None), out=str(tmp_path / "run"))
+    result = api.pretrain(config=_config(max_epochs=30, max_time=None), out=str(tmp_path / "run"))
     floor = random_init_knn(result.encoder, k=20)
-    # Measured: random init ~0.83, 60 epochs of SimCLR ~0.96.
+    # Measured (AMD EPYC, 2 threads): random init 0.828; 30 epochs of SimCLR 0.944 / 0.956
+    # (seeds 0 / 1: +11.7 / +12.8 points, RankMe 38 / 39); 60 epochs (the earlier length) ~0.96.
     assert result.metrics["knn_top1"] >= floor + 0.05, (result.metrics["knn_top1"], floor)
     assert result.metrics["rankme"] > 10  # not collapsed
 
