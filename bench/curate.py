@@ -6,8 +6,10 @@ near-duplicates of their originals (a shift of up to 2 px, brightness x0.9-1.1, 
 and MNIST digits as out-of-domain images (upscaled to 32 px, grey in three channels). A proxy
 encoder is pretrained on the whole pool; its embeddings choose ``--keep`` samples by each
 strategy (``dedup`` first, then ``balanced`` k-means sampling; ``kcenter``; ``typical``), and a
-seeded random subset of the same size is the baseline. Every subset is pretrained for the same
-number of steps (same size, same epochs, same recipe and seed).
+seeded random subset of the same size is the baseline; ``oracle`` (a random subset of the clean
+CIFAR originals, chosen with the pool's labels) is the ceiling no label-free choice can pass.
+Every subset is pretrained for the same number of steps (same size, same epochs, same recipe
+and seed).
 
 Part 2, the clean pool: 50% of CIFAR-10 train chosen by SAS (Joshi & Mirzasoleiman 2023) from
 the proxy's augmented-view embeddings vs a random 50%, same steps.
@@ -55,6 +57,8 @@ from labelless.evaluate.knn import knn_evaluate
 RECIPE = Path(__file__).resolve().parents[1] / "configs" / "cifar10" / "simclr.yaml"
 OVER = (0, 1)  # airplane, automobile: the over-represented classes
 OOD = 10  # the label the out-of-domain images carry in the pool (never scored)
+#: Not curation strategies: the baseline, and the ceiling that knows which rows are clean.
+REFERENCES = ("random", "oracle")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -171,6 +175,10 @@ def choose(strategy: str, z: torch.Tensor, pool: dict, args) -> tuple[np.ndarray
     if strategy == "random":
         rng = np.random.default_rng(args.seed + 1)
         return np.sort(rng.choice(len(z), size=args.keep, replace=False)), {}
+    if strategy == "oracle":  # the ceiling: random originals, chosen with the pool's labels
+        clean = np.nonzero(~pool["planted"] & (pool["labels"] != OOD))[0]
+        rng = np.random.default_rng(args.seed + 1)
+        return np.sort(rng.choice(clean, size=min(args.keep, len(clean)), replace=False)), {}
     groups = near_duplicates(z, args.dedup_threshold, seed=args.seed)
     survivors = np.nonzero(groups.keep)[0]
     dropped = np.setdiff1d(np.arange(len(z)), survivors)
@@ -220,7 +228,7 @@ def part_one(args, cifar, mnist, out: Path) -> list[dict]:
             "pool": len(pool["images"]),
             "epochs": epochs,
             "proxy_epochs": args.proxy_epochs,
-            "dedup_threshold": args.dedup_threshold if strategy != "random" else None,
+            "dedup_threshold": args.dedup_threshold if strategy not in REFERENCES else None,
             "proxy_seconds": round(proxy_s, 1),
             "choose_seconds": round(choose_s, 1),
             "train_seconds": round(train_s, 1),
