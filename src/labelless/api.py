@@ -92,9 +92,11 @@ def distill(
     and ``width``, ``ssl`` / ``ssl_weight`` (add the student's own SSL loss, e.g. ``"simclr"``),
     ``student_from_teacher`` (start the student as a copy of the teacher: fine-tuning without
     labels on the target data), ``teacher_cache`` (the teacher embeds each training sample once,
-    un-augmented; no teacher forward per step), and the ``pretrain`` flags (``epochs``,
-    ``max_time``, ``out``, ``seed``, ...). A teacher whose inputs do not fit the data is a
-    DataError before anything is written. See docs/methods/seed.md and cosine_distill.md.
+    un-augmented; no teacher forward per step), ``pseudo_labels`` (K: a head on the student
+    learns the k-means clusters of the teacher's embeddings, UNFUSED), and the ``pretrain``
+    flags (``epochs``, ``max_time``, ``out``, ``seed``, ...). A teacher whose inputs do not fit
+    the data is a DataError before anything is written. See docs/methods/seed.md,
+    cosine_distill.md and unfused.md.
     """
     from labelless.verbs.distill import run_distill
 

@@ -61,6 +61,14 @@ def distill(
             "embeds each view)",
         ),
     ] = None,
+    pseudo_labels: Annotated[
+        int | None,
+        Opt(
+            "--pseudo-labels",
+            help="K: k-means of the teacher's embeddings into K clusters, which a head on the "
+            "student learns to predict (UNFUSED's pseudo-labels; default: none)",
+        ),
+    ] = None,
     config: opt.ConfigFile = None,
     set_: opt.Sets = None,
     out: Annotated[
@@ -106,6 +114,7 @@ def distill(
         teacher_weights=teacher_weights,
         student_from_teacher=student_from_teacher,
         teacher_cache=teacher_cache,
+        pseudo_labels=pseudo_labels,
         epochs=epochs,
         max_time=max_time,
         batch_size=batch_size,

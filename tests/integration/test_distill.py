@@ -128,12 +128,15 @@ def test_distill_resumes_and_refuses_a_changed_teacher(tmp_path, capsys):
     assert "teacher's weights changed" in capsys.readouterr().err
 
 
-def test_a_cached_teacher_embeds_each_sample_once_and_a_resume_keeps_it(tmp_path):
+def test_a_cached_teacher_and_pseudo_labels_and_a_resume_that_keeps_them(tmp_path):
     teacher = _teacher(tmp_path / "teacher")
     out = tmp_path / "run"
-    assert _distill(teacher, out, "--teacher-cache") == 0
+    assert _distill(teacher, out, "--teacher-cache", "--pseudo-labels", "10") == 0
     record = json.loads((out / "metrics.json").read_text())["distill"]
     rows = len(load_dataset("digits").train)
+    labels = record["pseudo_labels"]  # k-means of the cached rows, learnt by a cluster head
+    assert labels["clusters"] == 10 and sum(labels["cluster_sizes"]) == rows
+    assert min(labels["cluster_sizes"]) > 0
     assert record["teacher_online"] is False
     assert (
         record["teacher_targets"]
@@ -143,6 +146,7 @@ def test_a_cached_teacher_embeds_each_sample_once_and_a_resume_keeps_it(tmp_path
     assert main(["distill", "--out", str(out), "--resume", "--epochs", "2"]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["distill"]["teacher_online"] is False and metrics["training"]["epochs_done"] == 2
+    assert metrics["distill"]["pseudo_labels"] == labels  # the same clusters after the resume
 
 
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.stem)

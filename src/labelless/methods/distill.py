@@ -79,6 +79,8 @@ class DistillationMethod(Method):
         ssl_method: str | None = None,
         ssl_weight: float = 1.0,
         ssl_kwargs: dict[str, Any] | None = None,
+        pseudo_label_clusters: int = 0,
+        pseudo_label_weight: float = 1.0,
     ) -> None:
         super().__init__(backbone)
         if not isinstance(teacher, nn.Module) or not hasattr(teacher, "embed_dim"):
@@ -91,6 +93,24 @@ class DistillationMethod(Method):
         self.teacher = FrozenTeacher(teacher, teacher_inputs)
         # set_target_cache: the teacher's embedding of every training sample, computed once
         self.register_buffer("target_cache", None, persistent=False)
+        # UNFUSED's step 2 (Seth et al. 2023): a head classifies the student's features into
+        # the k-means clusters of the teacher's embeddings (set_pseudo_labels)
+        self.register_buffer("pseudo_labels", None, persistent=False)
+        self.cluster_head: nn.Linear | None = None
+        if pseudo_label_clusters:
+            if isinstance(pseudo_label_clusters, bool) or not (
+                isinstance(pseudo_label_clusters, int) and pseudo_label_clusters >= 2
+            ):
+                raise ConfigError(
+                    "method.kwargs.pseudo_label_clusters must be a whole number >= 2 (k-means "
+                    f"clusters of the teacher's embeddings), got {pseudo_label_clusters!r}"
+                )
+            if not pseudo_label_weight >= 0:
+                raise ConfigError(
+                    f"method.kwargs.pseudo_label_weight must be >= 0, got {pseudo_label_weight!r}"
+                )
+            self.cluster_head = nn.Linear(self.embed_dim, pseudo_label_clusters)
+        self.pseudo_label_weight = float(pseudo_label_weight)
         self.ssl: Method | None = None
         self.ssl_weight = float(ssl_weight)
         if ssl_method:
@@ -135,11 +155,38 @@ class DistillationMethod(Method):
         index = batch["index"].to(self.target_cache.device)
         return self.target_cache[index].to(view.device)
 
+    def set_pseudo_labels(self, labels: torch.Tensor | None) -> None:
+        """``labels[i]``: the cluster of training sample i (int64 ``[N]``, in
+        ``[0, pseudo_label_clusters)``), which the cluster head learns to predict from the
+        student's features of i's views (cross-entropy, weight ``pseudo_label_weight``)."""
+        if labels is not None:
+            labels = torch.as_tensor(labels).long()
+            clusters = self.cluster_head.out_features if self.cluster_head is not None else 0
+            if labels.ndim != 1 or (len(labels) and int(labels.min()) < 0):
+                raise ConfigError(f"pseudo-labels must be [samples] >= 0, got {labels.shape}")
+            if not clusters or (len(labels) and int(labels.max()) >= clusters):
+                raise ConfigError(
+                    f"pseudo-labels need method.kwargs.pseudo_label_clusters > their largest "
+                    f"label; it is {clusters}"
+                )
+        self.pseudo_labels = labels
+
     def forward(self, views, batch, *, generator=None):
         features = self.backbone(views[0])
         targets = self.teacher_targets(views[0], batch)
         loss = self.distill_loss(features, targets)
         out = {"distill_loss": loss.detach()}
+        if self.cluster_head is not None:
+            if self.pseudo_labels is None:
+                raise ConfigError(
+                    "pseudo_label_clusters is set but no pseudo-labels were given: "
+                    "`labelless distill` clusters the teacher's embeddings itself; in Python "
+                    "call method.set_pseudo_labels(labels)"
+                )
+            labels = self.pseudo_labels[batch["index"].to(self.pseudo_labels.device)]
+            own = F.cross_entropy(self.cluster_head(features), labels.to(features.device))
+            out["pseudo_label_loss"] = own.detach()
+            loss = loss + self.pseudo_label_weight * own
         if self.ssl is not None:
             own = self.ssl(views, batch, generator=generator)["loss"]
             out["ssl_loss"] = own.detach()

@@ -72,6 +72,7 @@ DISTILL_FLAG_KEYS = {
     "teacher_weights": "method.kwargs.teacher_weights",
     "student_from_teacher": "method.kwargs.student_from_teacher",
     "teacher_cache": "method.kwargs.teacher_cache",
+    "pseudo_labels": "method.kwargs.pseudo_label_clusters",
     "ssl": "method.kwargs.ssl_method",
     "ssl_weight": "method.kwargs.ssl_weight",
 }
@@ -132,6 +133,8 @@ def run_distill(
     backbone, method, views = build_student(run_config, train, teacher_model, resume)
     if options.get("teacher_cache"):
         cache_teacher_targets(run_config, method, teacher_model, train)
+    if options.get("pseudo_label_clusters"):
+        pseudo_labels_from_teacher(run_config, method, teacher_model, train)
     record_resolved(run_config, backbone, train)
     module = SSLModule(
         method,
@@ -276,18 +279,47 @@ def cache_teacher_targets(
     own preprocessing (``evaluate.embed``: large batches, inference mode), and the method
     distils towards those rows (``DistillationMethod.set_target_cache``). Recomputed by every
     process and on resume (same teacher, same data: the same rows), never written to disk."""
+    method.set_target_cache(teacher_embeddings(config, teacher, train, "--teacher-cache"))
+
+
+def teacher_embeddings(
+    config: RunConfig, teacher: nn.Module, train: Dataset, flag: str
+) -> torch.Tensor:
+    """The teacher's embeddings of every training sample, un-augmented, with its own
+    preprocessing; a ConfigError naming ``flag`` for data that is not in memory."""
     from labelless.data.stream import is_stream
     from labelless.evaluate import embed
     from labelless.verbs.rundata import is_lazy_folder
 
     if is_stream(config.data.name) or is_lazy_folder(config):
         raise ConfigError(
-            "teacher_cache (--teacher-cache) embeds every training sample once and needs the "
-            "data in memory; it does not work with stream: shard sets or data.lazy folders: "
-            "drop --teacher-cache (the teacher then runs on each batch)"
+            f"{flag} embeds every training sample once with the teacher and needs the data in "
+            f"memory; it does not work with stream: shard sets or data.lazy folders: drop {flag}"
         )
     with task(f"the teacher embeds the {len(train):,} training samples once"):
-        method.set_target_cache(embed(teacher, train))
+        return embed(teacher, train)
+
+
+def pseudo_labels_from_teacher(
+    config: RunConfig, method: nn.Module, teacher: nn.Module, train: Dataset
+) -> None:
+    """UNFUSED's pseudo-labels (Seth et al. 2023): k-means (seeded by the run's seed, so a
+    resume finds the same clusters) of the teacher's L2-normalised embeddings of every training
+    sample (the cached rows with ``teacher_cache``) into ``pseudo_label_clusters`` groups; the
+    method's cluster head learns them (``DistillationMethod.set_pseudo_labels``)."""
+    from labelless.curate.kmeans import kmeans
+
+    clusters = int(config.method.kwargs["pseudo_label_clusters"])
+    z = method.target_cache
+    if z is None:
+        z = teacher_embeddings(config, teacher, train, "pseudo_label_clusters")
+    if clusters > len(z):
+        raise ConfigError(
+            f"pseudo_label_clusters={clusters} for {len(z)} training samples: use fewer clusters"
+        )
+    with task(f"k-means of the teacher's embeddings into {clusters} pseudo-labels"):
+        found = kmeans(torch.nn.functional.normalize(z.float(), dim=1), clusters, seed=config.seed)
+    method.set_pseudo_labels(found.assignment)
 
 
 def _parameters(model: nn.Module) -> int:
@@ -317,6 +349,15 @@ def distill_record(method: nn.Module, student: nn.Module, teacher: nn.Module) ->
         "teacher_parameters": _parameters(teacher),
         "teacher_embed_dim": int(teacher.embed_dim),
         "teacher_inputs": "as the student's views" if inputs is None else repr(inputs),
+        "pseudo_labels": None
+        if method.pseudo_labels is None
+        else {
+            "clusters": method.cluster_head.out_features,
+            "weight": method.pseudo_label_weight,
+            "cluster_sizes": torch.bincount(
+                method.pseudo_labels, minlength=method.cluster_head.out_features
+            ).tolist(),
+        },
         "teacher_online": method.target_cache is None,
         "teacher_targets": "the teacher's embedding of each view"
         if method.target_cache is None

@@ -133,3 +133,33 @@ def test_cached_targets_are_the_batch_rows_and_the_teacher_does_not_run(name):
         method.set_target_cache(torch.zeros(40, 7))
     method.set_target_cache(None)
     assert method.target_cache is None and "target_cache" not in method.state_dict()
+
+
+def test_pseudo_labels_add_the_cluster_heads_cross_entropy_with_its_weight():
+    teacher = _encoder(0.25, seed=1)
+    method = create_method(
+        "cosine_distill",
+        _encoder(),
+        teacher=teacher,
+        proj_hidden_dim=32,
+        pseudo_label_clusters=5,
+        pseudo_label_weight=0.5,
+    )
+    index = torch.arange(16)
+    with pytest.raises(ConfigError, match="no pseudo-labels were given"):
+        method(_views(), {"index": index})
+    labels = torch.arange(20) % 5
+    method.set_pseudo_labels(labels)
+    torch.manual_seed(0)
+    out = method(_views(), {"index": index})
+    features = method.backbone(_views()[0])
+    own = torch.nn.functional.cross_entropy(method.cluster_head(features), labels[index])
+    assert torch.allclose(out["pseudo_label_loss"], own.detach(), atol=1e-5)
+    expected = out["distill_loss"] + 0.5 * out["pseudo_label_loss"]
+    assert torch.allclose(out["loss"].detach(), expected, atol=1e-5)
+    out["loss"].backward()
+    assert method.cluster_head.weight.grad.abs().sum() > 0
+    with pytest.raises(ConfigError, match="pseudo_label_clusters > their largest"):
+        method.set_pseudo_labels(torch.tensor([0, 5]))
+    with pytest.raises(ConfigError, match="whole number >= 2"):
+        create_method("seed", _encoder(), teacher=teacher, pseudo_label_clusters=1)
