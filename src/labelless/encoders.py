@@ -10,7 +10,6 @@ either is wrong. ``input_size`` / ``normalize`` override them and the protocol s
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ from typing import Any
 from torch import nn
 
 from labelless.errors import CheckpointError, ConfigError
-from labelless.runfiles import RunFiles
+from labelless.runfiles import RunFiles, file_sha256
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -140,14 +139,6 @@ def resolve_preprocessing(
     return Preprocessing(size, mean, std, size_source, choice)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def is_run_dir(path: Path) -> bool:
     """A run directory: a folder with a ``config.yaml`` (``runfiles.RunFiles.has_config``)."""
     return RunFiles(path).has_config()
@@ -177,7 +168,7 @@ def load_any_encoder(
         model = create_backbone(text, in_channels=in_channels, weights=weights)
         path = Path(weights)
         source = {"kind": "timm", "name": text, "weights": str(path.resolve())}
-        return model.eval(), {**source, "weights_sha256": _sha256(path)}
+        return model.eval(), {**source, "weights_sha256": file_sha256(path)}
     if weights is not None:
         raise ConfigError(
             "--weights goes with a timm:NAME backbone; a run directory or encoder.safetensors "
@@ -198,4 +189,4 @@ def load_any_encoder(
     weights_file = path / WEIGHTS_FILE if path.is_dir() else path.with_suffix(".safetensors")
     kind = "run" if is_run_dir(path) else "encoder"
     source = {"kind": kind, "name": str(path.resolve()), "weights": str(weights_file.resolve())}
-    return model, {**source, "weights_sha256": _sha256(weights_file)}
+    return model, {**source, "weights_sha256": file_sha256(weights_file)}

@@ -7,6 +7,7 @@ the one naming scheme of the run directories that ``pretrain`` and ``semi`` choo
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -114,3 +115,13 @@ def default_run_dir(*parts: str, data: str) -> str:
     ``runs/scarf-rows`` for ``rows.csv``. Every part is made filesystem-safe as ``data_stem``."""
     names = [_UNSAFE.sub("-", str(part)).strip("-.") for part in parts]
     return f"{RUNS}/{'-'.join([*(name for name in names if name), data_stem(data)])}"
+
+
+def file_sha256(path: str | Path) -> str:
+    """The SHA-256 of a file's bytes (hex), read in 1 MiB blocks: how runs record the weights
+    they read (an encoder, a teacher)."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

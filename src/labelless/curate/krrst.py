@@ -25,7 +25,6 @@ embeddings, standardised per dimension over the real data by default.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -45,6 +44,7 @@ from labelless.curate.synthetic import (
     save_synthetic,
 )
 from labelless.errors import ConfigError, DataError, did_you_mean
+from labelless.runfiles import file_sha256
 
 __all__ = [
     "KRRSTOptions",
@@ -161,21 +161,13 @@ def _load_teacher(teacher) -> tuple[nn.Module, dict[str, Any]]:
             raise ConfigError(f"teacher {str(path)!r} does not exist: pass an encoder folder")
         weights = path / WEIGHTS_FILE if path.is_dir() else path
         weights = weights.with_name(WEIGHTS_FILE) if weights.name == META_FILE else weights
-        record = {"path": str(path.resolve()), "weights_sha256": _sha256(weights)}
+        record = {"path": str(path.resolve()), "weights_sha256": file_sha256(weights)}
         teacher = load_encoder(path)
     if not isinstance(teacher, nn.Module) or not isinstance(getattr(teacher, "embed_dim", 0), int):
         raise ConfigError("the teacher must be an encoder (nn.Module with .embed_dim) or its path")
     meta = getattr(teacher, "meta", None)
     record.update(embed_dim=int(teacher.embed_dim), meta=meta.to_dict() if meta else None)
     return teacher, record
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        for block in iter(lambda: stream.read(2**20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _check_teacher(teacher: nn.Module, images: torch.Tensor) -> None:
