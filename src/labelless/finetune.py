@@ -113,10 +113,13 @@ def finetune(
     settings: FinetuneSettings,
     *,
     transform,
+    keep_model: bool = False,
 ) -> dict[str, Any]:
     """Fine-tune a copy of ``encoder`` plus a linear head; returns the test accuracy, the
     validation curve and the protocol. ``transform`` maps ``uint8 [N, C, H, W]`` to the
-    encoder's normalised input (the encoder's own ``EvalTransform``)."""
+    encoder's normalised input (the encoder's own ``EvalTransform``). With ``keep_model`` the
+    fine-tuned ``nn.Sequential(encoder, head)`` (eval mode, the kept epoch's weights) comes back
+    under ``"model"``."""
     from labelless.evaluate.linear import stratified_split
 
     settings.check()
@@ -184,7 +187,9 @@ def finetune(
         "num_classes": num_classes,
         "seed": settings.seed,
     }
+    kept = {"model": model.eval()} if keep_model else {}
     return {
+        **kept,
         "finetune_top1": test,
         "best_val_top1": best_val,
         "best_epoch": best_epoch,

@@ -47,6 +47,7 @@ LAYERS: dict[str, int] = {
     "labelless.prune": 4,
     "labelless.finetune": 4,
     "labelless.curate": 4,
+    "labelless.audit": 4,
     # 5: training (Lightning)
     "labelless.train": 5,
     "labelless.semi.module": 5,
