@@ -24,6 +24,7 @@ from labelless.verbs.pretrain import PretrainResult, run_pretrain
 
 __all__ = [
     "PretrainResult",
+    "audit",
     "compare",
     "convert",
     "curate",
@@ -317,6 +318,30 @@ def curate(
 
     settings = CurateSettings(keep, strategy, dedup, dedup_threshold, clusters, seed)
     return curate_data(data, encoder, settings, out=out, target=target, weights=weights)
+
+
+def audit(
+    encoder: str | Path | nn.Module,
+    data: str | Path,
+    *,
+    out: str | Path,
+    references: list[str | Path] | tuple = (),
+    weights: str | Path | None = None,
+    input_size: int | None = None,
+    normalize: str | None = None,
+    **settings: Any,
+) -> dict[str, Any]:
+    """Security checks of ``encoder`` on ``data`` (docs/security.md); ``settings`` are
+    ``verbs.audit.AuditSettings`` fields (``checks``: backdoor-scan, adversarial, detector,
+    data-scan; ``epsilon``, ``shadow``, ...). Writes ``audit.json`` and ``audit.html`` into
+    ``out``; returns the record."""
+    from labelless.verbs.audit import AuditSettings, audit_encoder
+
+    options = AuditSettings(**settings)
+    return audit_encoder(
+        encoder, data, options, out=out, references=list(references), weights=weights,
+        input_size=input_size, normalize=normalize,
+    )  # fmt: skip
 
 
 def raw_pixels(images: np.ndarray) -> torch.Tensor:

@@ -425,11 +425,12 @@ def demo(
     run_demo(out=out, epochs=epochs, console=console)
 
 
+from labelless.cli_audit import audit  # noqa: E402
 from labelless.cli_convert import convert  # noqa: E402
 from labelless.cli_curate import curate  # noqa: E402
 from labelless.cli_distill import distill  # noqa: E402
 
-for _command in (convert, curate, distill):
+for _command in (audit, convert, curate, distill):
     app.command()(_command)
 
 

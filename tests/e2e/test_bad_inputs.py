@@ -337,6 +337,22 @@ CASES: list[tuple[str, str, int, str]] = [
      "knn_top2"),
     ("compare-out-below-a-file", "compare {run} --out {notes}/c.html", E, "notes.txt"),
     ("compare-out-under-proc", "compare {run} --out /proc/labelless.html", E, "/proc"),
+    # ---- audit
+    ("audit-epsilon-too-big", "audit {run} --data digits --out {tmp}/a --epsilon 8", E,
+     "--epsilon"),
+    ("audit-epsilon-zero", "audit {run} --data digits --out {tmp}/a --epsilon 0", E, "--epsilon"),
+    ("audit-unknown-check", "audit {run} --data digits --out {tmp}/a --checks backdoor", E,
+     "backdoor"),
+    ("audit-shadow-too-small", "audit {run} --data digits --out {tmp}/a --shadow 5", E,
+     "--shadow"),
+    ("audit-shadow-too-big", "audit {run} --data digits --out {tmp}/a --shadow 100000", E,
+     "--shadow"),
+    ("audit-wrong-channels", "audit {run} --data {labelled} --out {tmp}/a", E, "channel"),
+    ("audit-table", "audit {run} --data {table} --out {tmp}/a", E, "table"),
+    ("audit-missing-encoder", "audit {tmp}/nothing --data digits --out {tmp}/a", E, "nothing"),
+    ("audit-user-folder", "audit {run} --data digits --out {docs}", E, "did not write"),
+    ("audit-missing-reference", "audit {run} --data digits --out {tmp}/a --reference "
+     "{tmp}/gone", E, "--reference"),
 ]
 # fmt: on
 
