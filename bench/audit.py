@@ -9,7 +9,8 @@ other, alone on the machine:
   track-A SimCLR run without poison (configs/cifar10/simclr.yaml, 15 minutes each): attack
   success and clean accuracy of both encoders (kNN k=200 and linear probe on clean labels).
   The clean run is the 15-minute track-A encoder the scan stage audits.
-- ``semi``: the same trigger in 1% of the unlabelled part of a FixMatch run on MNIST
+- ``semi``: the same trigger (one 28-pixel block: frequencies (13, 13) and (27, 27)) in 1% of
+  the unlabelled part of a FixMatch run on MNIST
   (configs/semi/mnist_fixmatch.yaml, 10 labels per class, 5 minutes each) against the run
   without poison.
 - ``scan``: a backdoored encoder made on CPU from the clean one (BadEncoder-style fine-tuning on
@@ -53,11 +54,12 @@ def stage_poison(args) -> dict:
 
 
 def stage_semi(args) -> dict:
-    from labelless.audit.triggers import Trigger
+    from labelless.audit.triggers import Trigger, ctrl_frequencies
     from labelless.verbs.poisoning import semi_poisoning_experiment
 
+    trigger = Trigger.ctrl(window=28, frequencies=ctrl_frequencies(28))  # one 28-px block
     record = semi_poisoning_experiment(
-        "mnist", "fixmatch", trigger=Trigger.ctrl(), fraction=0.01, target_class=TARGET,
+        "mnist", "fixmatch", trigger=trigger, fraction=0.01, target_class=TARGET,
         out=ROOT / "semi", config="configs/semi/mnist_fixmatch.yaml", labels_per_class=10,
         max_time=args.semi_budget,
     )  # fmt: skip
