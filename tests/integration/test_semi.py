@@ -74,8 +74,9 @@ def test_open_set_iomatch_and_saa(tmp_path):
     assert iomatch.metrics["split"]["open_set"] and iomatch.metrics["split"]["num_classes"] == 6
     assert 0.0 <= iomatch.metrics["open_set_auroc"] <= 1.0
     saa = _run(
-        tmp_path, "fixmatch", "trainer.max_epochs=2", "semi.mu=2", "semi.saa=true", name="saa"
-    )
+        tmp_path, "fixmatch", "trainer.max_epochs=2", "semi.mu=2", "semi.saa=true",
+        "semi.saa_start=0", name="saa",
+    )  # fmt: skip
     with (saa.run_dir / "logs" / "metrics.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     fractions = [float(r["saa/naive_fraction"]) for r in rows if r.get("saa/naive_fraction")]

@@ -7,6 +7,7 @@ print(result.metrics["test_top1"], result.run_dir)  # runs/semi-fixmatch-digits
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -176,7 +177,12 @@ def semi(
         ema_momentum=semi_cfg.ema_momentum,
         **semi_cfg.kwargs,
     )
-    saa = SampleAdaptiveAugmentation(state, semi_cfg.saa_momentum) if semi_cfg.saa else None
+    saa = None
+    if semi_cfg.saa:  # one selection per pass over the labelled set, as the authors' loop
+        every = math.ceil(len(split.labelled) / run_config.optim.batch_size)
+        saa = SampleAdaptiveAugmentation(
+            state, semi_cfg.saa_momentum, start=semi_cfg.saa_start, every=every
+        )
     pipelines = _pipelines(run_config, train, backbone)
     record_resolved(run_config, backbone, train)  # config.yaml: the values that were unset
     shift = None

@@ -40,7 +40,12 @@ class SemiSection(Section):
     mu: int = Field(7, gt=0, description="unlabelled samples per labelled sample in a batch")
     ema_momentum: float = Field(0.999, ge=0, lt=1, description="EMA of the evaluated model")
     saa: bool = Field(False, description="sample adaptive augmentation (FixMatch family)")
-    saa_momentum: float = Field(0.7, ge=0, lt=1, description="SAA historical-loss EMA momentum")
+    saa_momentum: float = Field(
+        0.001, ge=0, lt=1, description="share of the old SAA historical loss kept (authors' 0.001)"
+    )
+    saa_start: int = Field(
+        400, ge=0, description="passes over the labelled set before SAA's first selection"
+    )
     shift_check: bool = Field(True, description="Frechet distance labelled vs unlabelled")
     shift_ratio: float = Field(
         2.0, gt=0, description="warn when the distance exceeds this times the random-split one"

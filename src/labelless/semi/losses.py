@@ -102,19 +102,27 @@ def freematch_fairness(
 
 
 def softmatch_weights(
-    confidence: Tensor, mean: Tensor | float, variance: Tensor | float, max_weight: float = 1.0
+    confidence: Tensor,
+    mean: Tensor | float,
+    variance: Tensor | float,
+    max_weight: float = 1.0,
+    n_sigma: float = 1.0,
 ) -> Tensor:
     """SoftMatch's truncated-Gaussian sample weights (Chen et al. 2023, eq. 7):
-    ``lambda_max * exp(-(max p - mu_t)^2 / (2 sigma_t^2))`` below the mean confidence ``mu_t``,
-    ``lambda_max`` above it."""
+    ``lambda_max * exp(-(max p - mu_t)^2 / (2 sigma_t^2 / n_sigma^2))`` below the mean confidence
+    ``mu_t``, ``lambda_max`` above it. ``n_sigma = 1`` is the paper's equation; the authors'
+    code (USB, ``SoftMatchWeightingHook``) divides the variance by ``n_sigma^2`` with
+    ``n_sigma = 2``, a Gaussian half as wide."""
     below = torch.clamp(confidence - mean, max=0.0)
-    return max_weight * torch.exp(-(below**2) / (2.0 * variance))
+    return max_weight * torch.exp(-(below**2) / (2.0 * variance / n_sigma**2))
 
 
-def uniform_alignment(probs: Tensor, class_probs: Tensor) -> Tensor:
-    """SoftMatch's uniform alignment (Chen et al. 2023, eq. 9): ``Normalize(p * u / p_hat)`` with
-    ``u`` uniform and ``p_hat [C]`` the EMA of the model's mean prediction."""
-    aligned = probs / class_probs.clamp_min(1e-12)
+def uniform_alignment(probs: Tensor, class_probs: Tensor, epsilon: float = 1e-6) -> Tensor:
+    """SoftMatch's uniform alignment (Chen et al. 2023, eq. 9): ``Normalize(p * (u + eps) /
+    (p_hat + eps))`` with ``u`` uniform and ``p_hat [C]`` the EMA of the model's mean prediction
+    (``eps = 1e-6`` as USB's ``DistAlignEMAHook``)."""
+    uniform = 1.0 / probs.shape[-1]
+    aligned = probs * (uniform + epsilon) / (class_probs + epsilon)
     return aligned / aligned.sum(dim=-1, keepdim=True)
 
 

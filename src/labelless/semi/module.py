@@ -108,9 +108,12 @@ class SemiModule(SSLModule):
                 values[f"semi/{key}"] = out[key].detach()
         self.log_dict(values, on_step=True, on_epoch=False)
 
+    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
+        super().on_train_batch_end(outputs, batch, batch_idx)
+        if self.saa is not None:
+            stats = self.saa.step_end(self.global_step)
+            if stats:
+                self.log_dict(stats, on_step=True, on_epoch=False)
+
     def on_train_epoch_end(self) -> None:
         self.algorithm.on_epoch_end()
-        if self.saa is not None:
-            stats = self.saa.select()
-            if stats:
-                self.log_dict(stats, on_epoch=True)

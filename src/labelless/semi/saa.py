@@ -5,19 +5,20 @@ Semi-Supervised Learning" (ICCV): samples whose strong view is already predicted
 near zero ("naive samples") teach the model nothing more; SAA finds them from their historical
 loss and augments them more diversely. Here:
 
-- sample selection: each unlabelled sample's historical loss is an EMA (``momentum``) of its
-  per-visit unlabelled loss (cross-entropy of the strong view against its pseudo-label, kept in
-  ``SampleState``); at each epoch end the samples seen so far are split in two by Otsu's
-  threshold on the historical losses, and the low-loss side is naive;
+- sample selection: each unlabelled sample's historical loss is an EMA of its per-visit
+  unlabelled loss (cross-entropy of the strong view against its pseudo-label, kept in
+  ``SampleState``), ``momentum * old + (1 - momentum) * loss`` from 0; after every pass over the
+  labelled set, once ``start`` passes are done, Otsu's threshold on the historical losses of all
+  unlabelled samples (unvisited ones at 0) splits them: below it a sample becomes naive, above
+  it not naive, at it unchanged;
 - sample augmentation: a naive sample's strong view is ``half_mix`` of two independent draws of
   the ``naive`` pipeline (the strong recipe, plus ``views.naive`` on top): the left or the top
-  half (a fair coin per sample) of the second draw pasted onto the first, as the authors' code
-  (GuanGui-nju/SAA) does.
+  half (a fair coin per sample) of the second draw pasted onto the first.
 
-Historical-loss momentum: 0.7 of the old value by default (``semi.saa_momentum``); the authors'
-code keeps almost only the latest loss (0.001 of the old value), which ``saa_momentum: 0.001``
-reproduces. It also starts selecting only after 400 iterations of its outer loop; here selection
-starts at the first epoch end.
+Defaults are the authors' code (GuanGui-nju/SAA, ``datasets/dataset.py``: ``update_loss`` keeps
+0.001 of the old value, ``update_mask`` uses skimage's ``threshold_otsu`` over every unlabelled
+sample; ``models/flexmatch/flexmatch.py``: ``update_mask`` after each pass of the outer loop over
+the labelled and unlabelled loaders once ``epoch_i > 400``).
 """
 
 from __future__ import annotations
@@ -32,8 +33,10 @@ LOSS, SEEN, NAIVE = "saa_loss", "saa_seen", "saa_naive"
 
 
 def otsu_threshold(values: Tensor, bins: int = 256) -> float:
-    """Otsu's threshold of 1-D ``values``: the cut of a ``bins``-bin histogram that maximises
-    the between-class variance (Otsu 1979), computed for every cut at once."""
+    """Otsu's threshold of 1-D ``values``: the centre of the last bin below the cut of a
+    ``bins``-bin histogram that maximises the between-class variance (Otsu 1979), computed for
+    every cut at once; the value scikit-image's ``threshold_otsu`` returns (what SAA's code
+    calls)."""
     values = values.float()
     low, high = float(values.min()), float(values.max())
     if high - low < 1e-12:
@@ -48,7 +51,7 @@ def otsu_threshold(values: Tensor, bins: int = 256) -> float:
     mean1 = (mass[-1] - mass[:-1]) / w1.clamp_min(1e-12)
     between = w0 * w1 * (mean0 - mean1) ** 2
     cut = int(between.argmax())
-    return float(low + (cut + 1) * (high - low) / bins)
+    return float(centres[cut])
 
 
 def half_mix(first: Tensor, second: Tensor, generator: torch.Generator | None = None) -> Tensor:
@@ -74,10 +77,21 @@ def half_mix(first: Tensor, second: Tensor, generator: torch.Generator | None = 
 
 
 class SampleAdaptiveAugmentation:
-    """Bookkeeping of SAA on a ``SampleState``; the training module asks ``naive(index)``."""
+    """Bookkeeping of SAA on a ``SampleState``; the training module asks ``naive(index)``,
+    ``record``s each step's per-sample losses and calls ``step_end(steps)`` after each step.
 
-    def __init__(self, state: SampleState, momentum: float = 0.7) -> None:
+    ``momentum``: the share of the old historical loss kept (0.001, the authors'); ``start``:
+    passes over the labelled set before the first selection (400, the authors' ``epoch_i >
+    400``); ``every``: training steps per pass over the labelled set (the labelled loader's
+    length; one selection per pass)."""
+
+    def __init__(
+        self, state: SampleState, momentum: float = 0.001, *, start: int = 400, every: int = 1
+    ) -> None:
+        if every < 1 or start < 0:
+            raise ValueError(f"SAA needs every >= 1 and start >= 0, got {every}, {start}")
         self.state, self.momentum = state, float(momentum)
+        self.start, self.every = int(start), int(every)
         state.add(LOSS, fill=0.0)
         state.add(SEEN, fill=0, dtype=torch.bool)
         state.add(NAIVE, fill=0, dtype=torch.bool)
@@ -86,21 +100,31 @@ class SampleAdaptiveAugmentation:
         return self.state[NAIVE][index.to(self.state[NAIVE].device)]
 
     def record(self, index: Tensor, losses: Tensor) -> None:
-        """Fold this visit's per-sample losses into the historical losses."""
+        """Fold this visit's per-sample losses into the historical losses (from 0)."""
         device = self.state[LOSS].device
         index, losses = index.to(device), losses.detach().float().to(device)
-        seen, old = self.state[SEEN][index], self.state[LOSS][index]
-        updated = torch.where(seen, self.momentum * old + (1 - self.momentum) * losses, losses)
-        self.state.write(LOSS, index, updated)
-        self.state.write(SEEN, index, torch.ones_like(seen))
+        old = self.state[LOSS][index]
+        self.state.write(LOSS, index, self.momentum * old + (1 - self.momentum) * losses)
+        self.state.write(SEEN, index, torch.ones_like(index, dtype=torch.bool))
+
+    def step_end(self, steps: int) -> dict[str, float]:
+        """After ``steps`` training steps: select when a labelled pass just ended and its
+        0-based index is above ``start``."""
+        if steps % self.every or steps // self.every - 1 <= self.start:
+            return {}
+        return self.select()
 
     def select(self) -> dict[str, float]:
-        """Epoch end: mark as naive the seen samples below Otsu's threshold."""
-        seen = self.state[SEEN] & self.state.unlabelled
-        if int(seen.sum()) < 2:
+        """Otsu's threshold over the unlabelled samples' historical losses: below it naive,
+        above it not, at it unchanged."""
+        unlabelled = self.state.unlabelled
+        if int(unlabelled.sum()) < 2:
             return {}
-        losses = self.state[LOSS][seen]
-        threshold = otsu_threshold(losses.cpu())
-        naive = seen & (self.state[LOSS] < threshold)
+        losses = self.state[LOSS]
+        threshold = otsu_threshold(losses[unlabelled].cpu())
+        naive = self.state[NAIVE]
+        naive = torch.where(losses < threshold, True, torch.where(losses > threshold, False, naive))
+        naive = naive & unlabelled
         self.state[NAIVE].copy_(naive)
-        return {"saa/threshold": threshold, "saa/naive_fraction": float(naive.sum() / seen.sum())}
+        fraction = float(naive.sum() / unlabelled.sum())
+        return {"saa/threshold": threshold, "saa/naive_fraction": fraction}

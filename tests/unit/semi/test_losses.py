@@ -73,7 +73,9 @@ def test_softmatch_truncated_gaussian_weights_by_hand():
 
 def test_uniform_alignment_by_hand():
     aligned = losses.uniform_alignment(torch.tensor([[0.5, 0.5]]), torch.tensor([0.8, 0.2]))
-    assert aligned.tolist()[0] == pytest.approx([0.2, 0.8])
+    scaled = [0.5 * (0.5 + 1e-6) / (0.8 + 1e-6), 0.5 * (0.5 + 1e-6) / (0.2 + 1e-6)]
+    assert aligned.tolist()[0] == pytest.approx([v / sum(scaled) for v in scaled], rel=1e-6)
+    assert aligned.tolist()[0] == pytest.approx([0.2, 0.8], abs=1e-5)
 
 
 def test_mixmatch_sharpening_by_hand():
