@@ -18,13 +18,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from labelless.atomic import check_can_create
 from labelless.audit.pixels import PixelEncoder, unit_images
 from labelless.data import Dataset, load_dataset
 from labelless.encoders import resolve_preprocessing
 from labelless.errors import ConfigError, DataError, unknown_name
 from labelless.verbs.audit_checks import RUNNERS, AuditInputs
-from labelless.verbs.targets import load_for, read_json, run_data_options, write_json
+from labelless.verbs.targets import (
+    check_verb_out,
+    load_for,
+    run_data_options,
+    write_json,
+)
 
 CHECKS = ("backdoor-scan", "adversarial", "detector", "data-scan")
 RECORD_FILE, PAGE_FILE = "audit.json", "audit.html"
@@ -69,17 +73,7 @@ class AuditSettings:
 
 def check_out(out: str | Path) -> Path:
     """``out`` must be new, empty, or a folder an earlier ``audit`` wrote (its audit.json)."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {str(out)!r} is a file; pass a folder for the audit")
-    ours = out.is_dir() and read_json(out / RECORD_FILE).get("labelless") == "audit"
-    if out.is_dir() and any(out.iterdir()) and not ours:
-        raise ConfigError(
-            f"--out {str(out)!r} holds files that `labelless audit` did not write; choose a new "
-            "or empty folder (nothing was changed)"
-        )
-    check_can_create(out, "--out")
-    return out
+    return check_verb_out(out, RECORD_FILE, "audit", "audit")
 
 
 def check_preprocessing(meta, input_size: int | None, normalize: str | None) -> None:

@@ -14,11 +14,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from labelless.atomic import check_can_create
 from labelless.data import Dataset, load_dataset
 from labelless.encoders import resolve_preprocessing
 from labelless.errors import ConfigError, unknown_name
-from labelless.verbs.targets import check_data_fits, embed_with, load_for, read_json, write_json
+from labelless.verbs.targets import (
+    check_data_fits,
+    check_verb_out,
+    embed_with,
+    load_for,
+    write_json,
+)
 
 STRATEGIES = ("dedup", "kcenter", "balanced", "typical", "sas", "simcore")
 SUBSET_FILE, RECORD_FILE, PAGE_FILE = "subset.txt", "curate.json", "curate.html"
@@ -68,17 +73,7 @@ def default_clusters(pool: int) -> int:
 
 def check_out(out: str | Path) -> Path:
     """``out`` must be new, empty, or a folder an earlier ``curate`` wrote (its curate.json)."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {str(out)!r} is a file; pass a folder for the subset")
-    ours = out.is_dir() and read_json(out / RECORD_FILE).get("labelless") == "curate"
-    if out.is_dir() and any(out.iterdir()) and not ours:
-        raise ConfigError(
-            f"--out {str(out)!r} holds files that `labelless curate` did not write; choose "
-            "a new or empty folder (nothing was changed)"
-        )
-    check_can_create(out, "--out")
-    return out
+    return check_verb_out(out, RECORD_FILE, "curate", "subset")
 
 
 def curate_data(

@@ -150,6 +150,22 @@ def write_json(path: Path, record: dict[str, Any]) -> Path:
     return path
 
 
+def check_verb_out(out: str | Path, record_file: str, verb: str, what: str) -> Path:
+    """``out`` must be new, empty, or a folder an earlier ``labelless VERB`` wrote (its
+    ``record_file`` says ``"labelless": verb``); else a ConfigError, nothing changed."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {str(out)!r} is a file; pass a folder for the {what}")
+    ours = out.is_dir() and read_json(out / record_file).get("labelless") == verb
+    if out.is_dir() and any(out.iterdir()) and not ours:
+        raise ConfigError(
+            f"--out {str(out)!r} holds files that `labelless {verb}` did not write; choose a new "
+            "or empty folder (nothing was changed)"
+        )
+    check_can_create(out, "--out")
+    return out
+
+
 def same_encoder(record: dict[str, Any], source: dict[str, Any]) -> bool:
     theirs = (record.get("encoder") or {}).get("weights_sha256")
     return theirs is None or theirs == source.get("weights_sha256")
