@@ -36,6 +36,9 @@ def audit(
     dta_layers: Annotated[int, Opt(help="layers the Downstream Transfer Attack targets")] = 2,
     finetune_epochs: Annotated[int, Opt(help="epochs of the fine-tuned copy DTA is scored on")] = 2,
     neighbours: Annotated[int, Opt(help="augmented neighbours per input (detector)")] = 20,
+    neighbour_view: Annotated[
+        str, Opt(help="detector neighbours: light (90-100% crops) or beyond (the paper's views)")
+    ] = "light",
     weights: Annotated[str | None, Opt(help="local weights file for a timm:NAME encoder")] = None,
     input_size: Annotated[
         int | None, Opt(help="override the encoder's input size (needed if it records none)")
@@ -65,6 +68,7 @@ def audit(
         dta_layers=dta_layers,
         finetune_epochs=finetune_epochs,
         neighbours=neighbours,
+        neighbour_view=neighbour_view,
         weights=weights,
         input_size=input_size,
         normalize=normalize,

@@ -48,6 +48,7 @@ class AuditSettings:
     dta_layers: int = 2
     finetune_epochs: int = 2
     neighbours: int = 20
+    neighbour_view: str = "light"
     seed: int = 0
 
     def check(self) -> None:
@@ -68,6 +69,8 @@ class AuditSettings:
         check_int("--dta-layers", self.dta_layers, 1, 2)
         check_int("--finetune-epochs", self.finetune_epochs, 1, 2)
         check_int("--neighbours", self.neighbours, 1, 20)
+        if self.neighbour_view not in ("light", "beyond"):
+            raise unknown_name("--neighbour-view", self.neighbour_view, ["light", "beyond"])
         check_int("--seed", self.seed, 0, 0)
 
 

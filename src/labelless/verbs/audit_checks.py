@@ -272,8 +272,10 @@ def _train_embeddings(inputs: AuditInputs) -> tuple[Tensor, Tensor]:
 
 def run_detector(inputs: AuditInputs, references: list) -> tuple[dict, list]:
     from labelless.audit.detector import (
+        NEIGHBOUR_VIEWS,
         beyond_scores,
         detection_metrics,
+        either_rule,
         fit_embedding_classifier,
     )
     from labelless.report.audit import histogram_png
@@ -286,13 +288,21 @@ def run_detector(inputs: AuditInputs, references: list) -> tuple[dict, list]:
     options = {
         "classifier": classifier,
         "num_neighbours": settings.neighbours,
+        "view": NEIGHBOUR_VIEWS[settings.neighbour_view],
         "seed": settings.seed,
     }
+    calibration = beyond_scores(inputs.model, inputs.shadow, **options)  # clean, not evaluated
     clean = beyond_scores(inputs.model, inputs.images, **options)
     attacked = beyond_scores(inputs.model, inputs.pgd(), **options)
-    metrics = detection_metrics(clean.score, attacked.score)
+    clean_rule, attacked_rule = either_rule(clean, calibration), either_rule(attacked, calibration)
+    metrics = detection_metrics(clean_rule, attacked_rule)
+    blend = detection_metrics(clean.score, attacked.score)
+    similarity = detection_metrics(-clean.similarity, -attacked.similarity)
     record = {
         "auroc": round(metrics.auroc, 4),
+        "auroc_blend": round(blend.auroc, 4),
+        "auroc_similarity_only": round(similarity.auroc, 4),
+        "neighbour_view": settings.neighbour_view,
         "tpr_at_5pct_fpr": round(metrics.tpr, 4),
         "fpr_achieved": round(metrics.fpr_achieved, 4),
         "threshold": round(metrics.threshold, 5),
@@ -300,13 +310,16 @@ def run_detector(inputs: AuditInputs, references: list) -> tuple[dict, list]:
         "adversarial_inputs": metrics.num_adversarial,
         "attack": f"PGD on the embedding, epsilon {settings.epsilon:.5f}, {settings.steps} steps",
         "neighbours": settings.neighbours,
-        "score": "1 - (0.8 label consistency + 0.2 representation similarity) over augmented "
-        "neighbours (kNN labels, k = 20)"
+        "score": "either rule: the larger of the clean-calibration ranks (shadow set) of the "
+        "representation similarity and the label consistency (kNN labels, k = 20) over "
+        "augmented neighbours; auroc_blend: the reference code's 1 - (0.8 consistency + 0.2 "
+        "similarity)"
         if classifier is not None
-        else "1 - representation similarity over augmented neighbours (no labels)",
+        else "the clean-calibration rank (shadow set) of the representation similarity over "
+        "augmented neighbours (no labels)",
     }
     figure = histogram_png(
-        {"clean": clean.score.numpy(), "PGD": attacked.score.numpy()},
+        {"clean": clean_rule.numpy(), "PGD": attacked_rule.numpy()},
         "BEYOND detection score (higher = more likely adversarial)",
         f"AUROC {metrics.auroc:.3f}, TPR {metrics.tpr:.3f} at FPR {metrics.fpr_achieved:.3f}",
     )

@@ -12,6 +12,7 @@ from labelless.audit.backdoor import (
     centred_similarity,
     invert_trigger,
     scan_backdoor,
+    window_starts,
 )
 from labelless.audit.implant import ImplantSettings, implant_backdoor
 from labelless.audit.pixels import PixelEncoder, embed_pixels
@@ -47,6 +48,24 @@ def test_centred_similarity_is_the_mean_off_diagonal_cosine():
     assert float(centred_similarity(same, torch.zeros(3))) == pytest.approx(1.0)
 
 
+@pytest.mark.parametrize("size,window", [(8, 4), (28, 7), (32, 8), (32, 5), (6, 8)])
+def test_the_window_grid_holds_every_trigger_up_to_half_a_window(size, window):
+    starts = window_starts(size, window)
+    window = min(window, size)
+    assert starts[0] == 0 and starts[-1] == size - window
+    width = max(window // 2, 1)
+    for offset in range(size - width + 1):  # every placement of a trigger this wide
+        assert any(s <= offset and offset + width <= s + window for s in starts)
+
+
+def test_bad_screen_settings_are_refused():
+    with pytest.raises(ConfigError, match="window"):
+        InversionSettings(window=-1).check()
+    with pytest.raises(ConfigError, match="screen_batch"):
+        InversionSettings(screen_batch=1).check()
+    InversionSettings(screen_steps=0).check()  # no screen: DECREE's random start
+
+
 @pytest.mark.slow
 def test_the_implanted_backdoor_works_and_keeps_clean_embeddings(encoders, one_thread):
     train, clean, bad, reference, effect = encoders
@@ -73,6 +92,8 @@ def test_inversion_recovers_the_planted_patch_trigger(encoders, one_thread):
     control = invert_trigger(clean, train[:256], FAST)
     assert found.found and found.similarity >= FAST.similarity
     assert found.score < 0.25 * control.score
+    # the window screen: some window takes the backdoored encoder much closer to one embedding
+    assert found.screen.numel() > 1 and found.screen.max() > control.screen.max() + 0.2
     top9 = found.mask.flatten().topk(9).values.sum() / found.mask.sum()
     assert top9 > 0.9
     moved = embed_pixels(bad, found.apply(train[300:500]))

@@ -13,8 +13,10 @@ import torch.nn.functional as F
 from labelless.audit.adversarial import AttackBudget, pgd_embedding
 from labelless.audit.detector import (
     BEYOND_VIEW,
+    BeyondScores,
     beyond_scores,
     detection_metrics,
+    either_rule,
     fit_embedding_classifier,
 )
 from labelless.audit.pixels import PixelEncoder, embed_pixels, unit_images
@@ -98,7 +100,7 @@ def test_colour_neighbours_move_with_beyond_colour_jitter_only_where_asked():
     identity = ViewSpec(crop="center", hflip_p=0.0, jitter_p=0.0, grayscale_p=0.0)
     still = beyond_scores(model, images, num_neighbours=2, view=identity)
     assert torch.allclose(still.similarity, torch.ones(6), atol=1e-5)
-    moved = beyond_scores(model, images, num_neighbours=4)
+    moved = beyond_scores(model, images, num_neighbours=4, view=BEYOND_VIEW)
     assert moved.similarity.shape == (6,) and bool((moved.similarity < 0.999).all())
 
 
@@ -129,6 +131,26 @@ def test_identity_neighbours_agree_with_their_input_and_scores_combine_as_stated
     other = beyond_scores(model, images, num_neighbours=8, seed=4)
     assert other.consistency is None and not torch.equal(other.similarity, augmented.similarity)
     assert torch.allclose(other.score, 1 - other.similarity)
+
+
+def test_either_rule_is_the_larger_clean_rank_of_the_two_parts():
+    """Ranks by hand: the share of the clean calibration inputs at least as similar (or as
+    consistent) as the input; 1 below every clean input, 0 above them all."""
+    calibration = BeyondScores(
+        torch.zeros(4), torch.tensor([0.9, 0.8, 0.7, 0.6]), torch.tensor([1.0, 1.0, 0.5, 0.0]),
+        torch.zeros(4, dtype=torch.long), 2, 0.8,
+    )  # fmt: skip
+    scores = BeyondScores(
+        torch.zeros(3), torch.tensor([0.95, 0.75, 0.5]), torch.tensor([1.0, 0.0, 1.0]),
+        torch.zeros(3, dtype=torch.long), 2, 0.8,
+    )  # fmt: skip
+    # similarity ranks: 0.95 -> 0/4, 0.75 -> 2/4, 0.5 -> 4/4; consistency: 1.0 -> 2/4, 0.0 -> 4/4
+    expected = torch.tensor([max(0.0, 0.5), max(0.5, 1.0), max(1.0, 0.5)])
+    assert torch.allclose(either_rule(scores, calibration), expected)
+    alone = replace(scores, consistency=None)
+    assert torch.allclose(either_rule(alone, calibration), torch.tensor([0.0, 0.5, 1.0]))
+    with pytest.raises(ConfigError, match="calibration"):
+        either_rule(scores, replace(calibration, consistency=None))
 
 
 def test_detection_metrics_match_hand_computation():
