@@ -13,6 +13,7 @@ from labelless.semi.algorithms import (  # noqa: F401 (registration)
     pseudo_label,
     softmatch,
     supervised,
+    wad,
 )
 from labelless.semi.algorithms.base import (
     ALGORITHMS,
