@@ -100,3 +100,111 @@ def test_without_communication_the_state_differs():
     assert not torch.allclose(
         local["softmatch/confidence_mean"], single["softmatch/confidence_mean"]
     )
+
+
+def _open_set_inputs() -> dict[str, torch.Tensor]:
+    generator = torch.Generator().manual_seed(2)
+    return {
+        "index": torch.arange(8, 16),
+        "head_probs": torch.softmax(3 * torch.randn(8, 3, CLASSES, generator=generator), -1),
+        "probs": torch.softmax(3 * torch.randn(8, CLASSES, generator=generator), -1),
+        "features": torch.nn.functional.normalize(torch.randn(8, 4, generator=generator), dim=-1),
+    }
+
+
+def _open_set_run(inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Two steps of DAC's scores (state, Otsu weights, memory bank) and IOMatch's alignment
+    queue (issue 23)."""
+    torch.manual_seed(0)
+    dac = create_algorithm(
+        "dac", Linear(), CLASSES, SampleState(NUM_SAMPLES, torch.arange(8, 16)),
+        num_heads=3, proj_dim=4, bank_size=12,
+    )  # fmt: skip
+    iomatch = create_algorithm(
+        "iomatch", Linear(), CLASSES, SampleState(NUM_SAMPLES, torch.arange(8, 16)),
+        alignment_length=3,
+    )  # fmt: skip
+    out: dict[str, torch.Tensor] = {}
+    for step in range(2):
+        score = dac.inlier_scores(inputs["head_probs"], inputs["index"])
+        _, out[f"dac{step}/mask"] = dac.sample_weights(inputs["index"])
+        targets = torch.cat([inputs["probs"] * score[:, None], (1 - score)[:, None]], dim=1)
+        dac.update_bank(inputs["features"], targets)
+        out[f"iomatch{step}/pseudo"] = iomatch.align(inputs["probs"])
+    for name, algorithm in (("dac", dac), ("iomatch", iomatch)):
+        for key, value in algorithm.named_buffers():
+            if not key.startswith(("model.", "ema")):
+                out[f"{name}/{key}"] = value.clone().float()  # DAC's bank, IOMatch's queue
+    return out
+
+
+def _open_set_rank_results(rank: int) -> dict:
+    return _open_set_run({k: v[rank * 4 : (rank + 1) * 4] for k, v in _open_set_inputs().items()})
+
+
+def test_dac_and_iomatch_state_match_one_process():
+    per_process = run_ranks(_open_set_rank_results, WORLD)
+    single = _open_set_run(_open_set_inputs())
+    local = _open_set_run({k: v[:4] for k, v in _open_set_inputs().items()})
+    assert not torch.allclose(local["dac/bank_features"], single["dac/bank_features"])
+    assert not torch.allclose(local["dac/state.open_score"], single["dac/state.open_score"])
+    queue = "iomatch/class_probs_queue"
+    assert not torch.allclose(local[queue], single[queue])
+    for key, value in single.items():
+        if key.endswith(("/mask", "/pseudo")):
+            together = torch.cat([part[key] for part in per_process])
+            assert torch.allclose(together, value, atol=1e-6), key
+        else:
+            for part in per_process:
+                assert torch.allclose(part[key], value, atol=1e-6), key
+
+
+def _wad_inputs() -> dict[str, torch.Tensor]:
+    generator = torch.Generator().manual_seed(1)
+    return {
+        "labelled": torch.randn(8, 4, generator=generator),
+        "label": torch.arange(8) % CLASSES,
+        "unlabelled": torch.randn(8, 4, generator=generator),
+        "index": torch.arange(8, 16),
+    }
+
+
+def _wad_run(inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Two WAD steps with a promotion between them: the reference set (labelled teacher
+    embeddings of every process), the promoted samples and the weights."""
+    torch.manual_seed(0)
+    state = SampleState(NUM_SAMPLES, torch.arange(8, 16))
+    algorithm = create_algorithm("wad", Linear(), CLASSES, state, rounds=2, alpha=1.0)
+    labelled = {"views": [inputs["labelled"]], "label": inputs["label"]}
+    labelled["index"] = inputs["index"] - 8  # labelled samples 0..7
+    unlabelled = {
+        "views": [inputs["unlabelled"]],
+        "index": inputs["index"],
+        "label": inputs["label"],
+    }
+    out: dict[str, torch.Tensor] = {}
+    for step in range(2):
+        result = algorithm(labelled, unlabelled, 0.0)
+        out[f"wad{step}/mask"] = result["mask"]
+        out[f"wad{step}/pseudo"] = result["pseudo_labels"].float()
+        algorithm.on_step_end(0.4)  # past the first of three phases: one promotion
+    for key in ("wad_embedding", "wad_bank_label", "wad_pseudo", "wad_student_loss"):
+        out[key] = state[key].clone().float()
+    return out
+
+
+def _wad_rank_results(rank: int) -> dict:
+    return _wad_run({k: v[rank * 4 : (rank + 1) * 4] for k, v in _wad_inputs().items()})
+
+
+def test_wad_reference_set_and_promotion_match_one_process():
+    per_process = run_ranks(_wad_rank_results, WORLD)
+    single = _wad_run(_wad_inputs())
+    assert int((single["wad_bank_label"][8:] >= 0).sum()) == 2  # 1 * (1 - 1/2)^2 of 8
+    for key, value in single.items():
+        if key.endswith(("/mask", "/pseudo")):
+            together = torch.cat([part[key] for part in per_process])
+            assert torch.allclose(together, value, atol=1e-6), key
+        else:
+            for part in per_process:
+                assert torch.allclose(part[key], value, atol=1e-6), key

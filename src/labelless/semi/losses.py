@@ -79,14 +79,20 @@ def freematch_thresholds(global_threshold: Tensor, class_probs: Tensor) -> Tenso
 
 
 def freematch_fairness(
-    probs_strong: Tensor, mask: Tensor, class_probs: Tensor, class_hist: Tensor
+    probs_strong: Tensor,
+    mask: Tensor,
+    class_probs: Tensor,
+    class_hist: Tensor,
+    *,
+    cross_entropy: bool = False,
 ) -> Tensor:
-    """FreeMatch's self-adaptive fairness term (Wang et al. 2023, sec. 3.3): the cross-entropy
-    between ``SumNorm(p_t / h_t)`` (EMA class probabilities over the EMA histogram of weak
-    predictions, a fixed target) and ``SumNorm(p_bar / h_bar)`` (mean strong-view probabilities
-    of the masked samples over the histogram of their predictions). It pushes the masked
-    predictions towards a balanced use of the classes. Zero when no sample is masked.
-    """
+    """FreeMatch's self-adaptive fairness term (Wang et al. 2023, eq. 11): ``L_f = -H(SumNorm(p_t
+    / h_t), SumNorm(p_bar / h_bar))`` with ``H`` the cross-entropy, ``p_t / h_t`` the EMA class
+    probabilities over the EMA histogram of weak predictions (a fixed target) and ``p_bar /
+    h_bar`` the mean strong-view probabilities of the masked samples over the histogram of their
+    predictions. As USB's ``entropy_loss`` (``freematch/freematch.py``) the value is negative
+    and minimised; ``cross_entropy=True`` returns ``+H`` (labelless before issue 23). Zero when
+    no sample is masked."""
     keep = mask > 0
     if not bool(keep.any()):
         return probs_strong.sum() * 0.0
@@ -98,7 +104,8 @@ def freematch_fairness(
     batch_ratio = batch_ratio / batch_ratio.sum().clamp_min(1e-12)
     target = class_probs / class_hist.clamp_min(1e-12)
     target = (target / target.sum()).detach()
-    return -(target * torch.log(batch_ratio + 1e-12)).sum()
+    value = (target * torch.log(batch_ratio + 1e-12)).sum()
+    return -value if cross_entropy else value
 
 
 def softmatch_weights(
@@ -166,7 +173,8 @@ def sigmoid_rampup(progress: float, length: float) -> float:
 
 
 def linear_rampup(progress: float, length: float) -> float:
-    """``min(1, progress / length)``: the linear ramp of MixMatch's and Pseudo-Label's weights."""
+    """``min(1, progress / length)``: the linear ramp of the unsupervised weight of MixMatch,
+    Pseudo-Label and Mean Teacher (USB's ``unsup_warm_up``)."""
     if length <= 0:
         return 1.0
     return min(max(progress / length, 0.0), 1.0)
@@ -199,6 +207,30 @@ def head_disagreement(head_probs: Tensor) -> Tensor:
     entropy_of_mean = -(mean * torch.log(mean + 1e-12)).sum(dim=-1)
     mean_entropy = -(head_probs * torch.log(head_probs + 1e-12)).sum(dim=-1).mean(dim=0)
     return entropy_of_mean - mean_entropy
+
+
+def head_agreement(head_probs: Tensor, temperature: float = 1.0) -> Tensor:
+    """DAC's agreement of H heads ``[B, H, C]`` (Kong et al. 2025; heejokong/DivCon
+    ``SoftWeightingHook.get_disagree_scores``, mode "l1"): ``exp(-mean_{h, g, c} |p_hc - p_gc|
+    / T)`` per sample ``[B]``, the mean over all H x H ordered pairs (the diagonal included) and
+    the classes; 1 when every head agrees."""
+    gaps = (head_probs.unsqueeze(1) - head_probs.unsqueeze(2)).abs().mean(dim=(-3, -2, -1))
+    return torch.exp(-gaps / temperature)
+
+
+def pairwise_mutual_information(head_probs: Tensor) -> Tensor:
+    """DAC's diversity loss (Kong et al. 2025; heejokong/DivCon ``DiverseLoss``): the mutual
+    information between the predictions of every two heads over the batch, ``KL(P(y_h, y_g) ||
+    P(y_h) P(y_g))`` with the joint ``mean_b p_bh p_bg^T`` and the marginals ``mean_b p_bh``,
+    averaged over the pairs ``h < g``. ``head_probs [B, H, C]``; minimised, it decorrelates
+    the heads."""
+    heads = head_probs.shape[1]
+    marginal = head_probs.mean(dim=0)  # [H, C]
+    independent = torch.einsum("hd,ge->hgde", marginal, marginal)
+    joint = torch.einsum("bhd,bge->hgde", head_probs, head_probs) / len(head_probs)
+    information = (joint * (joint.log() - independent.log())).sum(dim=(-2, -1))  # [H, H]
+    first, second = torch.triu_indices(heads, heads, offset=1, device=head_probs.device)
+    return information[first, second].mean()
 
 
 def check_threshold(name: str, value: float) -> float:

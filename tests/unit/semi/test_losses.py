@@ -61,8 +61,12 @@ def test_freematch_fairness_by_hand():
     value = losses.freematch_fairness(
         probs, mask, torch.tensor([0.5, 0.5]), torch.tensor([0.5, 0.5])
     )
-    # target [0.5, 0.5]: -(0.5 log 1 + 0.5 log 1e-12)
-    assert value.item() == pytest.approx(-0.5 * math.log(1e-12), rel=1e-4)
+    # target [0.5, 0.5]: USB's entropy_loss / eq. 11 is 0.5 log 1 + 0.5 log 1e-12 (negative)
+    assert value.item() == pytest.approx(0.5 * math.log(1e-12), rel=1e-4)
+    cross_entropy = losses.freematch_fairness(
+        probs, mask, torch.tensor([0.5, 0.5]), torch.tensor([0.5, 0.5]), cross_entropy=True
+    )
+    assert cross_entropy.item() == pytest.approx(-value.item())
     assert losses.freematch_fairness(probs, torch.zeros(3), torch.ones(2), torch.ones(2)) == 0
 
 
@@ -120,3 +124,20 @@ def test_head_disagreement_is_mutual_information():
     split = torch.tensor([[[1.0, 0.0]], [[0.0, 1.0]]])
     assert losses.head_disagreement(agree).item() == pytest.approx(0.0, abs=1e-6)
     assert losses.head_disagreement(split).item() == pytest.approx(math.log(2), abs=1e-6)
+
+
+def test_dac_head_agreement_and_pairwise_mutual_information_by_hand():
+    # two opposite one-hot heads: |diff| 1 on 2 of the 4 ordered pairs, both classes -> mean 0.5
+    split = torch.tensor([[[1.0, 0.0], [0.0, 1.0]]])  # [B=1, H=2, C=2]
+    assert losses.head_agreement(split).item() == pytest.approx(math.exp(-0.5))
+    assert losses.head_agreement(split, 0.5).item() == pytest.approx(math.exp(-1.0))
+    assert losses.head_agreement(split[:, :1].repeat(1, 2, 1)).item() == pytest.approx(1.0)
+    # two identical heads, [a, 1 - a] then [1 - a, a]: joint diagonal (a^2 + (1 - a)^2) / 2
+    a = 0.9
+    same = torch.tensor([[[a, 1 - a]] * 2, [[1 - a, a]] * 2])  # [B=2, H=2, C=2]
+    diagonal, off = (a**2 + (1 - a) ** 2) / 2, a * (1 - a)
+    expected = 2 * diagonal * math.log(diagonal / 0.25) + 2 * off * math.log(off / 0.25)
+    assert losses.pairwise_mutual_information(same).item() == pytest.approx(expected, rel=1e-5)
+    constant = same.clone()
+    constant[:, 1] = 0.5  # a head that ignores the input shares no information
+    assert losses.pairwise_mutual_information(constant).item() == pytest.approx(0.0, abs=1e-6)

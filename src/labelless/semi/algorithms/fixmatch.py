@@ -17,8 +17,9 @@ class FixMatch(SemiAlgorithm):
 
     ``loss = CE(labelled weak) + lambda_u * mean_b 1[max p_w >= tau] CE(argmax p_w, p_s)`` with
     ``p_w`` the (detached) prediction on the weak view and ``p_s`` on the strong view of each
-    unlabelled sample (eq. 2-4; tau = 0.95, lambda_u = 1). Subclasses (FlexMatch, FreeMatch,
-    SoftMatch) change the threshold / weights through ``weights``.
+    unlabelled sample (eq. 2-4; tau = 0.95, lambda_u = 1, hard pseudo-labels: the defaults of
+    the authors' code, USB ``fixmatch/fixmatch.py``, ``FixedThresholdingHook``). Subclasses
+    (FlexMatch, FreeMatch, SoftMatch) change the threshold / weights through ``weights``.
     """
 
     target_views = ("weak",)  # read detached: forward_all skips its backward

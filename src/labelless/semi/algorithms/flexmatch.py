@@ -23,6 +23,10 @@ class FlexMatch(FixMatch):
     divided by the largest such count, or by the number of still unused samples while that is
     larger (threshold warm-up); ``M(x) = x / (2 - x)``. Hard-to-learn classes get lower
     thresholds, so more of their pseudo-labels are used.
+
+    As USB's ``FlexMatchThresholdingHook`` (``flexmatch/utils.py``): the mask of a step uses the
+    thresholds of the status left by the previous steps; a sample's status becomes its
+    pseudo-label when its confidence is ``>= tau`` (0.95), after the mask is taken.
     """
 
     summary = "FixMatch with class-wise curriculum thresholds (Zhang et al. 2021)"
@@ -41,5 +45,5 @@ class FlexMatch(FixMatch):
         mask, pseudo, confidence = confidence_mask(probs, thresholds)
         index = unlabelled["index"]
         previous = self.state[STATUS][index.to(self.state[STATUS].device)].to(pseudo.device)
-        self.state.write(STATUS, index, torch.where(confidence > self.threshold, pseudo, previous))
+        self.state.write(STATUS, index, torch.where(confidence >= self.threshold, pseudo, previous))
         return mask, pseudo

@@ -13,15 +13,17 @@ from labelless.semi.losses import cross_entropy, linear_rampup, mixup, sharpen
 @register_algorithm("mixmatch")
 class MixMatch(SemiAlgorithm):
     """MixMatch (Berthelot et al. 2019, "MixMatch: A Holistic Approach to Semi-Supervised
-    Learning").
+    Learning"), with the defaults of the authors' code (USB, semilearn ``algorithms/mixmatch``).
 
     Each unlabelled sample gets ``K`` weak views (``num_views``, 2); its label guess is the mean
     prediction over them, sharpened with temperature ``T`` (0.5). Labelled samples (one-hot
     targets) and every unlabelled view (the guess) are mixed with a random permutation of the
     whole set by MixUp with ``lambda' = max(lambda, 1 - lambda)``, ``lambda ~ Beta(alpha,
-    alpha)`` (0.75). Loss: cross-entropy on the mixed labelled part plus ``lambda_u`` (75) times
-    the squared error between predicted and mixed guessed distributions, ``lambda_u`` ramped up
-    linearly over the first ``rampup`` of the run. One forward over the whole mixed batch plays
+    alpha)`` (0.5, USB's ``mixup_alpha``; the paper's 0.75 is an option). Loss: cross-entropy
+    on the mixed labelled part plus ``lambda_u`` (100, USB's ``ulb_loss_ratio``; the paper's
+    CIFAR-10 value is 75) times the squared error between predicted and mixed guessed
+    distributions (mean over classes and samples), ``lambda_u`` ramped up linearly over the
+    first ``rampup`` (0.4) of the run. One forward over the whole mixed batch plays
     the role of the paper's interleaving (BatchNorm sees labelled and unlabelled together). The
     MixUp coefficient and permutation are drawn from the step's ``generator``.
     """
@@ -36,8 +38,8 @@ class MixMatch(SemiAlgorithm):
         *,
         num_views: int = 2,
         temperature: float = 0.5,
-        alpha: float = 0.75,
-        unsup_weight: float = 75.0,
+        alpha: float = 0.5,
+        unsup_weight: float = 100.0,
         rampup: float = 0.4,
         **kwargs,
     ):

@@ -18,7 +18,8 @@ class PseudoLabel(SemiAlgorithm):
     (the same weak view; the target is detached), with a weight ``alpha(t)`` ramped up linearly
     over the first ``rampup`` of the run (Lee's deterministic annealing, eq. 16). Lee takes
     every argmax (``threshold=0``); the default 0.95 keeps only confident ones, as in the
-    baseline of Oliver et al. 2018.
+    baseline of Oliver et al. 2018 and the authors' code of the benchmark (USB
+    ``pseudolabel/pseudolabel.py``: ``p_cutoff`` 0.95, linear ``unsup_warm_up`` 0.4, weight 1).
     """
 
     unlabelled_views = ("weak",)
