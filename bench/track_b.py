@@ -10,6 +10,13 @@ floor), with the full protocol, one JSON line per run in ``bench/results/track_b
     LABELLESS_DATA=../shared/data .venv/bin/python bench/track_b.py --dataset cifar10 \\
         --init runs/bench-track-a          # from a track-A SimCLR encoder
     .venv/bin/python bench/track_b.py --dataset digits --budget 20 --no-record   # smoke test
+    LABELLESS_DATA=../shared/data .venv/bin/python bench/track_b.py --dataset mnist \
+        --known-classes 6 --methods supervised,fixmatch,iomatch,dac,wad --budget 240 --mu 3
+
+``--known-classes K`` makes the split open-set: classes ``0..K-1`` are labelled and scored, the
+others are only in the unlabelled pool (class mismatch); open-set methods also report the AUROC
+of their outlier score at telling unknown-class test images from known ones. WAD's teacher is
+the ``--init`` encoder when one is given, else the EMA model (``teacher: ema``).
 
 Targets: MNIST, 10 labels/class, FixMatch >= 97% within 15 minutes; CIFAR-10, 25 labels/class,
 FixMatch and FlexMatch >= supervised + 10 points within 30 minutes (and the same with --init).
@@ -79,6 +86,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--threshold", type=float, default=None, help="confidence threshold (default: the paper's)"
     )
     parser.add_argument("--saa", action="store_true", help="SAA on the FixMatch family")
+    parser.add_argument(
+        "--known-classes", type=int, default=None, help="open-set split: label classes 0..K-1"
+    )
     parser.add_argument("--init", default=None, help="pretrained encoder (track-A run dir)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
@@ -96,8 +106,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
+def method_options(args: argparse.Namespace, method: str) -> dict:
+    if method == "supervised":
+        return {}
+    options = {"threshold": args.threshold} if args.threshold is not None else {}
+    if method == "wad":
+        options = {"teacher": "init" if args.init else "ema"}
+    return options
+
+
 def run_config(args: argparse.Namespace, method: str) -> dict:
     flip = {} if args.flip else {"hflip_p": 0.0}
+    open_set = f"-open{args.known_classes}" if args.known_classes else ""
     return {
         "data": {"name": args.dataset},
         "backbone": {"name": args.backbone, "width": args.width, "init": args.init},
@@ -107,9 +127,8 @@ def run_config(args: argparse.Namespace, method: str) -> dict:
             "mu": args.mu,
             "ema_momentum": args.ema_momentum,
             "saa": args.saa and method != "supervised",
-            "kwargs": {"threshold": args.threshold}
-            if args.threshold is not None and method != "supervised"
-            else {},
+            "known_classes": args.known_classes,
+            "kwargs": method_options(args, method),
         },
         "views": {"weak": flip, "strong": flip},
         "optim": {
@@ -128,7 +147,7 @@ def run_config(args: argparse.Namespace, method: str) -> dict:
         },
         "report": False,
         "seed": args.seed,
-        "out": f"{args.out}-{args.dataset}-{method}" + ("-init" if args.init else ""),
+        "out": f"{args.out}-{args.dataset}{open_set}-{method}" + ("-init" if args.init else ""),
     }
 
 
@@ -138,7 +157,15 @@ def record(args, method: str, result, seconds: float) -> dict:
     return {
         "track": "B",
         "dataset": args.dataset,
-        "split": f"train -> test, {args.labels_per_class} labels/class (seed {args.seed})",
+        "split": f"train -> test, {args.labels_per_class} labels/class (seed {args.seed})"
+        + (
+            f"; open set: classes 0-{args.known_classes - 1} labelled and scored, the others "
+            "only unlabelled"
+            if args.known_classes
+            else ""
+        ),
+        "known_classes": args.known_classes,
+        "options": method_options(args, method),
         "labelled": metrics["split"]["labelled"],
         "unlabelled": metrics["split"]["unlabelled"],
         "backbone": args.backbone,
@@ -158,6 +185,7 @@ def record(args, method: str, result, seconds: float) -> dict:
         "peak_rss_mb": round(peak_rss_mb(), 1),
         "test_top1": metrics.get("test_top1"),
         "test_top1_online": metrics.get("test_top1_online"),
+        "open_set_auroc": metrics.get("open_set_auroc"),
         "shift": {k: metrics["shift"][k] for k in ("frechet_distance", "ratio", "shifted")}
         if metrics.get("shift")
         else None,

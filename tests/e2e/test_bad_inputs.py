@@ -218,6 +218,8 @@ CASES: list[tuple[str, str, int, str]] = [
     ("semi-known-classes-zero", "semi --known-classes 0 --out {tmp}/out", E, "known_classes"),
     ("semi-saa-outside-family", "semi --method mixmatch --saa --out {tmp}/out", E,
      "FixMatch family"),
+    ("semi-wad-without-teacher", "semi --method wad --known-classes 6 --out {tmp}/out", E,
+     "teacher: ema"),
     ("semi-epochs-zero", "semi --epochs 0 --out {tmp}/out", E, "max_epochs"),
     ("semi-batch-size-zero", "semi --batch-size 0 --out {tmp}/out", E, "batch_size"),
     ("semi-lr-negative", "semi --lr -1 --out {tmp}/out", E, "optim.lr"),

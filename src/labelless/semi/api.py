@@ -151,6 +151,9 @@ def semi(
         )
     test = _test_split(run_config, splits)
     split = _split(run_config, train)
+    ALGORITHMS[run_config.semi.method].check_run(
+        run_config.semi.kwargs, pretrained=bool(run_config.backbone.init)
+    )
     if run_config.backbone.init and not resume:
         run_config.backbone.init = str(Path(run_config.backbone.init).resolve())
 

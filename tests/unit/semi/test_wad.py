@@ -22,7 +22,7 @@ from torch import nn
 
 from labelless.errors import ConfigError
 from labelless.semi.algorithms import create_algorithm
-from labelless.semi.algorithms.wad import pmi_scores, pmi_weights, polynomial_decay
+from labelless.semi.algorithms.wad import WAD, pmi_scores, pmi_weights, polynomial_decay
 from labelless.semi.state import SampleState
 
 from .conftest import TinyEncoder
@@ -190,6 +190,10 @@ def test_ema_teacher_and_outlier_score(tiny_batches):
 
 
 def test_options_are_checked():
+    with pytest.raises(ConfigError, match="no --init"):
+        WAD.check_run({}, pretrained=False)  # a frozen random teacher is refused
+    WAD.check_run({}, pretrained=True)
+    WAD.check_run({"teacher": "ema"}, pretrained=False)
     with pytest.raises(ConfigError):
         _algorithm(teacher="clip")
     with pytest.raises(ConfigError):

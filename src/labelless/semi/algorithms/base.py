@@ -91,6 +91,11 @@ class SemiAlgorithm(nn.Module):
         self.separate_targets = bool(separate_targets)
         self.register_load_state_dict_pre_hook(_rename_ema_updates)
 
+    @classmethod
+    def check_run(cls, options: dict[str, Any], *, pretrained: bool) -> None:
+        """Refuse, before anything is written, options this run cannot honour (``options``:
+        the algorithm's keyword options; ``pretrained``: the run starts from ``--init``)."""
+
     def build_model(self, backbone: nn.Module) -> nn.Module:
         """The trained network; algorithms with extra heads override this."""
         return Classifier(backbone, self.num_classes)

@@ -78,6 +78,16 @@ class WAD(SemiAlgorithm):
 
     open_set = True
     unlabelled_views = ("weak",)
+
+    @classmethod
+    def check_run(cls, options, *, pretrained):
+        if options.get("teacher", "init") == "init" and not pretrained:
+            raise ConfigError(
+                "wad's teacher (teacher: init) is the encoder the run starts from, and this run "
+                "has no --init, so it would be a frozen random network: pass --init with a "
+                "self-supervised encoder (e.g. a labelless pretrain run), or set "
+                "semi.kwargs.teacher: ema to use the EMA model"
+            )
     summary = "PMI-weighted distillation from a representation (Du et al. 2023)"
 
     def __init__(
