@@ -88,6 +88,7 @@ class WAD(SemiAlgorithm):
                 "self-supervised encoder (e.g. a labelless pretrain run), or set "
                 "semi.kwargs.teacher: ema to use the EMA model"
             )
+
     summary = "PMI-weighted distillation from a representation (Du et al. 2023)"
 
     def __init__(
