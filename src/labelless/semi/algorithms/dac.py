@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from labelless.errors import ConfigError
-from labelless.nn.distributed import gather
+from labelless.methods.queue import EmbeddingQueue
 from labelless.semi.algorithms.base import SemiAlgorithm, register_algorithm
 from labelless.semi.losses import (
     check_threshold,
@@ -118,10 +118,9 @@ class DAC(SemiAlgorithm):
         size = int(bank_size) if bank_size else max(int(state.unlabelled.sum()), 1)
         if size < 1:
             raise ConfigError(f"dac bank_size must be positive, got {bank_size}")
-        features = F.normalize(torch.randn(size, self.proj_dim), dim=-1)
-        self.register_buffer("bank_features", features)
-        self.register_buffer("bank_targets", torch.zeros(size, self.num_classes + 1))
-        self.register_buffer("bank_pointer", torch.zeros((), dtype=torch.long))
+        # one circular bank of [projection | K + 1 open targets] rows, gathered from every process
+        self.bank = EmbeddingQueue(size, self.proj_dim + self.num_classes + 1)
+        self.bank.rows[:, : self.proj_dim] = F.normalize(torch.randn(size, self.proj_dim), dim=-1)
         for name in (AGREEMENT, CONFIDENCE, SCORE):
             state.add(name, fill=0.0)
 
@@ -232,18 +231,25 @@ class DAC(SemiAlgorithm):
         neighbours = relation @ targets
         return -(neighbours.clamp_min(1e-12).log() * open_targets).sum(dim=1).mean()
 
+    @property
+    def bank_features(self) -> Tensor:
+        """The bank's projections ``[size, proj_dim]`` (a view of its rows)."""
+        return self.bank.rows[:, : self.proj_dim]
+
+    @property
+    def bank_targets(self) -> Tensor:
+        """The bank's open targets ``[size, K + 1]`` (a view of its rows)."""
+        return self.bank.rows[:, self.proj_dim :]
+
+    @property
+    def bank_pointer(self) -> Tensor:
+        return self.bank.pointer
+
     @torch.no_grad()
     def update_bank(self, features: Tensor, targets: Tensor) -> None:
         """DivCon's ``DAC._update_bank``: the weak views' projections and open targets of
         every process written at the pointer of a circular memory bank."""
-        features, targets = gather(features.detach()), gather(targets.detach())
-        size = len(self.bank_features)
-        features, targets = features[-size:], targets[-size:]
-        start = int(self.bank_pointer)
-        rows = (start + torch.arange(len(features), device=features.device)) % size
-        self.bank_features[rows] = features.to(self.bank_features.dtype)
-        self.bank_targets[rows] = targets.to(self.bank_targets.dtype)
-        self.bank_pointer.fill_((start + len(features)) % size)
+        self.bank.push(torch.cat([features, targets.to(features.dtype)], dim=1))
 
     def _pool(self, name: str) -> Tensor:
         field = self.state[name]
